@@ -1,0 +1,17 @@
+"""Data sets as uint8 tensors: a registry, loaders, CIFAR-FS / digits-FS splits, prepare.
+
+    from gcstudy.data import load
+    train = load("digits", None, "train")   # images uint8 N x 1 x 32 x 32, labels int64 N
+
+`DATASETS` maps each name (digits, mnist, fashion_mnist, cifar10, cifar100, cifar_fs,
+digits_fs) to its DatasetSpec. Files that are missing or corrupt raise DatasetNotFound;
+`prepare` (the `gcstudy prepare-data` command) downloads them where there is internet.
+"""
+
+from gcstudy.data.errors import DatasetNotFound
+from gcstudy.data.labelled import LabelledImages
+from gcstudy.data.loader import load
+from gcstudy.data.prepare import prepare
+from gcstudy.data.registry import DATASETS, DatasetSpec
+
+__all__ = ["DATASETS", "DatasetNotFound", "DatasetSpec", "LabelledImages", "load", "prepare"]
