@@ -1,0 +1,209 @@
+"""The ``gcstudy`` command: what the workflow rules and the launchers call.
+
+gcstudy prepare-data NAME --root DIR     download a data set (needs internet)
+gcstudy train RUN.yaml --out DIR         one pre-training run (resumable)
+gcstudy train --example                  print a complete, commented run spec
+gcstudy aggregate --table T --runs D --out results/study.nc   all traces into one file
+gcstudy stats STUDY.nc --out results/stats                    regressions, claims table
+gcstudy figures STUDY.nc --out results/figures                one figure per experiment
+gcstudy report STUDY.nc --stats S --figures F --out report.html   self-contained report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+# Spinning OpenMP threads slow torch down many times on a shared machine (a login node, a
+# CPU job next to others); waiting passively costs nothing measurable. Set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+log = logging.getLogger("gcstudy")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gcstudy", description=__doc__.splitlines()[0])
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    prepare = verbs.add_parser("prepare-data", help="download a data set through torchvision")
+    prepare.add_argument(
+        "name",
+        help="data set name (digits, mnist, fashion_mnist, cifar10, cifar100, cifar_fs, digits_fs)",
+    )
+    prepare.add_argument("--root", required=True, help="data root folder")
+    prepare.set_defaults(handler=prepare_data)
+
+    train = verbs.add_parser("train", help="train one run and trace its metrics")
+    train.add_argument("spec", nargs="?", help="run spec YAML (see --example)")
+    train.add_argument("--out", help="run folder (trace.h5, model.pt, ckpt/)")
+    train.add_argument("--example", action="store_true", help="print an example run spec")
+    train.set_defaults(handler=train_run)
+
+    evaluate = verbs.add_parser(
+        "evaluate",
+        help="few-shot table / GC-estimator study of a trained run (from RUN_DIR/model.pt)",
+    )
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--fewshot", action="store_true", help="write RUN_DIR/fewshot.nc")
+    evaluate.add_argument(
+        "--gc-estimators", action="store_true", help="write RUN_DIR/gc_estimators.nc"
+    )
+    evaluate.add_argument("--settings", help="JSON of the config's `evaluate` settings")
+    evaluate.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    evaluate.set_defaults(handler=evaluate_run)
+
+    runs = verbs.add_parser("runs", help="list the runs of a study config")
+    runs.add_argument("--configfile", required=True)
+    runs.add_argument("--table", help="also write the run table (JSON) to this file")
+    runs.set_defaults(handler=list_runs)
+
+    aggregate = verbs.add_parser(
+        "aggregate", help="read every trace and evaluation of a run table into one study file"
+    )
+    aggregate.add_argument("--table", required=True, help="run table (results/run_table.json)")
+    aggregate.add_argument("--runs", required=True, help="folder of run folders (results/runs)")
+    aggregate.add_argument("--out", required=True, help="study file to write (results/study.nc)")
+    aggregate.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="leave out runs with a missing, corrupt or unfinished file (listed in the report)",
+    )
+    aggregate.set_defaults(handler=aggregate_runs)
+
+    stats = verbs.add_parser("stats", help="statistics and the claims table from a study file")
+    stats.add_argument("study", help="study file (results/study.nc)")
+    stats.add_argument("--out", required=True, help="output folder (results/stats)")
+    stats.add_argument("--alpha", type=float, default=0.05, help="test level (default 0.05)")
+    stats.add_argument(
+        "--bootstrap", type=int, default=2000, help="bootstrap resamples (default 2000)"
+    )
+    stats.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    stats.set_defaults(handler=stats_run)
+
+    figures = verbs.add_parser("figures", help="the paper's figures from a study file")
+    figures.add_argument("study", help="study file (results/study.nc)")
+    figures.add_argument("--out", required=True, help="output folder (results/figures)")
+    figures.set_defaults(handler=figures_run)
+
+    report = verbs.add_parser("report", help="one self-contained HTML report")
+    report.add_argument("study", help="study file (results/study.nc)")
+    report.add_argument("--stats", required=True, help="statistics folder (results/stats)")
+    report.add_argument("--figures", required=True, help="figures folder (results/figures)")
+    report.add_argument("--out", required=True, help="report to write (results/report.html)")
+    report.set_defaults(handler=report_run)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        return args.handler(args, parser)
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as error:
+        log.error("%s", error)
+        return 2
+
+
+def prepare_data(args, parser) -> int:
+    from gcstudy.data import prepare
+
+    folder = prepare(args.name, args.root)
+    print(f"{args.name}: ready in {folder}")
+    return 0
+
+
+def train_run(args, parser) -> int:
+    from gcstudy import yamlio
+    from gcstudy.spec import RunSpec, example_yaml
+
+    if args.example:
+        sys.stdout.write(example_yaml())
+        return 0
+    if not args.spec or not args.out:
+        parser.error("train needs RUN.yaml and --out DIR (or --example)")
+    from gcstudy.train import Interrupted, run
+
+    spec = RunSpec.from_dict(yamlio.load(args.spec) or {}, source=args.spec)
+    try:
+        status = run(spec, args.out, progress=not args.quiet)
+    except Interrupted as stop:
+        log.warning("%s", stop)
+        return 128 + stop.signum
+    print(status)
+    return 0
+
+
+def evaluate_run(args, parser) -> int:
+    import json
+
+    from gcstudy.evaluate import EvaluationSettings, evaluate
+
+    if not (args.fewshot or args.gc_estimators):
+        parser.error("evaluate needs --fewshot and/or --gc-estimators")
+    settings = EvaluationSettings.from_dict(json.loads(args.settings) if args.settings else None)
+    for path in evaluate(args.run_dir, args.fewshot, args.gc_estimators, settings, args.device):
+        print(path)
+    return 0
+
+
+def list_runs(args, parser) -> int:
+
+    from gcstudy import config
+
+    table = config.run_table(config.load(args.configfile), source=args.configfile)
+    for run in table["runs"]:
+        print(
+            f"{run['run_id']}\tsweeps={','.join(run['sweeps'])}\t"
+            f"evaluations={','.join(run['evaluations']) or '-'}"
+        )
+    print(f"{len(table['runs'])} runs in {len(table['studies'])} studies", file=sys.stderr)
+    if args.table:
+        config.write_json(table, args.table)
+    return 0
+
+
+def aggregate_runs(args, parser) -> int:
+    from gcstudy.analysis import aggregate
+
+    dataset = aggregate.aggregate(args.table, args.runs, skip_bad=args.skip_bad)
+    aggregate.write(dataset, args.out)
+    skipped = json.loads(dataset.attrs["skipped"])
+    for item in skipped:
+        log.warning("skipped %s: %s", item["run_id"], item["reason"])
+    print(
+        f"{args.out}: {dataset.sizes['run']} runs x {dataset.sizes['step']} steps"
+        + (f", {len(skipped)} skipped" if skipped else "")
+    )
+    return 0
+
+
+def stats_run(args, parser) -> int:
+    from gcstudy.analysis import stats
+
+    written = stats.run(
+        args.study, args.out, alpha=args.alpha, n_boot=args.bootstrap, seed=args.seed
+    )
+    print(f"{args.out}: {len(written)} files")
+    return 0
+
+
+def figures_run(args, parser) -> int:
+    from gcstudy.analysis import figures
+
+    written = figures.run(args.study, args.out)
+    print(f"{args.out}: {len(written)} files")
+    return 0
+
+
+def report_run(args, parser) -> int:
+    from gcstudy.analysis import report
+
+    print(report.run(args.study, args.stats, args.figures, args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

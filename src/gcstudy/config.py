@@ -1,0 +1,358 @@
+"""Study configs: load, validate, and expand studies into runs (the grid, in one place).
+
+A config (``config/config.yaml``) holds shared ``defaults`` (run-spec keys) and a mapping
+of ``studies``. Each study names a ``model`` (and ``width``), a ``dataset``, a ``base``
+setting (any run-spec key), one-factor-at-a-time ``sweeps`` around it over ``lr``,
+``batch_size``, ``l2`` and ``gc_penalty``, its ``seeds``, the ``evaluations`` it gets and
+the paper ``experiment`` whose figure it redraws. Expansion gives one run per (point,
+seed): the base point and every sweep value, deduplicated, so the base point shared by
+several sweeps is trained once.
+
+Run ids are ``<study>/lr-<lr>_bs-<batch>_l2-<l2>_gcp-<penalty>_seed-<seed>`` with numbers
+written exactly (the shortest repr that round-trips: ``1e-05``, ``0.05``, ``0``), so an id
+names its values without float-formatting surprises. The Snakefile, ``gcstudy runs`` and
+the submitit launcher all call ``expand``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gcstudy import yamlio
+from gcstudy.data import DATASETS
+from gcstudy.spec import RunSpec, SpecError
+
+SWEEPABLE = ("lr", "batch_size", "l2", "gc_penalty")
+ID_NAMES = {"lr": "lr", "batch_size": "bs", "l2": "l2", "gc_penalty": "gcp"}
+EVALUATIONS = ("fewshot", "gc_estimators", "bound")
+EXPERIMENTS = ("E1", "E1b", "E2", "E3", "E4", "E5")
+STUDY_KEYS = (
+    "experiment",
+    "model",
+    "width",
+    "dataset",
+    "base",
+    "sweeps",
+    "seeds",
+    "evaluations",
+    "description",
+)
+TOP_KEYS = ("results", "data_root", "defaults", "studies", "evaluate", "resources")
+# Training examples of each data set's `train` split (published counts; digits: our split).
+TRAIN_SIZES = {
+    "digits": 1442,
+    "digits_fs": 723,
+    "mnist": 60000,
+    "fashion_mnist": 60000,
+    "cifar10": 50000,
+    "cifar100": 50000,
+    "cifar_fs": 32000,
+}
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A config that cannot be run: names the key path, the value and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run of a study."""
+
+    run_id: str
+    study: str
+    sweeps: tuple[str, ...]  # the sweeps this run belongs to ("base" for the base point)
+    point: dict[str, float]  # the four sweepable values
+    seed: int
+    spec: RunSpec
+    evaluations: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "study": self.study,
+            "sweeps": list(self.sweeps),
+            "point": self.point,
+            "seed": self.seed,
+            "spec": self.spec.to_dict(),
+            "evaluations": list(self.evaluations),
+        }
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """Read a config file and check it (``validate``)."""
+    config = yamlio.load(path)
+    validate(config, source=str(path))
+    return config
+
+
+def validate(config: Any, source: str = "config") -> list[Run]:
+    """Check the whole config before any job is scheduled; return its runs.
+
+    Structure first (known keys, types), then every expanded run through ``RunSpec``
+    (ranges, choices) and the cross-checks (batch size against the data set, transfer
+    evaluations on data sets with target classes). Messages name ``source``, the key path
+    (``studies.fig1.sweeps.lr[2]``), the value and what is allowed.
+    """
+    if not isinstance(config, dict):
+        raise ConfigError(f"{source}: expected a mapping with keys {', '.join(TOP_KEYS)}")
+    _known_keys(config, TOP_KEYS, source, "")
+    studies = config.get("studies")
+    if not isinstance(studies, dict) or not studies:
+        raise ConfigError(
+            f"{source}: key 'studies' must be a non-empty mapping of study names to studies"
+        )
+    defaults = config.get("defaults", {})
+    _check_mapping(defaults, f"{source}: key 'defaults'")
+    _as_spec(defaults, f"{source}: defaults")
+    for name, study in studies.items():
+        _check_study(name, study, defaults, source)
+    fill_defaults(config, source)
+    return expand(config, source)
+
+
+def fill_defaults(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    """Validate ``config`` against ``workflow/schemas/config.schema.yaml`` and fill in its
+    defaults in place (as ``snakemake.utils.validate`` does), so every launcher sees the
+    same resolved config."""
+    import jsonschema
+
+    schema = yamlio.load(SCHEMA)
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for key, sub in properties.items():
+                if "default" in sub:
+                    instance.setdefault(key, json.loads(json.dumps(sub["default"])))
+        yield from jsonschema.Draft202012Validator.VALIDATORS["properties"](
+            validator, properties, instance, schema
+        )
+
+    filling = jsonschema.validators.extend(
+        jsonschema.Draft202012Validator, {"properties": set_defaults}
+    )
+    error = jsonschema.exceptions.best_match(filling(schema).iter_errors(config))
+    if error is not None:
+        path = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise ConfigError(f"{source}: {path}: {error.message}")
+    return config
+
+
+def expand(config: dict[str, Any], source: str = "config") -> list[Run]:
+    """All runs of all studies, in config order, each id once per study."""
+    runs: list[Run] = []
+    for name, study in config["studies"].items():
+        runs.extend(_expand_study(config, name, study, source))
+    return runs
+
+
+def run_table(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    """The runs with their study metadata, as plain data (``results/run_table.json``)."""
+    runs = expand(config, source)
+    return {
+        "config_hash": config_hash(config),
+        "studies": {name: _study_summary(config, name) for name in config["studies"]},
+        "runs": [run.as_dict() for run in runs],
+    }
+
+
+def write_json(data: Any, path: str | Path) -> None:
+    """Write data as JSON (see ``write_if_changed``)."""
+    write_if_changed(json.dumps(data, indent=1, sort_keys=True) + "\n", path)
+
+
+def write_yaml(data: Any, path: str | Path) -> None:
+    """Write data as YAML (see ``write_if_changed``)."""
+    import yaml
+
+    write_if_changed(yaml.safe_dump(data, sort_keys=False), path)
+
+
+def write_if_changed(text: str, path: str | Path) -> None:
+    """Write ``text`` atomically, and only when the file's content differs, so that
+    Snakemake's view of the file's age stays meaningful."""
+    path = Path(path)
+    if path.exists() and path.read_text() == text:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """SHA-256 (first 16 hex digits) of the config's canonical JSON."""
+    canonical = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def number_id(value: float | int) -> str:
+    """An exact, readable rendering of a swept value: ``repr`` of the float, without a
+    trailing ``.0`` (``0.05``, ``1e-05``, ``64``, ``0``)."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def run_id(study: str, point: dict[str, float], seed: int) -> str:
+    values = "_".join(f"{ID_NAMES[k]}-{number_id(point[k])}" for k in SWEEPABLE)
+    return f"{study}/{values}_seed-{seed}"
+
+
+def _expand_study(config, name: str, study: dict, source: str) -> list[Run]:
+    base = {**config.get("defaults", {}), **study.get("base", {})}
+    for key in ("model", "width", "dataset"):
+        if key in study:
+            base[key] = study[key]
+    if "data_root" in config:
+        base["data_root"] = config["data_root"]
+    base_point = {k: _base_value(base, k) for k in SWEEPABLE}
+    points: dict[tuple, tuple[dict, list[str]]] = {}
+    sweeps = study.get("sweeps", {})
+    candidates = [("base", base_point)] + [
+        (factor, {**base_point, factor: value})
+        for factor, values in sweeps.items()
+        for value in values
+    ]
+    for sweep, point in candidates:
+        key = tuple(float(point[k]) for k in SWEEPABLE)
+        entry = points.setdefault(key, (point, []))
+        entry[1].append(sweep)
+    # the base point belongs to every sweep (it is one of each sweep's values' neighbours)
+    runs = []
+    evaluations = tuple(study.get("evaluations", ()))
+    for point, members in points.values():
+        memberships = tuple(dict.fromkeys(members + (list(sweeps) if "base" in members else [])))
+        for seed in study.get("seeds", [0]):
+            where = f"{source}: studies.{name}, run {run_id(name, point, seed)}"
+            spec = _as_spec({**base, **point, "seed": seed}, where)
+            runs.append(
+                Run(run_id(name, point, seed), name, memberships, point, seed, spec, evaluations)
+            )
+    return runs
+
+
+def _base_value(base: dict, key: str):
+    return base.get(key, getattr(RunSpec(), key))
+
+
+def _study_summary(config, name: str) -> dict[str, Any]:
+    study = config["studies"][name]
+    runs = _expand_study(config, name, study, "config")
+    first = runs[0].spec
+    return {
+        "experiment": study.get("experiment"),
+        "description": study.get("description", ""),
+        "model": first.model,
+        "width": first.width,
+        "dataset": first.dataset,
+        "base": {k: getattr(first, k) for k in SWEEPABLE},
+        "sweeps": study.get("sweeps", {}),
+        "seeds": study.get("seeds", [0]),
+        "evaluations": study.get("evaluations", []),
+    }
+
+
+def _as_spec(values: dict, where: str) -> RunSpec:
+    """``RunSpec.from_dict`` with config errors that name the key path."""
+    try:
+        return RunSpec.from_dict(values, source=where)
+    except SpecError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _check_study(name: str, study: Any, defaults: dict, source: str) -> None:
+    where = f"{source}: studies.{name}"
+    if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+        raise ConfigError(f"{source}: study name {name!r} must be letters, digits, '_' or '-'")
+    if not isinstance(study, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {study!r}")
+    _known_keys(study, STUDY_KEYS, source, f"studies.{name}.")
+    if study.get("experiment") not in EXPERIMENTS:
+        raise ConfigError(
+            f"{where}.experiment = {study.get('experiment')!r}: expected one of "
+            f"{', '.join(EXPERIMENTS)}"
+        )
+    _check_mapping(study.get("base", {}), f"{where}.base")
+    for key in ("base",):
+        clash = [k for k in ("model", "width", "dataset", "seed") if k in study.get(key, {})]
+        if clash:
+            raise ConfigError(
+                f"{where}.base.{clash[0]}: set it on the study (model, width, "
+                "dataset) or in seeds, not in base"
+            )
+    base = {**defaults, **study.get("base", {})}
+    base.update({k: study[k] for k in ("model", "width", "dataset") if k in study})
+    _as_spec(base, f"{where} (base with defaults)")
+    sweeps = study.get("sweeps", {})
+    _check_mapping(sweeps, f"{where}.sweeps")
+    for factor, values in sweeps.items():
+        if factor not in SWEEPABLE:
+            raise ConfigError(
+                f"{where}.sweeps.{factor}: cannot sweep {factor!r}; sweepable: "
+                f"{', '.join(SWEEPABLE)}"
+            )
+        if not isinstance(values, list) or not values:
+            raise ConfigError(
+                f"{where}.sweeps.{factor} = {values!r}: expected a non-empty list of values"
+            )
+        for index, value in enumerate(values):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(
+                    f"{where}.sweeps.{factor}[{index}] = {value!r}: expected a number"
+                )
+            _as_spec({**base, factor: value}, f"{where}.sweeps.{factor}[{index}]")
+        if len({float(v) for v in values}) != len(values):
+            raise ConfigError(f"{where}.sweeps.{factor} = {values}: values repeat")
+    seeds = study.get("seeds", [0])
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+    ):
+        raise ConfigError(
+            f"{where}.seeds = {seeds!r}: expected a non-empty list of non-negative integers"
+        )
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{where}.seeds = {seeds!r}: seeds repeat")
+    evaluations = study.get("evaluations", [])
+    if not isinstance(evaluations, list) or any(e not in EVALUATIONS for e in evaluations):
+        raise ConfigError(
+            f"{where}.evaluations = {evaluations!r}: expected a list of {', '.join(EVALUATIONS)}"
+        )
+    dataset = base.get("dataset", RunSpec().dataset)
+    if "fewshot" in evaluations and dataset in DATASETS and not DATASETS[dataset].transfer:
+        transfer = [n for n, d in DATASETS.items() if d.transfer]
+        raise ConfigError(
+            f"{where}.evaluations: 'fewshot' needs a data set with target "
+            f"classes ({', '.join(transfer)}), but dataset is {dataset!r}"
+        )
+    batches = [base.get("batch_size", RunSpec().batch_size)]
+    batches += sweeps.get("batch_size", [])
+    size = TRAIN_SIZES.get(dataset)
+    for batch in batches:
+        if isinstance(batch, int) and size is not None and batch > size:
+            raise ConfigError(
+                f"{where}: batch_size {batch} is larger than the {size} "
+                f"training examples of {dataset!r}"
+            )
+
+
+def _known_keys(mapping: dict, allowed: tuple[str, ...], source: str, prefix: str) -> None:
+    for key in mapping:
+        if key not in allowed:
+            import difflib
+
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"{source}: unknown key {prefix}{key}{hint}; allowed: {', '.join(allowed)}"
+            )
+
+
+def _check_mapping(value: Any, where: str) -> None:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} = {value!r}: expected a mapping")

@@ -1,0 +1,145 @@
+"""What a run records at one evaluation step (the variables of ``gcstudy.traces``).
+
+All measurements run the network in eval mode, after recomputing the BatchNorm running
+statistics on a fixed training sample (FACTS.md: stale statistics make early metrics
+meaningless), without parameter gradients, with features in float32 and statistics
+accumulated in float64 by the metric functions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gcstudy.metrics.bound import ncc_bound, poincare_constants
+from gcstudy.metrics.collapse import class_stats, geometric_collapse, nc1, ncc_error
+from gcstudy.metrics.collapse import neural_collapse as nc_of
+from gcstudy.metrics.fewshot import fewshot_eval
+from gcstudy.metrics.gc import per_class_summary, per_example_gc, summarise
+from gcstudy.rundata import RunData
+from gcstudy.spec import RunSpec
+
+FEWSHOT_SHOTS = (1, 5)
+
+
+def measure(model, data: RunData, spec: RunSpec, step: int, poincare: float) -> dict:
+    """All traced quantities at ``step`` (floats, and ``gc_per_class`` as a list of C)."""
+    recalibrate_batchnorm(model, data, spec)
+    model.eval()
+    train_x = data.feature_sample
+    train_features, train_logits = embed(model, data, data.train_images[train_x])
+    train_targets = data.train_targets[train_x]
+    test_features, test_logits = embed(model, data, data.test_images[data.test_sample])
+    test_targets = data.test_targets[data.test_sample]
+
+    gc_x = data.normalise(data.train_images[data.gc_sample])
+    per_example = per_example_gc(
+        model.embed, gc_x, spec.gc_method, probes=spec.gc_probes, generator=probe_seed(spec, step)
+    )
+    gc = summarise(per_example, spec.gc_method)
+    per_class = per_class_summary(per_example, data.train_targets[data.gc_sample].cpu())
+    stats = class_stats(train_features, train_targets)
+    if not torch.equal(per_class.classes, stats.classes.cpu()):
+        raise RuntimeError("the GC sample and the feature sample hold different classes")
+    nc_train = nc_of(train_features, train_targets).value
+    collapse = geometric_collapse(per_class.value, stats.means.cpu()).value
+    bound = ncc_bound(
+        data.num_classes, nc=nc_train, geometric_collapse=collapse, poincare_constant=poincare
+    )
+    values = {
+        "train_loss": F.cross_entropy(train_logits, train_targets).item(),
+        "train_accuracy": accuracy(train_logits, train_targets),
+        "test_loss": F.cross_entropy(test_logits, test_targets).item(),
+        "test_accuracy": accuracy(test_logits, test_targets),
+        "gc": gc.value,
+        "gc_stderr": gc.stderr,
+        "gc_per_class": per_class.value.tolist(),
+        "geometric_collapse": collapse,
+        "nc_train": nc_train,
+        "nc_test": nc_of(test_features, test_targets).value,
+        "nc1_train": nc1(train_features, train_targets),
+        "ncc_train_error": ncc_error(train_features, train_targets, train_features, train_targets),
+        "ncc_test_error": ncc_error(train_features, train_targets, test_features, test_targets),
+        "bound_cdnv": bound.cdnv,
+        "bound_gc": bound.gc,
+    }
+    if data.target_images is not None:
+        values.update(measure_transfer(model, data, spec))
+    model.train()
+    return values
+
+
+def measure_transfer(model, data: RunData, spec: RunSpec) -> dict:
+    """Target NC and few-shot NCC accuracy on the target classes, frozen embedding."""
+    features, _ = embed(model, data, data.target_images)
+    target_nc = nc_of(features, data.target_labels).value
+    values = {"target_nc": target_nc}
+    for shots in FEWSHOT_SHOTS:
+        result = fewshot_eval(
+            features,
+            data.target_labels,
+            ways=spec.fewshot_ways,
+            shots=shots,
+            queries=spec.fewshot_queries,
+            episodes=spec.fewshot_episodes,
+            seed=spec.fewshot_seed,
+            normalize=spec.fewshot_normalize,
+        )
+        bound = ncc_bound(spec.fewshot_ways, nc=target_nc, shots=shots)
+        values[f"fewshot_{shots}shot_accuracy"] = result.accuracy
+        values[f"fewshot_{shots}shot_ci95"] = result.ci95
+        values[f"fewshot_{shots}shot_bound"] = bound.cdnv
+    return values
+
+
+@torch.no_grad()
+def embed(model, data: RunData, images: torch.Tensor, batch: int = 512):
+    """Embeddings (float32) and logits of uint8 ``images``, in eval mode, in batches."""
+    features, logits = [], []
+    for start in range(0, len(images), batch):
+        h = model.embed(data.normalise(images[start : start + batch])).float()
+        features.append(h)
+        logits.append(model.head(h))
+    return torch.cat(features), torch.cat(logits)
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model, data: RunData, spec: RunSpec, batch: int = 256) -> None:
+    """Replace every BatchNorm's running statistics by their cumulative average over the
+    fixed ``bn_sample`` (train-mode forward passes, no gradient). No-op when disabled."""
+    if spec.bn_recalibration_examples == 0:
+        return
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average
+    model.train()
+    sample = data.train_images[data.bn_sample]
+    for start in range(0, len(sample), batch):
+        model(data.normalise(sample[start : start + batch]))
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+
+
+def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    return (logits.argmax(dim=1) == targets).double().mean().item()
+
+
+def probe_seed(spec: RunSpec, step: int) -> int:
+    """Seed of the GC probes at an evaluation step: fixed per (run seed, step), so a resumed
+    run draws the same probes."""
+    return int(np.random.SeedSequence([spec.seed, step, 1]).generate_state(1)[0])
+
+
+def poincare_constant(data: RunData, spec: RunSpec) -> float:
+    """The spec's Poincare constant, or the Gaussian proxy ``max_i lambda_max(Cov(x|i))``
+    on the normalised training inputs of the feature sample."""
+    if spec.poincare_constant is not None:
+        return spec.poincare_constant
+    sample = data.feature_sample
+    _, constants = poincare_constants(
+        data.normalise(data.train_images[sample]).cpu(), data.train_targets[sample].cpu()
+    )
+    return float(constants.max())

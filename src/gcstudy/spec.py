@@ -1,0 +1,265 @@
+"""The run spec: the flat, fully resolved description of one pre-training run.
+
+A run spec is what ``gcstudy train RUN.yaml`` reads and what every trace records. Each field
+has a default, a type and a range; ``RunSpec.from_dict`` refuses unknown keys and bad values
+with a message that names the key, the value and what is allowed, before any work starts.
+Defaults marked "(default)" are choices the paper does not pin down (SCIENCE.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from gcstudy.data import DATASETS
+from gcstudy.metrics.gc import METHODS as GC_METHODS
+from gcstudy.models import MODELS
+
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+class SpecError(ValueError):
+    """A run spec that cannot be run: names the key, the value and what is allowed."""
+
+
+def option(
+    default,
+    help: str,
+    choices: tuple | None = None,
+    minimum=None,
+    maximum=None,
+    exclusive_minimum: bool = False,
+    nullable: bool = False,
+):
+    """A spec field with its documentation and allowed values."""
+    metadata = dict(
+        help=help,
+        choices=choices,
+        minimum=minimum,
+        maximum=maximum,
+        exclusive_minimum=exclusive_minimum,
+        nullable=nullable,
+    )
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One pre-training run (the defaults train the embedded digits setting on a CPU)."""
+
+    # What is trained
+    model: str = option("vgg11", "network architecture", MODELS)
+    width: float = option(
+        0.25,
+        "channel width multiplier (1 = the paper's networks)",
+        minimum=0,
+        exclusive_minimum=True,
+    )
+    dataset: str = option(
+        "digits",
+        "training data set (transfer sets pre-train on their source classes)",
+        tuple(DATASETS),
+    )
+    data_root: str = option(
+        "data", "folder holding the downloaded data sets (see gcstudy prepare-data)"
+    )
+    # How it is trained: plain SGD, constant learning rate, cross-entropy
+    lr: float = option(0.05, "SGD learning rate (constant)", minimum=0, exclusive_minimum=True)
+    batch_size: int = option(
+        64, "examples per SGD step (the last partial batch of an epoch is dropped)", minimum=1
+    )
+    momentum: float = option(0.0, "SGD momentum (default 0: plain SGD)", minimum=0, maximum=0.999)
+    l2: float = option(0.0, "explicit L2 penalty lambda * ||theta||^2 added to the loss", minimum=0)
+    gc_penalty: float = option(
+        0.0,
+        "explicit GC penalty lambda_GC * mean ||J_f(x)||_F^2 on "
+        "the batch (one Hutchinson probe, double backward)",
+        minimum=0,
+    )
+    steps: int = option(200, "number of SGD steps", minimum=1)
+    seed: int = option(0, "seed of initialisation, data order and probes", minimum=0)
+    # When and how it is measured
+    eval_every: int = option(
+        50, "evaluate every this many steps (regular part of the cadence)", minimum=1
+    )
+    eval_log_points: int = option(
+        12, "extra log-spaced evaluation steps in [1, steps] (dense early, default)", minimum=0
+    )
+    # option() turns the list default into a default_factory.
+    eval_steps: list = option(  # noqa: RUF009
+        [],
+        "explicit evaluation steps; when given they replace the "
+        "cadence above (0 and the last step are always added)",
+    )
+    gc_method: str = option("hutchinson", "GC estimator during training", GC_METHODS)
+    gc_probes: int = option(1, "Hutchinson probes per example", minimum=1)
+    gc_examples: int = option(
+        256,
+        "size of the fixed stratified training sample on which GC is measured (0 = all)",
+        minimum=0,
+    )
+    feature_examples: int = option(
+        1024,
+        "fixed stratified training sample for NC, NC1, NCC and training loss (0 = all)",
+        minimum=0,
+    )
+    test_examples: int = option(0, "fixed stratified test sample (0 = all)", minimum=0)
+    sample_seed: int = option(
+        0,
+        "seed of the fixed metric samples (shared by all seeds of a "
+        "study so that runs are measured on the same examples)",
+        minimum=0,
+    )
+    bn_recalibration_examples: int = option(
+        512,
+        "recompute BatchNorm running statistics on "
+        "this many training examples before each "
+        "evaluation (0 = off; default on, see FACTS)",
+        minimum=0,
+    )
+    poincare_constant: float | None = option(
+        None,
+        "Poincare constant c of the GC bound; null "
+        "= Gaussian proxy max_i lambda_max(Cov(x|i)) on "
+        "the normalised inputs of the feature sample "
+        "(default)",
+        minimum=0,
+        nullable=True,
+    )
+    fewshot_ways: int = option(5, "classes per few-shot episode (transfer data sets)", minimum=2)
+    fewshot_queries: int = option(15, "query examples per class and episode", minimum=1)
+    fewshot_episodes: int = option(
+        1000, "few-shot episodes per evaluation during training", minimum=1
+    )
+    fewshot_seed: int = option(0, "episode seed (fixed, so curves compare across runs)", minimum=0)
+    fewshot_normalize: bool = option(False, "L2-normalise features before few-shot NCC")
+    # Where and how fast
+    device: str = option("auto", "training device (auto = cuda if available)", DEVICES)
+    precision: str = option(
+        "auto",
+        "training-step precision (auto = bf16 autocast on cuda, "
+        "fp32 on cpu); metrics always run in fp32 or better",
+        PRECISIONS,
+    )
+    compile: bool = option(False, "torch.compile the training step (CUDA)")
+    checkpoint_every: int = option(100, "write a checkpoint every this many steps", minimum=1)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "run spec") -> RunSpec:
+        """Validate ``values`` (missing keys take defaults) and build the spec."""
+        if not isinstance(values, dict):
+            raise SpecError(
+                f"{source}: expected a mapping of keys to values, got {type(values).__name__}"
+            )
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        for key in values:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise SpecError(
+                    f"{source}: unknown key {key!r}{hint}; known keys: {', '.join(known)}"
+                )
+        for key, value in values.items():
+            _check_value(known[key], value, source)
+        spec = cls(**{k: list(v) if isinstance(v, list) else v for k, v in values.items()})
+        _check_eval_steps(spec, source)
+        return spec
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as plain data (the resolved run spec recorded in traces)."""
+        return dataclasses.asdict(self)
+
+    @property
+    def evaluation_steps(self) -> list[int]:
+        """Sorted steps at which metrics are traced: always 0 and ``steps``; either the
+        explicit ``eval_steps`` or every ``eval_every`` steps plus ``eval_log_points``
+        log-spaced steps (dense early, sparse late)."""
+        chosen = {0, self.steps}
+        if self.eval_steps:
+            chosen.update(self.eval_steps)
+        else:
+            chosen.update(range(0, self.steps, self.eval_every))
+            if self.eval_log_points:
+                top = math.log(self.steps)
+                n = self.eval_log_points
+                chosen.update(round(math.exp(top * k / max(n - 1, 1))) for k in range(n))
+        return sorted(chosen)
+
+
+def _check_value(spec_field: dataclasses.Field, value: Any, source: str) -> None:
+    """Type and range check of one key, with the key, the value and the rule in the message."""
+    meta, key = spec_field.metadata, spec_field.name
+    where = f"{source}: key {key!r} = {value!r}"
+    default = spec_field.default if spec_field.default is not dataclasses.MISSING else []
+    if value is None:
+        if meta["nullable"]:
+            return
+        raise SpecError(f"{where}: a value is required")
+    expected = type(default) if default is not None else float
+    if expected is bool and not isinstance(value, bool):
+        raise SpecError(f"{where}: expected true or false")
+    if expected is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise SpecError(f"{where}: expected an integer")
+    if expected is float and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise SpecError(f"{where}: expected a number")
+    if expected is float and not math.isfinite(value):
+        raise SpecError(f"{where}: expected a finite number")
+    if expected is str and not isinstance(value, str):
+        raise SpecError(f"{where}: expected a string")
+    if expected is list and not (
+        isinstance(value, list)
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
+        raise SpecError(f"{where}: expected a list of integer steps")
+    if meta["choices"] and value not in meta["choices"]:
+        raise SpecError(f"{where}: expected one of {', '.join(map(str, meta['choices']))}")
+    low, high = meta["minimum"], meta["maximum"]
+    if low is not None and (value < low or (meta["exclusive_minimum"] and value == low)):
+        relation = ">" if meta["exclusive_minimum"] else ">="
+        raise SpecError(f"{where}: must be {relation} {low}")
+    if high is not None and value > high:
+        raise SpecError(f"{where}: must be <= {high}")
+
+
+def _check_eval_steps(spec: RunSpec, source: str) -> None:
+    bad = [s for s in spec.eval_steps if not 0 <= s <= spec.steps]
+    if bad:
+        raise SpecError(
+            f"{source}: key 'eval_steps' has steps {bad} outside [0, steps={spec.steps}]"
+        )
+
+
+def example_yaml() -> str:
+    """A complete, commented run spec with every key at its default (trains as is)."""
+    lines = [
+        "# gcstudy run spec: one pre-training run. Every key is optional; shown at its",
+        "# default. Train it with: gcstudy train run.yaml --out results/runs/example",
+        "",
+    ]
+    for spec_field in dataclasses.fields(RunSpec):
+        meta = spec_field.metadata
+        default = (
+            spec_field.default
+            if spec_field.default is not dataclasses.MISSING
+            else spec_field.default_factory()
+        )
+        allowed = f" [{' | '.join(map(str, meta['choices']))}]" if meta["choices"] else ""
+        lines.append(f"# {meta['help']}{allowed}")
+        lines.append(f"{spec_field.name}: {_yaml_scalar(default)}")
+    return "\n".join(lines) + "\n"
+
+
+def _yaml_scalar(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return str(value)

@@ -1,0 +1,189 @@
+"""The per-run trace file: HDF5 with dimension scales, readable as an ``xarray.Dataset``.
+
+One file per run, ``results/runs/<run_id>/trace.h5``, one writer (this module). Every
+variable lies along the ``step`` dimension (``gc_per_class`` also along ``class``); each
+carries ``units``, ``long_name`` and ``description`` attributes. File attributes hold
+JSON strings: the resolved run ``spec``, software ``versions``, ``git_commit``, ``device``,
+``seed``, ``schema_version`` and ``status`` (``running``, ``complete`` or ``diverged``), plus
+run facts such as the input normalisation. A finished file is only ever produced by
+writing a temporary file and renaming it into place, so a file named ``trace.h5`` is never
+half-written, and a finished trace is never overwritten.
+
+``gcstudy.traces.read(path)`` opens a trace with xarray (engine ``h5netcdf``), checks it, and
+decodes the JSON attributes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import xarray as xr
+
+SCHEMA_VERSION = 1
+STATUSES = ("running", "complete", "diverged")
+FINISHED = ("complete", "diverged")
+JSON_ATTRIBUTES = ("spec", "versions", "normalisation", "classes", "target_classes", "facts")
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One traced quantity: its dimensions, units and meaning."""
+
+    dims: tuple[str, ...]
+    units: str
+    long_name: str
+    transfer_only: bool = False
+
+
+STEP = ("step",)
+VARIABLES: dict[str, Variable] = {
+    "examples_seen": Variable(STEP, "examples", "training examples processed so far"),
+    "wall_time": Variable(STEP, "s", "wall-clock seconds since the run started (resumes add)"),
+    "train_loss": Variable(STEP, "nats", "cross-entropy on the fixed training feature sample"),
+    "train_accuracy": Variable(STEP, "1", "accuracy on the fixed training feature sample"),
+    "test_loss": Variable(STEP, "nats", "cross-entropy on the test sample"),
+    "test_accuracy": Variable(STEP, "1", "accuracy on the test sample"),
+    "gc": Variable(STEP, "1", "geometric complexity of the embedding, mean ||J_f(x)||_F^2"),
+    "gc_stderr": Variable(STEP, "1", "standard error of the GC estimate"),
+    "gc_per_class": Variable(("step", "class"), "1", "GC on the examples of each class"),
+    "geometric_collapse": Variable(STEP, "1", "mean over class pairs of (GC_i+GC_j)/2d_ij^2"),
+    "nc_train": Variable(STEP, "1", "neural collapse (mean CDNV) on training features"),
+    "nc_test": Variable(STEP, "1", "neural collapse (mean CDNV) on test features"),
+    "nc1_train": Variable(STEP, "1", "NC1 = tr(Sigma_W Sigma_B^+)/C on training features"),
+    "ncc_train_error": Variable(STEP, "1", "nearest-class-mean error on training features"),
+    "ncc_test_error": Variable(STEP, "1", "nearest-class-mean error on test features"),
+    "bound_cdnv": Variable(STEP, "1", "NCC error bound 4(C-1) NC_train"),
+    "bound_gc": Variable(STEP, "1", "NCC error bound 4(C-1) c geometric_collapse"),
+    "target_nc": Variable(STEP, "1", "neural collapse on the target classes", True),
+    "fewshot_1shot_accuracy": Variable(STEP, "1", "5-way 1-shot NCC accuracy", True),
+    "fewshot_1shot_ci95": Variable(STEP, "1", "95% CI half-width of the 1-shot accuracy", True),
+    "fewshot_1shot_bound": Variable(STEP, "1", "1-shot bound 4(W-1)(1+1/1) target NC", True),
+    "fewshot_5shot_accuracy": Variable(STEP, "1", "5-way 5-shot NCC accuracy", True),
+    "fewshot_5shot_ci95": Variable(STEP, "1", "95% CI half-width of the 5-shot accuracy", True),
+    "fewshot_5shot_bound": Variable(STEP, "1", "5-shot bound 4(W-1)(1+1/5) target NC", True),
+}
+
+
+class TraceError(ValueError):
+    """A trace file that is missing, unreadable, unfinished or not of this schema."""
+
+
+def write(
+    path: str | os.PathLike,
+    steps: np.ndarray,
+    classes: np.ndarray,
+    values: dict[str, np.ndarray],
+    attrs: dict,
+    status: str,
+) -> Path:
+    """Write a trace atomically: to ``<path>.tmp``, flushed, then renamed to ``path``.
+
+    Args:
+        path: destination, e.g. ``results/runs/<run_id>/trace.h5``.
+        steps: int, shape S, the evaluation steps (optimizer updates done before each).
+        classes: int, shape C, the source class labels (the ``class`` coordinate).
+        values: variable name -> array of shape S (or S x C for ``gc_per_class``); every
+            non-transfer variable of ``VARIABLES`` must be present.
+        attrs: file attributes; values that are not str/int/float are stored as JSON.
+        status: "running", "complete" or "diverged".
+
+    Refuses to replace a finished trace (``FileExistsError``).
+    """
+    path = Path(path)
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+    if path.exists() and _status_of(path) in FINISHED:
+        raise FileExistsError(f"{path} is a finished trace; refusing to overwrite it")
+    _check_values(steps, classes, values)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("step", data=np.asarray(steps, dtype=np.int64)).make_scale("step")
+            f.create_dataset("class", data=np.asarray(classes, dtype=np.int64)).make_scale("class")
+            for name, array in values.items():
+                variable = VARIABLES[name]
+                dataset = f.create_dataset(name, data=np.asarray(array, dtype=_dtype(name)))
+                for axis, dim in enumerate(variable.dims):
+                    dataset.dims[axis].attach_scale(f[dim])
+                dataset.attrs["units"] = variable.units
+                dataset.attrs["long_name"] = variable.long_name
+                dataset.attrs["description"] = variable.long_name
+            for key, value in {**attrs, "status": status, "schema_version": SCHEMA_VERSION}.items():
+                f.attrs[key] = value if isinstance(value, str | int | float) else json.dumps(value)
+            f.flush()
+            os.fsync(f.id.get_vfd_handle())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read(path: str | os.PathLike, allow_running: bool = False) -> xr.Dataset:
+    """Open a trace as an ``xarray.Dataset`` (loaded into memory) with decoded attributes.
+
+    Raises ``TraceError`` naming the file if it is missing, corrupt or truncated, of another
+    schema version, or still running (unless ``allow_running``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TraceError(f"trace {path} does not exist")
+    try:
+        with xr.open_dataset(path, engine="h5netcdf") as opened:
+            dataset = opened.load()
+    except (OSError, ValueError, KeyError) as error:
+        raise TraceError(f"trace {path} is corrupt or truncated: {error}") from error
+    if dataset.attrs.get("schema_version") != SCHEMA_VERSION:
+        raise TraceError(
+            f"trace {path} has schema_version {dataset.attrs.get('schema_version')!r}, "
+            f"this gcstudy reads version {SCHEMA_VERSION}"
+        )
+    status = dataset.attrs.get("status")
+    if status not in STATUSES or (status == "running" and not allow_running):
+        raise TraceError(f"trace {path} has status {status!r}; expected one of {FINISHED}")
+    missing = [n for n, v in VARIABLES.items() if not v.transfer_only and n not in dataset]
+    if missing:
+        raise TraceError(f"trace {path} lacks the variables {', '.join(missing)}")
+    for key in JSON_ATTRIBUTES:
+        if isinstance(dataset.attrs.get(key), str):
+            dataset.attrs[key] = json.loads(dataset.attrs[key])
+    return dataset
+
+
+def status(path: str | os.PathLike) -> str | None:
+    """The ``status`` attribute of a trace file, or None if there is no readable trace."""
+    try:
+        return _status_of(Path(path))
+    except OSError:
+        return None
+
+
+def _status_of(path: Path) -> str | None:
+    with h5py.File(path, "r") as f:
+        value = f.attrs.get("status")
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _dtype(name: str) -> type:
+    return np.int64 if name == "examples_seen" else np.float64
+
+
+def _check_values(steps: np.ndarray, classes: np.ndarray, values: dict[str, np.ndarray]) -> None:
+    unknown = sorted(set(values) - set(VARIABLES))
+    if unknown:
+        raise ValueError(f"unknown trace variables {unknown}; known: {sorted(VARIABLES)}")
+    missing = [n for n, v in VARIABLES.items() if not v.transfer_only and n not in values]
+    if missing:
+        raise ValueError(f"trace values lack {missing}")
+    sizes = {"step": len(steps), "class": len(classes)}
+    for name, array in values.items():
+        expected = tuple(sizes[d] for d in VARIABLES[name].dims)
+        if np.shape(array) != expected:
+            raise ValueError(
+                f"trace variable {name} has shape {np.shape(array)}, expected {expected}"
+            )

@@ -1,0 +1,338 @@
+"""One pre-training run: plain SGD with optional L2 and GC penalties, traced metrics,
+checkpoints and exact resume (``gcstudy train RUN.yaml --out DIR``).
+
+Loss at step t on the batch B_t (``|B_t|`` = batch size, constant learning rate):
+
+    L = CE(F(x), y) + l2 * ||theta||^2 + gc_penalty * mean_{i in B_t} ||v_i^T J_f(x_i)||^2
+
+with one Rademacher probe ``v_i`` per example (an unbiased estimate of the GC of the batch,
+differentiated through by double backward; the batch forward runs in train mode, so the
+embedding's BatchNorm uses batch statistics, as in the forward of the loss).
+
+Everything random is derived from the run seed and the step, never from a global stream:
+initialisation (``torch.manual_seed(seed)``), the data order (one permutation per epoch),
+the penalty probes and the metric probes. A run resumed from a checkpoint therefore
+continues bit for bit like an uninterrupted one (CPU, deterministic algorithms).
+
+Outputs in the run folder: ``trace.h5`` (see ``gcstudy.traces``), ``model.pt`` (final
+weights with the run spec), ``trace.running.h5`` while running, and ``ckpt/`` (removed once
+the run is finished).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import signal
+import time
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from tqdm import tqdm
+
+from gcstudy import checkpoints, provenance, traces
+from gcstudy.evaluation import measure, poincare_constant
+from gcstudy.models import build
+from gcstudy.rundata import RunData, load_run_data
+from gcstudy.spec import RunSpec
+
+log = logging.getLogger(__name__)
+INTERRUPT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+
+
+class Interrupted(Exception):
+    """The run received ``signum``, wrote a checkpoint at ``step`` and stopped."""
+
+    def __init__(self, signum: int, step: int):
+        super().__init__(
+            f"stopped by signal {signal.Signals(signum).name} at step {step}; "
+            "a checkpoint was written: run the same command again to resume"
+        )
+        self.signum, self.step = signum, step
+
+
+def run(spec: RunSpec, out: str | os.PathLike, progress: bool = True) -> str:
+    """Train one run into the folder ``out``; returns the final status ("complete" or
+    "diverged"). Resumes from ``out/ckpt`` when a valid checkpoint is there; does nothing
+    when ``out/trace.h5`` is already finished. Raises ``Interrupted`` after checkpointing
+    when SIGTERM, SIGUSR1 or SIGUSR2 arrives."""
+    out = Path(out)
+    trace_path = out / "trace.h5"
+    finished = traces.status(trace_path)
+    if finished in traces.FINISHED:
+        log.info("%s is already %s; nothing to do", trace_path, finished)
+        return finished
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(spec.device)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True)
+    log.info("run spec (resolved):\n%s", yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    saved = checkpoints.latest(out / "ckpt")
+    if saved is not None:
+        check_same_spec(saved["spec"], spec, out)
+    data = load_run_data(spec, device)
+    torch.manual_seed(spec.seed)
+    model = build(spec.model, data.num_classes, data.train_images.shape[1], spec.width)
+    model = model.to(device, memory_format=memory_format(device))
+    optimizer = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum)
+    state = {"step": 0, "records": [], "wall_time": 0.0, "started_at": provenance.now()}
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        state = {k: saved[k] for k in state}
+    poincare = poincare_constant(data, spec)
+    attrs = trace_attributes(spec, data, device, poincare, state["started_at"])
+    status = train_loop(model, optimizer, data, spec, state, out, attrs, poincare, progress)
+    write_model(out / "model.pt", model, spec, data, status, state["step"])
+    write_trace(
+        trace_path, state["records"], data, {**attrs, "finished_at": provenance.now()}, status
+    )
+    (out / "trace.running.h5").unlink(missing_ok=True)
+    shutil.rmtree(out / "ckpt", ignore_errors=True)
+    log.info("run %s: %s after %d steps -> %s", out.name, status, state["step"], trace_path)
+    return status
+
+
+def train_loop(model, optimizer, data, spec, state, out, attrs, poincare, progress) -> str:
+    """SGD from ``state['step']`` to ``spec.steps``, measuring at the evaluation steps;
+    returns "complete" or "diverged". ``state`` is updated in place."""
+    evaluation_steps = set(spec.evaluation_steps)
+    autocast = autocast_dtype(spec, data.train_images.device)
+    step_fn = make_step(model, spec, autocast)
+    clock = time.perf_counter() - state["wall_time"]
+    bar = tqdm(
+        total=spec.steps,
+        initial=state["step"],
+        disable=not progress,
+        unit="step",
+        dynamic_ncols=True,
+        mininterval=1.0,
+        desc=out.name,
+    )
+    with catch_signals() as received:
+        while True:
+            step = state["step"]
+            state["wall_time"] = time.perf_counter() - clock
+            recorded = state["records"] and state["records"][-1]["step"] == step
+            if step in evaluation_steps and not recorded:
+                if not all(p.isfinite().all() for p in model.parameters()):
+                    log.warning("non-finite weights at step %d: the run diverged", step)
+                    return "diverged"
+                record = measure(model, data, spec, step, poincare)
+                state["records"].append(
+                    {
+                        "step": step,
+                        "examples_seen": step * spec.batch_size,
+                        "wall_time": state["wall_time"],
+                        **record,
+                    }
+                )
+                write_trace(out / "trace.running.h5", state["records"], data, attrs, "running")
+                bar.set_postfix(
+                    test_acc=f"{record['test_accuracy']:.3f}",
+                    gc=f"{record['gc']:.3g}",
+                    nc=f"{record['nc_train']:.3g}",
+                )
+            if step == spec.steps:
+                return "complete"
+            loss = train_step(model, optimizer, data, spec, step, step_fn)
+            if not math.isfinite(loss):
+                log.warning("non-finite loss %s at step %d: the run diverged", loss, step)
+                return "diverged"
+            state["step"] = step + 1
+            bar.update(1)
+            bar.set_postfix_str(f"loss={loss:.3f}", refresh=False)
+            if received or state["step"] % spec.checkpoint_every == 0:
+                state["wall_time"] = time.perf_counter() - clock
+                checkpoints.save(
+                    out / "ckpt",
+                    state["step"],
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "spec": spec.to_dict(),
+                        **{k: v for k, v in state.items() if k != "step"},
+                    },
+                )
+            if received:
+                bar.close()
+                raise Interrupted(received[0], state["step"])
+
+
+def make_step(model, spec: RunSpec, autocast: torch.dtype | None):
+    """The forward pass of a training step, ``x -> (embedding, logits)``, optionally under
+    bf16 autocast and ``torch.compile``."""
+
+    def forward(x):
+        with torch.autocast(
+            x.device.type, dtype=autocast or torch.float32, enabled=autocast is not None
+        ):
+            embedding = model.embed(x)
+            return embedding, model.head(embedding)
+
+    return torch.compile(forward) if spec.compile else forward
+
+
+def train_step(model, optimizer, data: RunData, spec: RunSpec, step: int, forward) -> float:
+    """One SGD update on the batch of ``step``; returns the total loss (not applied when it
+    is not finite)."""
+    model.train()
+    index = batch_indices(len(data.train_targets), spec.batch_size, spec.seed, step)
+    index = index.to(data.train_images.device)
+    x = data.normalise(data.train_images[index])
+    x = x.contiguous(memory_format=memory_format(x.device))
+    y = data.train_targets[index]
+    if spec.gc_penalty:
+        x.requires_grad_(True)
+    embedding, logits = forward(x)
+    loss = F.cross_entropy(logits.float(), y)
+    if spec.l2:
+        loss = loss + spec.l2 * sum(p.square().sum() for p in model.parameters())
+    if spec.gc_penalty:
+        loss = loss + spec.gc_penalty * batch_gc(embedding, x, spec.seed, step)
+    value = loss.item()
+    if math.isfinite(value):
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return value
+
+
+def batch_gc(embedding: torch.Tensor, x: torch.Tensor, seed: int, step: int) -> torch.Tensor:
+    """Differentiable one-probe Hutchinson estimate ``mean_i ||v_i^T J_f(x_i)||^2``."""
+    generator = torch.Generator().manual_seed(derived_seed(seed, step, 2))
+    v = torch.randint(0, 2, embedding.shape, generator=generator).to(embedding) * 2 - 1
+    (grad,) = torch.autograd.grad((embedding.float() * v).sum(), x, create_graph=True)
+    return grad.square().flatten(1).sum(dim=1).mean()
+
+
+@lru_cache(maxsize=2)
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The permutation of the ``n`` training examples in ``epoch``."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(derived_seed(seed, epoch, 3)))
+
+
+def batch_indices(n: int, batch_size: int, seed: int, step: int) -> torch.Tensor:
+    """Training examples of ``step``: epochs of ``n // batch_size`` full batches (the last
+    partial batch is dropped), each epoch in its own seeded random order."""
+    per_epoch = n // batch_size
+    epoch, position = divmod(step, per_epoch)
+    return epoch_order(n, seed, epoch)[position * batch_size : (position + 1) * batch_size]
+
+
+def derived_seed(seed: int, step: int, stream: int) -> int:
+    """An independent 63-bit seed for (run seed, step, stream)."""
+    return int(np.random.SeedSequence([seed, step, stream]).generate_state(2, np.uint64)[0] >> 1)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("run spec asks for device 'cuda' but no CUDA device is available")
+    return torch.device(name)
+
+
+def memory_format(device: torch.device) -> torch.memory_format:
+    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
+
+
+def autocast_dtype(spec: RunSpec, device: torch.device) -> torch.dtype | None:
+    """bf16 for the training step when asked (auto: on CUDA), else None (fp32)."""
+    if spec.precision == "bf16" or (spec.precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+def check_same_spec(saved: dict, spec: RunSpec, out: Path) -> None:
+    differing = sorted(
+        k for k in set(saved) | set(spec.to_dict()) if saved.get(k) != spec.to_dict().get(k)
+    )
+    if differing:
+        raise ValueError(
+            f"the checkpoints in {out / 'ckpt'} belong to a different run spec "
+            f"(keys {', '.join(differing)} differ); remove that folder or train "
+            "into another --out"
+        )
+
+
+def trace_attributes(spec, data: RunData, device, poincare: float, started_at: str) -> dict:
+    """Provenance and run facts recorded in the trace."""
+    return {
+        "spec": spec.to_dict(),
+        "versions": provenance.versions(),
+        "git_commit": provenance.git_commit(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "host": provenance.host(),
+        "seed": spec.seed,
+        "started_at": started_at,
+        "classes": data.classes.tolist(),
+        "target_classes": (
+            [] if data.target_labels is None else torch.unique(data.target_labels).tolist()
+        ),
+        "normalisation": {"mean": data.mean.tolist(), "std": data.std.tolist()},
+        "facts": {
+            "poincare_constant": poincare,
+            "bn_recalibration_examples": len(data.bn_sample)
+            if spec.bn_recalibration_examples
+            else 0,
+            "gc_examples": len(data.gc_sample),
+            "feature_examples": len(data.feature_sample),
+            "test_examples": len(data.test_sample),
+            "train_examples": len(data.train_targets),
+            "deterministic": device.type == "cpu",
+            "threads": torch.get_num_threads(),
+        },
+    }
+
+
+def write_trace(path: Path, records: list[dict], data: RunData, attrs: dict, status: str):
+    """Write the records so far (step 0 is always recorded first) as a trace file."""
+    names = [n for n in records[0] if n != "step"]
+    values = {n: np.array([r[n] for r in records]) for n in names}
+    steps = np.array([r["step"] for r in records])
+    traces.write(path, steps, data.classes.numpy(), values, attrs, status)
+
+
+def write_model(path: Path, model, spec: RunSpec, data: RunData, status: str, step: int):
+    """Final weights with everything needed to rebuild and feed the network; atomic."""
+    tmp = path.with_suffix(".pt.tmp")
+    try:
+        torch.save(
+            {
+                "state_dict": model.state_dict(),
+                "spec": spec.to_dict(),
+                "status": status,
+                "step": step,
+                "classes": data.classes.tolist(),
+                "in_channels": data.train_images.shape[1],
+                "normalisation": {"mean": data.mean.tolist(), "std": data.std.tolist()},
+            },
+            tmp,
+        )
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def catch_signals():
+    """Record SIGTERM/SIGUSR1/SIGUSR2 instead of dying, so the loop can checkpoint first."""
+    received: list[int] = []
+    previous = {
+        s: signal.signal(s, lambda signum, frame: received.append(signum))
+        for s in INTERRUPT_SIGNALS
+    }
+    try:
+        yield received
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

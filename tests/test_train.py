@@ -1,0 +1,319 @@
+"""One pre-training run: spec validation, traces, penalties, divergence, checkpoints, resume."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from gcstudy import traces
+from gcstudy.rundata import stratified_sample
+from gcstudy.spec import RunSpec, SpecError, example_yaml
+from gcstudy.train import batch_gc, batch_indices, run
+from gcstudy.yamlio import loads
+
+# A run small enough for a test on 2 CPU cores: a 1/16-width VGG-11 on digits.
+TINY = dict(
+    model="vgg11", width=0.0625, dataset="digits", lr=0.05, batch_size=32, steps=12,
+    eval_steps=[0, 3, 7], gc_examples=40, feature_examples=120, test_examples=100,
+    bn_recalibration_examples=64, fewshot_episodes=50, checkpoint_every=4, device="cpu",
+)  # fmt: skip
+
+
+def tiny(**changes) -> RunSpec:
+    return RunSpec.from_dict({**TINY, **changes})
+
+
+def write_spec(path: Path, **changes) -> Path:
+    path.write_text(yaml.safe_dump({**TINY, **changes}))
+    return path
+
+
+def gcstudy(*args, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "gcstudy.cli", "-q", *map(str, args)],
+        capture_output=True,
+        text=True,
+        **kwargs,
+    )
+
+
+def same_results(a: Path, b: Path) -> None:
+    """Two run folders hold bitwise identical traces (up to wall times) and weights."""
+    first, second = traces.read(a / "trace.h5"), traces.read(b / "trace.h5")
+    assert list(first.data_vars) == list(second.data_vars)
+    for name in first.data_vars:
+        if name != "wall_time":
+            np.testing.assert_array_equal(first[name].values, second[name].values, err_msg=name)
+    np.testing.assert_array_equal(first.step.values, second.step.values)
+    assert first.attrs["spec"] == second.attrs["spec"]
+    weights = [torch.load(d / "model.pt", weights_only=True)["state_dict"] for d in (a, b)]
+    assert weights[0].keys() == weights[1].keys()
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key
+
+
+# --- the run spec -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"learning_rate": 0.1}, "unknown key 'learning_rate'"),
+        ({"batchsize": 8}, "did you mean 'batch_size'"),
+        ({"lr": -0.1}, "key 'lr' = -0.1: must be > 0"),
+        ({"lr": 0}, "key 'lr' = 0: must be > 0"),
+        ({"lr": "fast"}, "key 'lr' = 'fast': expected a number"),
+        ({"steps": 2.5}, "key 'steps' = 2.5: expected an integer"),
+        ({"steps": True}, "key 'steps' = True: expected an integer"),
+        ({"model": "vgg16"}, "key 'model' = 'vgg16': expected one of vgg11, vgg13, resnet18"),
+        ({"dataset": "imagenet"}, "key 'dataset' = 'imagenet': expected one of digits"),
+        ({"gc_method": "jvp"}, "expected one of exact, hutchinson, outputs, mask"),
+        ({"momentum": 1.5}, "key 'momentum' = 1.5: must be <= 0.999"),
+        ({"eval_steps": [0, 99]}, r"key 'eval_steps' has steps \[99\] outside"),
+        ({"compile": "yes"}, "key 'compile' = 'yes': expected true or false"),
+        ({"device": "tpu"}, "expected one of auto, cpu, cuda"),
+    ],
+)
+def test_bad_spec_is_refused_naming_the_key(changes, message):
+    with pytest.raises(SpecError, match=message):
+        RunSpec.from_dict({**TINY, **changes})
+
+
+def test_example_spec_parses_to_the_defaults():
+    text = example_yaml()
+    assert all(f"\n{key}:" in text for key in RunSpec().to_dict())
+    assert RunSpec.from_dict(loads(text)) == RunSpec()
+    assert RunSpec().dataset == "digits"
+
+
+def test_yaml_reads_exponent_floats_as_numbers():
+    assert loads("l2: 1e-5\nlr: 5E-2")["l2"] == 1e-5
+    assert RunSpec.from_dict(loads("l2: 1e-4")).l2 == 1e-4
+
+
+def test_cadence_is_dense_early_and_always_has_first_and_last_steps():
+    steps = RunSpec(steps=1000, eval_every=250, eval_log_points=7).evaluation_steps
+    assert steps[0] == 0 and steps[-1] == 1000
+    assert {250, 500, 750, 1, 1000}.issubset(steps)
+    early = [s for s in steps if s < 100]
+    assert len(early) >= 4  # log-spaced: 1, 3, 10, 32
+    assert RunSpec(steps=20, eval_steps=[5]).evaluation_steps == [0, 5, 20]
+
+
+# --- data order, samples and the penalty --------------------------------------------------
+
+
+def test_each_epoch_is_a_permutation_without_the_last_partial_batch():
+    n, batch = 103, 10  # 10 full batches per epoch, 3 examples left out each epoch
+    epoch = torch.cat([batch_indices(n, batch, seed=0, step=s) for s in range(10)])
+    assert len(epoch) == 100 and len(set(epoch.tolist())) == 100
+    next_epoch = torch.cat([batch_indices(n, batch, seed=0, step=s) for s in range(10, 20)])
+    assert not torch.equal(epoch, next_epoch)
+    assert torch.equal(batch_indices(n, batch, 0, 13), batch_indices(n, batch, 0, 13))
+    assert not torch.equal(batch_indices(n, batch, 1, 13), batch_indices(n, batch, 0, 13))
+
+
+def test_stratified_sample_is_balanced_and_respects_small_classes():
+    labels = torch.tensor([0] * 50 + [1] * 50 + [2] * 5)
+    index = stratified_sample(labels, 30, torch.Generator().manual_seed(0))
+    counts = torch.bincount(labels[index]).tolist()
+    assert counts == [13, 12, 5] and len(set(index.tolist())) == 30
+    assert len(stratified_sample(labels, 0, torch.Generator())) == 105
+
+
+def test_gc_penalty_is_unbiased_and_differentiable_for_a_linear_map():
+    """For f(x) = A x the penalty estimates ||A||_F^2 and its gradient is 2A on average."""
+    torch.manual_seed(0)
+    a = torch.randn(6, 9, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(64, 9, dtype=torch.float64, requires_grad=True)
+    values, grads = [], []
+    for step in range(300):
+        penalty = batch_gc(x @ a.T, x, seed=0, step=step)
+        (grad,) = torch.autograd.grad(penalty, a)
+        values.append(penalty.item())
+        grads.append(grad)
+    frobenius = a.detach().square().sum().item()
+    assert np.mean(values) == pytest.approx(frobenius, rel=0.03)
+    torch.testing.assert_close(torch.stack(grads).mean(0), 2 * a.detach(), rtol=0.1, atol=0.05)
+
+
+# --- whole runs ---------------------------------------------------------------------------
+
+
+def test_run_writes_a_complete_trace_with_provenance(tmp_path):
+    assert run(tiny(), tmp_path / "run", progress=False) == "complete"
+    trace = traces.read(tmp_path / "run" / "trace.h5")
+    assert trace.step.values.tolist() == [0, 3, 7, 12]
+    assert trace.gc_per_class.dims == ("step", "class")
+    assert trace["class"].values.tolist() == list(range(10))
+    assert trace.attrs["status"] == "complete"
+    assert trace.attrs["spec"] == tiny().to_dict()
+    assert trace.attrs["seed"] == 0 and trace.attrs["git_commit"]
+    assert {"torch", "gcstudy", "cuda"} <= set(trace.attrs["versions"])
+    assert trace.gc.attrs["units"] and trace.gc.attrs["description"]
+    for name in trace.data_vars:
+        assert np.isfinite(trace[name].values).all(), name
+    assert trace.test_accuracy.values[-1] > 0.5 > trace.test_accuracy.values[0]
+    assert (trace.examples_seen.values == trace.step.values * 32).all()
+    assert not (tmp_path / "run" / "ckpt").exists()
+    assert not (tmp_path / "run" / "trace.running.h5").exists()
+    saved = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
+    assert saved["spec"] == tiny().to_dict() and saved["status"] == "complete"
+
+
+def test_transfer_run_traces_target_collapse_and_fewshot(tmp_path):
+    run(tiny(dataset="digits_fs", steps=6, eval_steps=[0]), tmp_path / "fs", progress=False)
+    trace = traces.read(tmp_path / "fs" / "trace.h5")
+    assert trace["class"].values.tolist() == [0, 1, 2, 3, 4]
+    assert trace.attrs["target_classes"] == [5, 6, 7, 8, 9]
+    for shots in (1, 5):
+        accuracy = trace[f"fewshot_{shots}shot_accuracy"].values
+        assert ((accuracy > 0.2) & (accuracy <= 1)).all()  # 5-way: chance is 0.2
+        assert (trace[f"fewshot_{shots}shot_ci95"].values > 0).all()
+    assert np.isfinite(trace.target_nc.values).all()
+
+
+def test_gc_penalty_run_completes(tmp_path):
+    assert (
+        run(tiny(gc_penalty=1e-3, steps=4, eval_steps=[]), tmp_path / "p", progress=False)
+        == "complete"
+    )
+
+
+def test_divergence_ends_the_run_with_its_trace_so_far(tmp_path):
+    result = gcstudy("train", write_spec(tmp_path / "s.yaml", lr=1e20), "--out", tmp_path / "d")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "diverged"
+    trace = traces.read(tmp_path / "d" / "trace.h5")
+    assert trace.attrs["status"] == "diverged"
+    assert trace.step.values[0] == 0 and trace.step.values[-1] < 12
+    assert "non-finite" in result.stderr
+
+
+def test_finished_run_is_not_redone_or_overwritten(tmp_path):
+    out = tmp_path / "run"
+    run(tiny(steps=3, eval_steps=[]), out, progress=False)
+    before = (out / "trace.h5").stat().st_mtime_ns
+    assert run(tiny(steps=3, eval_steps=[]), out, progress=False) == "complete"
+    assert (out / "trace.h5").stat().st_mtime_ns == before
+    with pytest.raises(FileExistsError, match="finished trace"):
+        traces.write(out / "trace.h5", np.array([0]), np.array([0]), {}, {}, "complete")
+
+
+def test_killed_run_resumes_to_the_same_trace_and_weights(tmp_path):
+    """SIGKILL at a random point after a checkpoint, then rerun: bitwise identical results
+    to an uninterrupted run; a truncated newest checkpoint is skipped for the previous one."""
+    spec = write_spec(tmp_path / "s.yaml", steps=16, eval_steps=[0, 2, 9], checkpoint_every=2)
+    reference = gcstudy("train", spec, "--out", tmp_path / "reference")
+    assert reference.returncode == 0, reference.stderr
+    rng = random.Random()
+    victim = tmp_path / "victim"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gcstudy.cli", "-q", "train", str(spec), "--out", str(victim)],
+        stderr=subprocess.DEVNULL,
+    )
+    wanted = rng.choice([4, 6, 8, 10])
+    deadline = time.monotonic() + 120
+    while not list((victim / "ckpt").glob(f"step-{wanted:08d}.pt")):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    time.sleep(rng.uniform(0, 0.3))
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (victim / "trace.h5").exists()
+    newest = sorted((victim / "ckpt").glob("step-*.pt"))[-1]
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # truncate it
+    resumed = gcstudy("train", spec, "--out", victim)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "unreadable" in resumed.stderr and "resuming from checkpoint" in resumed.stderr
+    same_results(tmp_path / "reference", victim)
+
+
+def test_sigterm_checkpoints_then_resumes_to_the_same_results(tmp_path):
+    spec = write_spec(tmp_path / "s.yaml", steps=16, eval_steps=[0, 9], checkpoint_every=100)
+    assert gcstudy("train", spec, "--out", tmp_path / "reference").returncode == 0
+    out = tmp_path / "stopped"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gcstudy.cli", "-q", "train", str(spec), "--out", str(out)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    while not (out / "trace.running.h5").exists():  # step 0 measured: training has begun
+        assert process.poll() is None
+        time.sleep(0.02)
+    process.send_signal(signal.SIGUSR1)
+    _, stderr = process.communicate(timeout=120)
+    if process.returncode == 0:
+        pytest.fail("the run finished before the signal arrived; make it longer")
+    assert process.returncode == 128 + signal.SIGUSR1, stderr
+    assert "a checkpoint was written" in stderr
+    assert list((out / "ckpt").glob("step-*.pt"))
+    assert gcstudy("train", spec, "--out", out).returncode == 0
+    same_results(tmp_path / "reference", out)
+
+
+def test_checkpoint_of_another_spec_is_refused(tmp_path):
+    spec = write_spec(tmp_path / "s.yaml", steps=16, eval_steps=[], checkpoint_every=2)
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gcstudy.cli", "-q", "train", str(spec), "--out", str(out)],
+        stderr=subprocess.DEVNULL,
+    )
+    while not list((out / "ckpt").glob("step-*.pt")):
+        time.sleep(0.02)
+    process.kill()
+    process.wait()
+    other = write_spec(tmp_path / "t.yaml", steps=16, eval_steps=[], checkpoint_every=2, lr=0.01)
+    result = gcstudy("train", other, "--out", out)
+    assert result.returncode == 2
+    assert "belong to a different run spec (keys lr differ)" in result.stderr
+
+
+def test_unwritable_output_fails_loudly_and_leaves_no_trace(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = gcstudy("train", write_spec(tmp_path / "s.yaml"), "--out", blocker / "run")
+    assert result.returncode != 0
+    assert "file" in result.stderr
+    assert not list(tmp_path.rglob("trace.h5"))
+
+
+def test_failed_trace_write_leaves_no_file(tmp_path, monkeypatch):
+    values = {
+        n: np.zeros((1, 1) if v.dims == ("step", "class") else 1)
+        for n, v in traces.VARIABLES.items()
+        if not v.transfer_only
+    }
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", broken)
+    with pytest.raises(OSError, match="No space left"):
+        traces.write(tmp_path / "trace.h5", np.array([0]), np.array([0]), values, {}, "complete")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_reader_names_bad_trace_files(tmp_path):
+    with pytest.raises(traces.TraceError, match="does not exist"):
+        traces.read(tmp_path / "missing.h5")
+    (tmp_path / "junk.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    with pytest.raises(traces.TraceError, match=r"junk\.h5 is corrupt or truncated"):
+        traces.read(tmp_path / "junk.h5")
+    values = {
+        n: np.zeros((1, 1) if v.dims == ("step", "class") else 1)
+        for n, v in traces.VARIABLES.items()
+        if not v.transfer_only
+    }
+    traces.write(tmp_path / "r.h5", np.array([0]), np.array([0]), values, {}, "running")
+    with pytest.raises(traces.TraceError, match="status 'running'"):
+        traces.read(tmp_path / "r.h5")
+    assert traces.read(tmp_path / "r.h5", allow_running=True).attrs["status"] == "running"
