@@ -1,0 +1,32 @@
+# All traces and evaluations of the config into one xarray file.
+localrules:
+    run_table,
+
+
+rule run_table:
+    output:
+        result("run_table.json"),
+    params:
+        table=lambda wildcards: study_config.run_table(config),
+    log:
+        "logs/run_table.log",
+    run:
+        study_config.write_json(params.table, output[0])
+
+
+rule aggregate:
+    input:
+        table=result("run_table.json"),
+        traces=trace_files,
+        evaluations=evaluation_files,
+    output:
+        result("study.nc"),
+    params:
+        runs=result("runs"),
+    log:
+        "logs/aggregate.log",
+    benchmark:
+        result("benchmarks/aggregate.tsv")
+    shell:
+        "gcstudy aggregate --table {input.table:q} --runs {params.runs:q} --out {output:q}"
+        " > {log:q} 2>&1"

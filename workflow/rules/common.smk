@@ -1,0 +1,71 @@
+# Config validation, the run table and every input function: the rules read as declarations.
+import json
+
+from snakemake.utils import validate
+
+from gcstudy import config as study_config
+
+# gcstudy's own checks first: they name the key path, the bad value and what is allowed.
+RUN_LIST = study_config.validate(config, source="config")
+validate(config, schema="../schemas/config.schema.yaml")
+RUNS = {run.run_id: run for run in RUN_LIST}
+RESULTS = config["results"]
+RESOURCES = config["resources"]
+
+wildcard_constraints:
+    run=r"[A-Za-z0-9_\-]+/[A-Za-z0-9_.\-]+",
+    dataset="[a-z_0-9]+",
+
+
+def result(path):
+    """A path under the config's results folder."""
+    return f"{RESULTS}/{path}"
+
+
+def run_dir(wildcards):
+    return f"{RESULTS}/runs/{wildcards.run}"
+
+
+def run_spec(wildcards):
+    """The resolved run spec of a run (a Snakemake param: a change re-runs the run)."""
+    return RUNS[wildcards.run].spec.to_dict()
+
+
+def data_ready(wildcards):
+    return f"{RESULTS}/data/{RUNS[wildcards.run].spec.dataset}.ready"
+
+
+def trace_files(wildcards=None):
+    return [f"{RESULTS}/runs/{run_id}/trace.h5" for run_id in RUNS]
+
+
+def evaluation_files(wildcards=None):
+    files = []
+    for run_id, run in RUNS.items():
+        if "fewshot" in run.evaluations:
+            files.append(f"{RESULTS}/runs/{run_id}/fewshot.nc")
+        if "gc_estimators" in run.evaluations:
+            files.append(f"{RESULTS}/runs/{run_id}/gc_estimators.nc")
+    return files
+
+
+def final_outputs():
+    return [f"{RESULTS}/study.nc"]
+
+
+def train_minutes(wildcards, attempt):
+    """Job time limit: the expected time from the step budget, doubled on each retry."""
+    steps = RUNS[wildcards.run].spec.steps
+    return max(10, round(RESOURCES["minutes_per_1000_steps"] * steps / 1000 * 2)) * attempt
+
+
+def memory(wildcards, attempt):
+    return RESOURCES["mem_mb"] * attempt
+
+
+def job_threads():
+    return RESOURCES["cpus_per_gpu"] if RESOURCES["gpu"] else RESOURCES["threads"]
+
+
+def evaluation_settings():
+    return json.dumps(config["evaluate"], sort_keys=True)

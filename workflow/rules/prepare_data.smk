@@ -1,0 +1,16 @@
+# Data sets are downloaded on the login node (compute nodes are often offline).
+localrules:
+    prepare_data,
+
+
+rule prepare_data:
+    output:
+        result("data/{dataset}.ready"),
+    log:
+        "logs/prepare_data/{dataset}.log",
+    benchmark:
+        result("benchmarks/prepare_data/{dataset}.tsv")
+    params:
+        root=config["data_root"],
+    shell:
+        "gcstudy prepare-data {wildcards.dataset} --root {params.root:q} > {output:q} 2> {log:q}"
