@@ -3,14 +3,22 @@
 #   snakemake --cores all                                   # the embedded digits study
 #   snakemake --profile profiles/slurm --configfile config/paper.yaml   # the paper's grid
 #
-# Data flow: config -> runs (gcstudy.config) -> train -> evaluate -> aggregate.
+# Data flow: config -> runs (gcstudy.config) -> train -> evaluate -> aggregate -> stats,
+# figures -> report (results/report.html).
 # The rules only declare files and call the `gcstudy` command; the logic is in src/gcstudy.
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The embedded default study, unless --configfile names another config (which then
+# replaces it rather than being merged into it).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
@@ -18,6 +26,7 @@ include: "workflow/rules/prepare_data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/analysis.smk"
 
 
 rule all:

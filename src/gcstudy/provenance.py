@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
 import platform
 import subprocess
 import sys
@@ -18,13 +19,11 @@ import gcstudy
 
 def versions() -> dict[str, str | None]:
     """Versions of Python and of the packages that produce the numbers."""
-    import torchvision
-
     return {
         "gcstudy": gcstudy.__version__,
         "python": sys.version.split()[0],
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torchvision": importlib.metadata.version("torchvision"),
         "cuda": torch.version.cuda,
         "cudnn": str(torch.backends.cudnn.version()) if torch.cuda.is_available() else None,
         "numpy": np.__version__,

@@ -120,7 +120,8 @@ class RunSpec:
         512,
         "recompute BatchNorm running statistics on "
         "this many training examples before each "
-        "evaluation (0 = off; default on, see FACTS)",
+        "evaluation (0 = off; default on: stale running statistics make early-training "
+        "metrics meaningless)",
         minimum=0,
     )
     poincare_constant: float | None = option(

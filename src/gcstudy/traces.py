@@ -19,10 +19,13 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
-import xarray as xr
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 SCHEMA_VERSION = 1
 STATUSES = ("running", "complete", "diverged")
@@ -130,6 +133,8 @@ def read(path: str | os.PathLike, allow_running: bool = False) -> xr.Dataset:
     Raises ``TraceError`` naming the file if it is missing, corrupt or truncated, of another
     schema version, or still running (unless ``allow_running``).
     """
+    import xarray as xr  # slow import (pandas): only where traces are read
+
     path = Path(path)
     if not path.is_file():
         raise TraceError(f"trace {path} does not exist")

@@ -50,7 +50,9 @@ def evaluation_files(wildcards=None):
 
 
 def final_outputs():
-    return [f"{RESULTS}/study.nc"]
+    """The default target: the report (it needs the study file, the statistics and the
+    figures, hence every run)."""
+    return [f"{RESULTS}/report.html"]
 
 
 def train_minutes(wildcards, attempt):

@@ -7,6 +7,8 @@ counting from 0 within the class) is `test`, the rest `train`.
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -40,13 +42,19 @@ def held_out_mask(labels: torch.Tensor) -> torch.Tensor:
 
 def load_digits(split: str) -> LabelledImages:
     """The `train` or `test` split of the digits (images N x 1 x 32 x 32, labels 0..9)."""
-    from sklearn.datasets import load_digits as sklearn_digits  # slow import: only when used
-
-    bunch = sklearn_digits()
-    labels = torch.as_tensor(bunch.target, dtype=torch.int64)
+    images, labels = _all_digits()
     keep = held_out_mask(labels)
     if split == "train":
         keep = ~keep
     elif split != "test":
         raise ValueError(f"unknown digits split {split!r}; allowed: train, test")
-    return LabelledImages(upsample(bunch.images[keep.numpy()]), labels[keep], DIGITS_CLASSES)
+    return LabelledImages(images[keep], labels[keep], DIGITS_CLASSES)
+
+
+@cache
+def _all_digits() -> tuple[torch.Tensor, torch.Tensor]:
+    """All 1,797 upsampled images and their labels, read once per process."""
+    from sklearn.datasets import load_digits as sklearn_digits  # slow import: only when used
+
+    bunch = sklearn_digits()
+    return upsample(bunch.images), torch.as_tensor(bunch.target, dtype=torch.int64)

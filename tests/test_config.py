@@ -1,0 +1,151 @@
+# ruff: noqa: E501 (the table of broken configs reads best one case a line)
+"""Study configs: validation messages, the grid, run ids, the shipped configs."""
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from gcstudy import config as study_config
+from gcstudy.config import ConfigError, number_id, run_table, validate
+from gcstudy.yamlio import load
+
+REPO = Path(__file__).resolve().parents[1]
+
+GOOD = {
+    "defaults": {"width": 0.125, "steps": 20},
+    "studies": {
+        "fig1": {
+            "experiment": "E1",
+            "dataset": "digits",
+            "base": {"lr": 0.05, "batch_size": 32},
+            "sweeps": {"lr": [0.02, 0.05, 0.1], "batch_size": [16, 32], "l2": [0.0, 1e-4]},
+            "seeds": [0, 1],
+        },
+        "transfer": {
+            "experiment": "E4",
+            "dataset": "digits_fs",
+            "sweeps": {"lr": [0.1]},
+            "evaluations": ["fewshot"],
+        },
+    },
+}
+
+
+def broken(path: str, value) -> dict:
+    """GOOD with the dotted ``path`` set to ``value`` (``...`` deletes the key)."""
+    config = copy.deepcopy(GOOD)
+    *parents, last = path.split(".")
+    node = config
+    for key in parents:
+        node = node[key]
+    if value is ...:
+        del node[last]
+    else:
+        node[last] = value
+    return config
+
+
+BROKEN = [
+    (broken("studies.fig1.model", "vgg16"), r"studies\.fig1.*key 'model' = 'vgg16': expected one of vgg11, vgg13, resnet18"),
+    (broken("studies.fig1.dataset", "imagenet"), r"key 'dataset' = 'imagenet': expected one of digits"),
+    (broken("studies.fig1.sweps", {"lr": [0.1]}), r"unknown key studies\.fig1\.sweps \(did you mean 'sweeps'\?\)"),
+    (broken("studies.fig1.base.learning_rate", 0.1), r"unknown key 'learning_rate'"),
+    (broken("studies.fig1.sweeps.lr", [0.1, -0.05]), r"studies\.fig1\.sweeps\.lr\[1\]: key 'lr' = -0\.05: must be > 0"),
+    (broken("studies.fig1.base.lr", 0), r"studies\.fig1 \(base with defaults\): key 'lr' = 0: must be > 0"),
+    (broken("studies.fig1.sweeps.lr", []), r"studies\.fig1\.sweeps\.lr = \[\]: expected a non-empty list"),
+    (broken("studies.fig1.seeds", [0, 1.5]), r"studies\.fig1\.seeds = \[0, 1\.5\]: expected a non-empty list of non-negative integers"),
+    (broken("studies.fig1.seeds", [1, 1]), r"studies\.fig1\.seeds = \[1, 1\]: seeds repeat"),
+    (broken("studies.fig1.sweeps.batch_size", [32, 5000]), r"batch_size 5000 is larger than the 1442 training examples of 'digits'"),
+    (broken("studies.fig1.evaluations", ["fewshot"]), r"'fewshot' needs a data set with target classes \(cifar_fs, digits_fs\), but dataset is 'digits'"),
+    (broken("studies.fig1.sweeps.momentum", [0.9]), r"studies\.fig1\.sweeps\.momentum: cannot sweep 'momentum'; sweepable: lr, batch_size, l2, gc_penalty"),
+    (broken("studies.fig1.experiment", "E9"), r"studies\.fig1\.experiment = 'E9': expected one of E1, E1b, E2, E3, E4, E5"),
+    (broken("studies.fig1.experiment", ...), r"studies\.fig1\.experiment = None: expected one of"),
+    (broken("studies", {}), r"key 'studies' must be a non-empty mapping"),
+    (broken("defaults.steps", "many"), r"defaults: key 'steps' = 'many': expected an integer"),
+    (broken("studies.fig1.sweeps.l2", [0.0, "1e-4x"]), r"studies\.fig1\.sweeps\.l2\[1\] = '1e-4x': expected a number"),
+    (broken("studies.fig1.sweeps.lr", [0.05, 0.05]), r"studies\.fig1\.sweeps\.lr = \[0\.05, 0\.05\]: values repeat"),
+    (broken("studies.fig1.base.model", "vgg13"), r"studies\.fig1\.base\.model: set it on the study"),
+    (broken("studies.fig 1", {"experiment": "E1"}), r"study name 'fig 1' must be letters, digits"),
+    (broken("studies.fig1.evaluations", ["fewshots"]), r"evaluations = \['fewshots'\]: expected a list of fewshot, gc_estimators, bound"),
+    (broken("resources", {"gpu": -1}), r"resources\.gpu: -1 is less than the minimum of 0"),
+    (broken("evaluate", {"gc_repeats": 1}), r"evaluate\.gc_repeats: 1 is less than the minimum of 2"),
+    (broken("outputs", "results"), r"unknown key outputs; allowed: results"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("config", "message"), BROKEN)
+def test_broken_config_is_refused_with_key_value_and_allowed(config, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(config, source="cfg.yaml")
+
+
+def test_grid_trains_the_shared_base_point_once():
+    runs = validate(copy.deepcopy(GOOD))
+    fig1 = [r for r in runs if r.study == "fig1"]
+    # base + lr {0.02, 0.1} + batch {16} + l2 {1e-4} (0.05, 32 and 0.0 are the base): 5 points
+    assert len(fig1) == 5 * 2
+    base = [
+        r for r in fig1 if r.point == {"lr": 0.05, "batch_size": 32, "l2": 0.0, "gc_penalty": 0.0}
+    ]
+    assert len(base) == 2 and base[0].sweeps == ("base", "lr", "batch_size", "l2")
+    assert len({r.run_id for r in runs}) == len(runs)
+    transfer = [r for r in runs if r.study == "transfer"]
+    assert [r.run_id for r in transfer] == [
+        "transfer/lr-0.05_bs-64_l2-0_gcp-0_seed-0",
+        "transfer/lr-0.1_bs-64_l2-0_gcp-0_seed-0",
+    ]
+    assert all(r.evaluations == ("fewshot",) for r in transfer)
+    assert all(r.spec.width == 0.125 and r.spec.steps == 20 for r in runs)
+
+
+def test_run_ids_write_numbers_exactly():
+    assert [number_id(v) for v in (0.05, 1e-05, 5e-4, 64, 0.0, 1.0, 0.1 + 0.2)] == [
+        "0.05", "1e-05", "0.0005", "64", "0", "1", "0.30000000000000004"]  # fmt: skip
+    assert float(number_id(0.1 + 0.2)) == 0.1 + 0.2
+
+
+def test_defaults_come_from_the_schema():
+    config = copy.deepcopy(GOOD)
+    validate(config)
+    assert config["results"] == "results" and config["data_root"] == "data"
+    assert config["resources"]["gpu"] == 0
+    assert config["evaluate"]["fewshot_episodes"] == 10000
+    assert config["studies"]["fig1"]["evaluations"] == []
+
+
+def test_run_table_is_plain_json():
+    table = run_table(validate(copy.deepcopy(GOOD)) and copy.deepcopy(GOOD))
+    assert json.loads(json.dumps(table)) == table
+    assert table["studies"]["fig1"]["base"]["lr"] == 0.05
+    assert len(table["config_hash"]) == 16
+
+
+def test_shipped_configs_are_valid():
+    default = study_config.load(REPO / "config" / "config.yaml")
+    paper = study_config.load(REPO / "config" / "paper.yaml")
+    assert {s["experiment"] for s in paper["studies"].values()} == {
+        "E1", "E1b", "E2", "E3", "E4", "E5"}  # fmt: skip
+    paper_runs = study_config.expand(paper)
+    assert all(r.spec.width == 1.0 for r in paper_runs)
+    assert all(len(s["seeds"]) >= 3 for s in paper["studies"].values())
+    assert len(paper["studies"]["E3_bound"]["seeds"]) == 5
+    assert paper["studies"]["E5_penalty"]["sweeps"]["gc_penalty"] == [0.0, 1e-7, 1e-6, 1e-4]
+    default_runs = study_config.expand(default)
+    assert {r.spec.dataset for r in default_runs} == {"digits", "digits_fs"}
+    assert len(default["studies"]["bound"]["seeds"]) >= 3
+
+
+def test_config_readme_documents_every_key():
+    text = (REPO / "config" / "README.md").read_text()
+    schema = load(REPO / "workflow" / "schemas" / "config.schema.yaml")
+    keys = set(schema["properties"])
+    keys |= set(schema["properties"]["resources"]["properties"])
+    keys |= set(schema["properties"]["evaluate"]["properties"])
+    keys |= set(schema["properties"]["studies"]["additionalProperties"]["properties"])
+    from gcstudy.spec import RunSpec
+
+    keys |= set(RunSpec().to_dict())
+    missing = sorted(k for k in keys if f"`{k}`" not in text)
+    assert not missing, f"config/README.md does not document {missing}"
