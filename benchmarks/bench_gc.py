@@ -97,9 +97,14 @@ def hutchinson_error_on_digits(examples: int, steps: int) -> tuple[float, float,
 
 
 MEMORY_PROBE = """
-import json, resource, sys, torch
+import json, sys, threading, time, torch
 from gcstudy.metrics.gc import geometric_complexity
 from gcstudy.models import build
+
+def rss():  # resident set size now, bytes (Linux)
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
 chunk, examples = int(sys.argv[1]), int(sys.argv[2])
 cuda = torch.cuda.is_available()
 dev = torch.device("cuda" if cuda else "cpu")
@@ -107,18 +112,23 @@ model = build("vgg13", num_classes=10).to(dev).eval()
 x = torch.randn(examples, 3, 32, 32, device=dev)
 with torch.no_grad():
     model.embed(x)
+peak, done = [rss()], threading.Event()
+
+def sample():  # the CPU allocator has no peak counter: sample the RSS every 2 ms
+    while not done.is_set():
+        peak.append(rss())
+        time.sleep(0.002)
+
 if cuda:
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
+    torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
     base = torch.cuda.memory_allocated()
 else:
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    base = rss()
+    threading.Thread(target=sample, daemon=True).start()
 geometric_complexity(model.embed, x, "exact", chunk_size=chunk, batch_size=examples)
-if cuda:
-    peak = torch.cuda.max_memory_allocated()
-else:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"extra_mib": (peak - base) / 2**20}))
+done.set()
+extra = (torch.cuda.max_memory_allocated() if cuda else max(peak)) - base
+print(json.dumps({"extra_mib": extra / 2**20}))
 """
 
 

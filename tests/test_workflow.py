@@ -37,6 +37,7 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=600,
+        cwd=workdir,
     )
 
 

@@ -50,12 +50,15 @@ INTERRUPT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 class Interrupted(Exception):
     """The run received ``signum``, wrote a checkpoint at ``step`` and stopped."""
 
-    def __init__(self, signum: int, step: int):
+    def __init__(self, signum: int, step: int, signals: tuple[int, ...] = ()):
         super().__init__(
             f"stopped by signal {signal.Signals(signum).name} at step {step}; "
             "a checkpoint was written: run the same command again to resume"
         )
         self.signum, self.step = signum, step
+        # every signal received before stopping, in order (SIGTERM then SIGUSR2 on a
+        # preemption): a launcher that requeues on one of them must see all of them
+        self.signals = tuple(signals) or (signum,)
 
 
 def run(spec: RunSpec, out: str | os.PathLike, progress: bool = True) -> str:
@@ -116,6 +119,7 @@ def train_loop(model, optimizer, data, spec, state, out, attrs, poincare, progre
         mininterval=1.0,
         desc=out.name,
     )
+    shown: dict[str, str] = {}  # latest loss and measurements, shown after the bar
     with catch_signals() as received:
         while True:
             step = state["step"]
@@ -135,7 +139,7 @@ def train_loop(model, optimizer, data, spec, state, out, attrs, poincare, progre
                     }
                 )
                 write_trace(out / "trace.running.h5", state["records"], data, attrs, "running")
-                bar.set_postfix(
+                shown.update(
                     test_acc=f"{record['test_accuracy']:.3f}",
                     gc=f"{record['gc']:.3g}",
                     nc=f"{record['nc_train']:.3g}",
@@ -148,7 +152,8 @@ def train_loop(model, optimizer, data, spec, state, out, attrs, poincare, progre
                 return "diverged"
             state["step"] = step + 1
             bar.update(1)
-            bar.set_postfix_str(f"loss={loss:.3f}", refresh=False)
+            shown["loss"] = f"{loss:.3f}"
+            bar.set_postfix(shown, refresh=False)
             if received or state["step"] % spec.checkpoint_every == 0:
                 state["wall_time"] = time.perf_counter() - clock
                 checkpoints.save(
@@ -163,7 +168,7 @@ def train_loop(model, optimizer, data, spec, state, out, attrs, poincare, progre
                 )
             if received:
                 bar.close()
-                raise Interrupted(received[0], state["step"])
+                raise Interrupted(received[0], state["step"], tuple(received))
 
 
 def make_step(model, spec: RunSpec, autocast: torch.dtype | None):
