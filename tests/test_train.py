@@ -277,6 +277,15 @@ def test_checkpoint_of_another_spec_is_refused(tmp_path):
     assert "belong to a different run spec (keys lr differ)" in result.stderr
 
 
+def test_metric_sample_smaller_than_two_per_class_is_refused(tmp_path):
+    result = gcstudy(
+        "train", write_spec(tmp_path / "s.yaml", gc_examples=12), "--out", tmp_path / "run"
+    )
+    assert result.returncode == 2
+    assert "key 'gc_examples' = 12 is too small for the 10 classes of 'digits'" in result.stderr
+    assert not (tmp_path / "run" / "trace.h5").exists()
+
+
 def test_unwritable_output_fails_loudly_and_leaves_no_trace(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

@@ -24,7 +24,7 @@ from typing import Any
 
 from gcstudy import yamlio
 from gcstudy.data import DATASETS
-from gcstudy.spec import RunSpec, SpecError
+from gcstudy.spec import RunSpec, SpecError, did_you_mean
 
 SWEEPABLE = ("lr", "batch_size", "l2", "gc_penalty")
 ID_NAMES = {"lr": "lr", "batch_size": "bs", "l2": "l2", "gc_penalty": "gcp"}
@@ -344,12 +344,9 @@ def _check_study(name: str, study: Any, defaults: dict, source: str) -> None:
 def _known_keys(mapping: dict, allowed: tuple[str, ...], source: str, prefix: str) -> None:
     for key in mapping:
         if key not in allowed:
-            import difflib
-
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(
-                f"{source}: unknown key {prefix}{key}{hint}; allowed: {', '.join(allowed)}"
+                f"{source}: unknown key {prefix}{key}{did_you_mean(key, allowed)}; allowed: "
+                f"{', '.join(allowed)}"
             )
 
 

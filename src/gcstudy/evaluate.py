@@ -27,9 +27,8 @@ import torch
 import xarray as xr
 
 from gcstudy import provenance
-from gcstudy.evaluation import embed, probe_seed
+from gcstudy.evaluation import embed, fewshot, probe_seed
 from gcstudy.metrics.collapse import neural_collapse
-from gcstudy.metrics.fewshot import fewshot_eval
 from gcstudy.metrics.gc import per_example_gc, summarise
 from gcstudy.models import build
 from gcstudy.rundata import RunData, load_run_data, stratified_sample
@@ -88,16 +87,8 @@ def fewshot_table(
         target_nc = neural_collapse(features, data.target_labels).value
         for i, classifier in enumerate(classifiers):
             for j, shots in enumerate(SHOTS):
-                result = fewshot_eval(
-                    features,
-                    data.target_labels,
-                    ways=spec.fewshot_ways,
-                    shots=shots,
-                    queries=spec.fewshot_queries,
-                    episodes=settings.fewshot_episodes,
-                    seed=spec.fewshot_seed,
-                    classifier=classifier,
-                    normalize=spec.fewshot_normalize,
+                result = fewshot(
+                    features, data.target_labels, spec, shots, settings.fewshot_episodes, classifier
                 )
                 accuracy[i, j], ci95[i, j] = result.accuracy, result.ci95
     dims = ("classifier", "shots")

@@ -76,21 +76,27 @@ def measure_transfer(model, data: RunData, spec: RunSpec) -> dict:
     target_nc = nc_of(features, data.target_labels).value
     values = {"target_nc": target_nc}
     for shots in FEWSHOT_SHOTS:
-        result = fewshot_eval(
-            features,
-            data.target_labels,
-            ways=spec.fewshot_ways,
-            shots=shots,
-            queries=spec.fewshot_queries,
-            episodes=spec.fewshot_episodes,
-            seed=spec.fewshot_seed,
-            normalize=spec.fewshot_normalize,
-        )
+        result = fewshot(features, data.target_labels, spec, shots, spec.fewshot_episodes)
         bound = ncc_bound(spec.fewshot_ways, nc=target_nc, shots=shots)
         values[f"fewshot_{shots}shot_accuracy"] = result.accuracy
         values[f"fewshot_{shots}shot_ci95"] = result.ci95
         values[f"fewshot_{shots}shot_bound"] = bound.cdnv
     return values
+
+
+def fewshot(features, labels, spec: RunSpec, shots: int, episodes: int, classifier="ncc"):
+    """The run spec's few-shot protocol (ways, queries, episode seed, normalisation)."""
+    return fewshot_eval(
+        features,
+        labels,
+        ways=spec.fewshot_ways,
+        shots=shots,
+        queries=spec.fewshot_queries,
+        episodes=episodes,
+        seed=spec.fewshot_seed,
+        classifier=classifier,
+        normalize=spec.fewshot_normalize,
+    )
 
 
 @torch.no_grad()

@@ -55,6 +55,7 @@ def load_run_data(spec: RunSpec, device: torch.device) -> RunData:
             f"{len(train.labels)} training examples of {spec.dataset!r}"
         )
     classes = torch.unique(train.labels)
+    check_sample_sizes(spec, len(classes))
     pixels = train.images.to(torch.float64).div(255).transpose(0, 1).flatten(1)
     generator = torch.Generator().manual_seed(spec.sample_seed)
     target = load(spec.dataset, spec.data_root, "target") if dataset.transfer else None
@@ -74,6 +75,17 @@ def load_run_data(spec: RunSpec, device: torch.device) -> RunData:
         target_images=None if target is None else to(target.images),
         target_labels=None if target is None else to(target.labels),
     )
+
+
+def check_sample_sizes(spec: RunSpec, num_classes: int) -> None:
+    """Per-class statistics need at least 2 examples of every class in each metric sample."""
+    for key in ("gc_examples", "feature_examples", "test_examples"):
+        size = getattr(spec, key)
+        if 0 < size < 2 * num_classes:
+            raise SpecError(
+                f"run spec: key {key!r} = {size} is too small for the {num_classes} classes "
+                f"of {spec.dataset!r}: use 0 (all) or at least {2 * num_classes}"
+            )
 
 
 def stratified_sample(labels: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:

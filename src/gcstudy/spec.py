@@ -82,14 +82,14 @@ class RunSpec:
         "the batch (one Hutchinson probe, double backward)",
         minimum=0,
     )
-    steps: int = option(200, "number of SGD steps", minimum=1)
+    steps: int = option(500, "number of SGD steps", minimum=1)
     seed: int = option(0, "seed of initialisation, data order and probes", minimum=0)
     # When and how it is measured
     eval_every: int = option(
-        50, "evaluate every this many steps (regular part of the cadence)", minimum=1
+        125, "evaluate every this many steps (regular part of the cadence)", minimum=1
     )
     eval_log_points: int = option(
-        12, "extra log-spaced evaluation steps in [1, steps] (dense early, default)", minimum=0
+        6, "extra log-spaced evaluation steps in [1, steps] (dense early, default)", minimum=0
     )
     # option() turns the list default into a default_factory.
     eval_steps: list = option(  # noqa: RUF009
@@ -100,12 +100,12 @@ class RunSpec:
     gc_method: str = option("hutchinson", "GC estimator during training", GC_METHODS)
     gc_probes: int = option(1, "Hutchinson probes per example", minimum=1)
     gc_examples: int = option(
-        256,
+        128,
         "size of the fixed stratified training sample on which GC is measured (0 = all)",
         minimum=0,
     )
     feature_examples: int = option(
-        1024,
+        512,
         "fixed stratified training sample for NC, NC1, NCC and training loss (0 = all)",
         minimum=0,
     )
@@ -117,7 +117,7 @@ class RunSpec:
         minimum=0,
     )
     bn_recalibration_examples: int = option(
-        512,
+        256,
         "recompute BatchNorm running statistics on "
         "this many training examples before each "
         "evaluation (0 = off; default on: stale running statistics make early-training "
@@ -161,10 +161,9 @@ class RunSpec:
         known = {f.name: f for f in dataclasses.fields(cls)}
         for key in values:
             if key not in known:
-                close = difflib.get_close_matches(str(key), known, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise SpecError(
-                    f"{source}: unknown key {key!r}{hint}; known keys: {', '.join(known)}"
+                    f"{source}: unknown key {key!r}{did_you_mean(key, known)}; known keys: "
+                    f"{', '.join(known)}"
                 )
         for key, value in values.items():
             _check_value(known[key], value, source)
@@ -191,6 +190,12 @@ class RunSpec:
                 n = self.eval_log_points
                 chosen.update(round(math.exp(top * k / max(n - 1, 1))) for k in range(n))
         return sorted(chosen)
+
+
+def did_you_mean(key: Any, known) -> str:
+    """`` (did you mean 'x'?)`` for the closest known key, or ``""``."""
+    close = difflib.get_close_matches(str(key), list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _check_value(spec_field: dataclasses.Field, value: Any, source: str) -> None:
