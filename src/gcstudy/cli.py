@@ -7,6 +7,7 @@ gcstudy aggregate --table T --runs D --out results/study.nc   all traces into on
 gcstudy stats STUDY.nc --out results/stats                    regressions, claims table
 gcstudy figures STUDY.nc --out results/figures                one figure per experiment
 gcstudy report STUDY.nc --stats S --figures F --out report.html   self-contained report
+gcstudy launch --configfile F [--executor slurm|local] [--only SEL]   submitit job array
 """
 
 from __future__ import annotations
@@ -95,6 +96,37 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--figures", required=True, help="figures folder (results/figures)")
     report.add_argument("--out", required=True, help="report to write (results/report.html)")
     report.set_defaults(handler=report_run)
+
+    launch = verbs.add_parser(
+        "launch",
+        help="train the unfinished runs of a config as one submitit job array (SLURM or local)",
+    )
+    launch.add_argument(
+        "--configfile", required=True, nargs="+", help="study config(s), as for snakemake"
+    )
+    launch.add_argument("--executor", default="slurm", choices=("slurm", "local"))
+    launch.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="SELECTOR",
+        help="a study name or a glob on run ids (repeatable; default: all runs)",
+    )
+    launch.add_argument("--results", help="results folder (default: the config's `results`)")
+    launch.add_argument(
+        "-d", "--directory", default=".", help="working directory, as snakemake's (default: .)"
+    )
+    launch.add_argument("--timeout-min", type=int, help="job time limit (default: as the rule)")
+    launch.add_argument(
+        "--max-timeouts", type=int, default=3, help="requeues allowed per task (default 3)"
+    )
+    launch.add_argument(
+        "--wait", action="store_true", help="wait for the jobs (always with --executor local)"
+    )
+    launch.add_argument(
+        "-n", "--dry-run", action="store_true", help="list the runs to train, submit nothing"
+    )
+    launch.set_defaults(handler=launch_runs)
 
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -203,6 +235,46 @@ def report_run(args, parser) -> int:
 
     print(report.run(args.study, args.stats, args.figures, args.out))
     return 0
+
+
+def launch_runs(args, parser) -> int:
+    from gcstudy import launch
+
+    if args.dry_run:
+        plan = launch.plan(args.configfile, args.only, args.results, args.directory)
+        for run in plan.pending:
+            print(run.run_id)
+        done = len(plan.selected) - len(plan.pending)
+        print(f"{len(plan.pending)} runs to train, {done} already finished", file=sys.stderr)
+        return 0
+    plan, jobs = launch.launch(
+        args.configfile,
+        executor=args.executor,
+        only=args.only,
+        results=args.results,
+        workdir=args.directory,
+        timeout_min=args.timeout_min,
+        max_num_timeout=args.max_timeouts,
+    )
+    done = len(plan.selected) - len(plan.pending)
+    if not jobs:
+        print(f"nothing to train: all {done} selected runs are finished")
+        return 0
+    for run, job in zip(plan.pending, jobs, strict=True):
+        print(f"{job.job_id}\t{run.run_id}")
+    print(
+        f"submitted {len(jobs)} runs ({done} already finished) to {args.executor}; "
+        f"logs in {plan.workdir / launch.LOG_FOLDER}",
+        file=sys.stderr,
+    )
+    if not (args.wait or args.executor == "local"):
+        return 0
+    outcomes = launch.wait(jobs, args.executor)
+    failed = [o for o in outcomes if o["state"] != "done"]
+    for outcome in failed:
+        log.error("job %s: %s: %s", outcome["job"], outcome["state"], outcome["error"])
+    print(f"{len(outcomes) - len(failed)} runs finished, {len(failed)} failed")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

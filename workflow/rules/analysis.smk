@@ -1,12 +1,17 @@
 # From the study file to answers: statistics, figures and one self-contained report.
+# Light CPU work on one file, like aggregate: run where Snakemake runs, not as cluster jobs.
+localrules:
+    stats,
+    figures,
+    report,
 
 
 rule stats:
     input:
-        study=f"{RESULTS}/study.nc",
+        study=result("study.nc"),
     output:
         report(
-            directory(f"{RESULTS}/stats"),
+            directory(result("stats")),
             patterns=["{name}.csv"],
             caption="../report/stats.rst",
             category="Statistics",
@@ -14,17 +19,17 @@ rule stats:
     log:
         "logs/stats.log",
     benchmark:
-        f"{RESULTS}/benchmarks/stats.tsv"
+        result("benchmarks/stats.tsv")
     shell:
         "gcstudy stats {input.study:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule figures:
     input:
-        study=f"{RESULTS}/study.nc",
+        study=result("study.nc"),
     output:
         report(
-            directory(f"{RESULTS}/figures"),
+            directory(result("figures")),
             patterns=["{name}.png"],
             caption="../report/figures.rst",
             category="Figures",
@@ -32,26 +37,26 @@ rule figures:
     log:
         "logs/figures.log",
     benchmark:
-        f"{RESULTS}/benchmarks/figures.tsv"
+        result("benchmarks/figures.tsv")
     shell:
         "gcstudy figures {input.study:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule report:
     input:
-        study=f"{RESULTS}/study.nc",
-        stats=f"{RESULTS}/stats",
-        figures=f"{RESULTS}/figures",
+        study=result("study.nc"),
+        stats=result("stats"),
+        figures=result("figures"),
     output:
         report(
-            f"{RESULTS}/report.html",
+            result("report.html"),
             caption="../report/report.rst",
             category="Report",
         ),
     log:
         "logs/report.log",
     benchmark:
-        f"{RESULTS}/benchmarks/report.tsv"
+        result("benchmarks/report.tsv")
     shell:
         "gcstudy report {input.study:q} --stats {input.stats:q} --figures {input.figures:q}"
         " --out {output:q} > {log:q} 2>&1"

@@ -52,7 +52,7 @@ def evaluation_files(wildcards=None):
 def final_outputs():
     """The default target: the report (it needs the study file, the statistics and the
     figures, hence every run)."""
-    return [f"{RESULTS}/report.html"]
+    return [result("report.html")]
 
 
 def train_minutes(wildcards, attempt):

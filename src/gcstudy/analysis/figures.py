@@ -1,0 +1,476 @@
+"""The paper's figures, redrawn from ``results/study.nc`` (``gcstudy figures``).
+
+One figure per study, laid out after the experiment it reproduces (SCIENCE.md section 5):
+
+* E1 / E1b / E5 (``curves``): one row per sweep, columns GC, geometric collapse and NC
+  against step; one colour per swept value on a sequential colormap (dark = small value);
+  the line is the mean over seeds (geometric mean on log axes) and the band +/- one sd over
+  seeds (in log space on log axes); diverged runs are drawn dotted, ending where they stopped.
+* E4 (``transfer``): the same layout with source GC, target NC and 5-shot accuracy.
+* E2 (``estimators``): one panel per estimator, mean +/- sd of the repeated estimates
+  against the sampling budget, the exact GC as a horizontal line.
+* E3 (``bound``): NCC test error and both bounds against step, mean +/- sd over seeds.
+* ``scatter_nc_gc``: final NC against final GC for every complete run, one panel per study.
+
+PNG (150 dpi) and PDF under the output folder, plus ``figures.json`` with every figure's
+file names and caption (used by the report).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
+
+from gcstudy.analysis import aggregate
+from gcstudy.analysis.stats import FACTOR_LABELS, studies_of, swept_factors
+
+STEP_LABEL = "training step (SGD updates)"
+QUANTITIES = {
+    "gc": "GC: mean $\\|J_f(x)\\|_F^2$",
+    "geometric_collapse": "geometric collapse",
+    "nc_train": "NC: mean CDNV (train)",
+    "target_nc": "target NC: mean CDNV",
+    "fewshot_5shot_accuracy": "5-way 5-shot accuracy",
+    "ncc_test_error": "NCC test error",
+    "bound_cdnv": "bound $4(C-1)\\,$NC",
+    "bound_gc": "bound $4(C-1)\\,c\\,$geom. collapse",
+}
+CURVES = ("gc", "geometric_collapse", "nc_train")
+TRANSFER = ("gc", "target_nc", "fewshot_5shot_accuracy")
+ESTIMATOR_LABELS = {
+    "examples": ("example subsampling", "examples b"),
+    "hutchinson": ("Hutchinson probes", "probes per example"),
+    "outputs": ("output-row sampling", "output rows per example"),
+    "mask": ("Jacobian masking", "keep rate q"),
+}
+
+
+@dataclass
+class Drawn:
+    """A figure with its file stem and caption."""
+
+    name: str
+    figure: Figure
+    caption: str
+
+
+# ---------------------------------------------------------------- building blocks
+
+
+def spans_decades(values: np.ndarray, decades: float = 1.0) -> bool:
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values) & (values > 0)]
+    return len(values) > 1 and np.log10(values.max() / values.min()) >= decades
+
+
+def tidy_log_axis(axis, values=None) -> None:
+    """Readable log-axis ticks: plain numbers at 1-2-5 (or decades when the range is wide),
+    no minor labels (matplotlib's defaults overlap on ranges under a decade)."""
+    values = np.asarray([] if values is None else values, dtype=float)
+    values = values[np.isfinite(values) & (values > 0)]
+    wide = len(values) > 1 and np.log10(values.max() / values.min()) > 2.5
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0,) if wide else (1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(_tick_text))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _tick_text(value, _position=None) -> str:
+    if value <= 0:
+        return ""
+    exponent = np.floor(np.log10(value))
+    if -3 <= exponent <= 4:
+        return f"{value:g}"
+    mantissa = value / 10**exponent
+    head = "" if np.isclose(mantissa, 1) else f"{mantissa:g}\\times"
+    return f"${head}10^{{{int(exponent)}}}$"
+
+
+def seed_band(values: np.ndarray, log: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and +/- one sd over runs (rows), in log space when ``log``; NaN-aware."""
+    with np.errstate(invalid="ignore", divide="ignore"), _quiet():
+        data = np.log10(np.where(values > 0, values, np.nan)) if log else values
+        mean = np.nanmean(data, axis=0)
+        count = np.isfinite(data).sum(axis=0)
+        sd = np.where(count > 1, np.nanstd(data, axis=0, ddof=1) if len(data) > 1 else 0, 0)
+    low, high = mean - sd, mean + sd
+    if log:
+        return 10**mean, 10**low, 10**high
+    return mean, low, high
+
+
+class _quiet:
+    def __enter__(self):
+        import warnings
+
+        self._catch = warnings.catch_warnings()
+        self._catch.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        self._catch.__exit__(*exc)
+
+
+def value_colors(values: list[float]) -> dict[float, tuple]:
+    """One colour per swept value on a sequential colormap, ordered by value."""
+    cmap = colormaps["viridis"]
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return {ordered[0]: cmap(0.5)}
+    return {v: cmap(0.05 + 0.8 * i / (len(ordered) - 1)) for i, v in enumerate(ordered)}
+
+
+def format_value(factor: str, value: float) -> str:
+    if factor == "batch_size":
+        return str(int(value))
+    return "0" if value == 0 else f"{value:g}"
+
+
+def step_axis(ax, steps: np.ndarray) -> None:
+    ax.set_xlabel(STEP_LABEL)
+    positive = steps[steps > 0]
+    if len(positive) and positive.max() / positive.min() >= 100:
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlim(left=0)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+
+
+def draw_sweep_row(axes, runs: xr.Dataset, factor: str, quantities: tuple[str, ...]) -> None:
+    """One row of an E1-style figure: one line (mean) and band per swept value."""
+    steps = runs["step"].values
+    if not runs.sizes["run"]:
+        for ax, name in zip(axes, quantities, strict=True):
+            ax.text(
+                0.5,
+                0.5,
+                "no run of this sweep\nwas aggregated",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                color="grey",
+            )
+            ax.set_ylabel(QUANTITIES.get(name, name))
+            ax.set_xlabel(STEP_LABEL)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[0].set_title(
+            f"{FACTOR_LABELS[factor]} sweep", loc="left", fontsize=10, fontweight="bold"
+        )
+        return
+    values = sorted({float(v) for v in runs[factor].values})
+    colors = value_colors(values)
+    complete = runs["status"].values == "complete"
+    for ax, name in zip(axes, quantities, strict=True):
+        if name not in runs:
+            ax.text(
+                0.5, 0.5, f"{name}\nnot traced", ha="center", va="center", transform=ax.transAxes
+            )
+            continue
+        data = runs[name].values
+        log = name != "fewshot_5shot_accuracy" and spans_decades(data[complete])
+        for value in values:
+            chosen = (runs[factor].values == value) & complete
+            if chosen.any():
+                mean, low, high = seed_band(data[chosen], log)
+                ok = np.isfinite(mean)
+                ax.plot(steps[ok], mean[ok], color=colors[value], lw=1.8)
+                if chosen.sum() > 1:
+                    ax.fill_between(
+                        steps[ok], low[ok], high[ok], color=colors[value], alpha=0.2, lw=0
+                    )
+            for i in np.flatnonzero((runs[factor].values == value) & ~complete):
+                row = data[i]
+                ok = np.isfinite(row) & ((row > 0) if log else True)
+                ax.plot(steps[ok], row[ok], color=colors[value], lw=1, ls=":")
+                if ok.any():
+                    ax.plot(steps[ok][-1], row[ok][-1], "x", color=colors[value], ms=6)
+        if log:
+            ax.set_yscale("log")
+            tidy_log_axis(ax.yaxis, data[complete])
+        ax.set_ylabel(QUANTITIES.get(name, name))
+        step_axis(ax, steps)
+        ax.grid(alpha=0.3, which="major")
+    handles = [Line2D([], [], color=colors[v], lw=2, label=format_value(factor, v)) for v in values]
+    if (~complete).any():
+        handles.append(Line2D([], [], color="grey", ls=":", marker="x", label="diverged"))
+    axes[-1].legend(
+        handles=handles,
+        title=FACTOR_LABELS[factor],
+        loc="center left",
+        bbox_to_anchor=(1.02, 0.5),
+        frameon=False,
+        fontsize=8,
+        title_fontsize=9,
+    )
+    axes[0].set_title(f"{FACTOR_LABELS[factor]} sweep", loc="left", fontsize=10, fontweight="bold")
+
+
+def seeds_text(runs: xr.Dataset) -> str:
+    seeds = len(np.unique(runs["seed"].values))
+    return f"{seeds} seed{'s' if seeds != 1 else ''}"
+
+
+# ---------------------------------------------------------------- the figures
+
+
+def sweep_figure(
+    dataset: xr.Dataset, study: str, info: dict, quantities: tuple[str, ...]
+) -> Drawn | None:
+    factors = swept_factors(dataset, study, info)
+    runs_all = aggregate.study_runs(dataset, study)
+    rows = factors or ["base"]
+    fig = Figure(figsize=(13, 3.0 * len(rows) + 0.6), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(len(rows), len(quantities), squeeze=False))
+    for r, factor in enumerate(rows):
+        if factor == "base":  # no sweep: every run at the base point, one colour
+            draw_sweep_row(axes[r], runs_all, "lr", quantities)
+        else:
+            draw_sweep_row(
+                axes[r], aggregate.sweep_runs(runs_all, study, factor), factor, quantities
+            )
+    experiment = info.get("experiment", "")
+    model = f"{runs_all['model'].values[0]} (width {runs_all['width'].values[0]:g})"
+    fig.suptitle(
+        f"{study} ({experiment}): {model} on {runs_all['dataset'].values[0]}, "
+        f"{seeds_text(runs_all)}",
+        fontsize=11,
+    )
+    names = ", ".join(QUANTITIES[q].split(":")[0] for q in quantities)
+    caption = (
+        f"{experiment} on {runs_all['dataset'].values[0]}: {names} against training step, one "
+        f"row per sweep ({', '.join(FACTOR_LABELS[f] for f in factors) or 'none'}), one "
+        "colour per swept value (dark = smallest). Lines: mean over seeds (geometric mean on "
+        "log axes); bands: +/- one sd over seeds (in log space on log axes). Dotted lines "
+        "ending in x: diverged runs. Measured on the fixed training sample (target NC and "
+        "few-shot accuracy: target classes)."
+    )
+    return Drawn(f"{study}_{experiment}", fig, caption)
+
+
+def estimator_figure(dataset: xr.Dataset, study: str, info: dict) -> Drawn | None:
+    runs = dataset.isel(run=np.flatnonzero(dataset["study"].values == study))
+    if "gcest_exact" not in runs:
+        return None
+    runs = runs.isel(run=np.flatnonzero(np.isfinite(runs["gcest_exact"].values)))
+    if not runs.sizes["run"]:
+        return None
+    runs = runs.isel(run=slice(0, 3))
+    estimators_present = list(dict.fromkeys(str(e) for e in dataset["estimator"].values))
+    fig = Figure(
+        figsize=(3.2 * len(estimators_present) + 0.5, 3.0 * runs.sizes["run"] + 0.6),
+        layout="constrained",
+    )
+    axes = fig.subplots(runs.sizes["run"], len(estimators_present), squeeze=False)
+    for r in range(runs.sizes["run"]):
+        run = runs.isel(run=r)
+        exact = float(run["gcest_exact"])
+        for c, name in enumerate(estimators_present):
+            ax = axes[r, c]
+            chosen = np.flatnonzero(dataset["estimator"].values == name)
+            budgets = dataset["budget"].values[chosen]
+            estimates = run["gcest_estimate"].values[chosen]
+            with _quiet():
+                mean = np.nanmean(estimates, axis=1)
+                sd = np.nanstd(estimates, axis=1, ddof=1)
+            ax.errorbar(
+                budgets,
+                mean,
+                yerr=sd,
+                fmt="o-",
+                color="C0",
+                capsize=3,
+                ms=4,
+                label="estimate, mean +/- sd",
+            )
+            ax.axhline(exact, color="k", lw=1.2, ls="--", label="exact GC")
+            ax.set_xscale("log")
+            ax.xaxis.set_major_locator(FixedLocator(budgets))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.xaxis.set_minor_locator(FixedLocator([]))
+            title, xlabel = ESTIMATOR_LABELS.get(name, (name, "budget"))
+            ax.set_title(title, fontsize=10)
+            ax.set_xlabel(f"sampling budget: {xlabel}")
+            if c == 0:
+                label = "GC estimate: mean $\\|J_f(x)\\|_F^2$"
+                if runs.sizes["run"] > 1:
+                    label += f"\n{str(run['run'].values).split('/')[-1]}"
+                ax.set_ylabel(label, fontsize=9)
+            ax.grid(alpha=0.3)
+        axes[r, -1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False, fontsize=8)
+    repeats = int(np.isfinite(runs["gcest_estimate"].values[0]).sum(axis=1).max())
+    which = str(runs["run"].values[0]) if runs.sizes["run"] == 1 else f"{runs.sizes['run']} runs"
+    fig.suptitle(
+        f"{study} ({info.get('experiment', 'E2')}): GC estimators against the exact "
+        f"GC of the trained network ({which})",
+        fontsize=11,
+    )
+    caption = (
+        f"E2: each GC estimator's estimate (mean +/- sd over {repeats} independent repeats) "
+        "against its sampling budget, on the fixed training sample of the final network; the "
+        "dashed line is the exact GC (every output row of the Jacobian)."
+    )
+    return Drawn(f"{study}_{info.get('experiment', 'E2')}", fig, caption)
+
+
+def bound_figure(dataset: xr.Dataset, study: str, info: dict) -> Drawn | None:
+    runs = aggregate.study_runs(dataset, study)
+    runs = runs.isel(run=np.flatnonzero(runs["status"].values == "complete"))
+    if not runs.sizes["run"]:
+        return None
+    steps = runs["step"].values
+    fig = Figure(figsize=(8.5, 4.2), layout="constrained")
+    ax = fig.subplots()
+    styles = {"ncc_test_error": ("k", "-"), "bound_cdnv": ("C0", "--"), "bound_gc": ("C3", "-.")}
+    for name, (color, style) in styles.items():
+        mean, low, high = seed_band(runs[name].values, log=True)
+        ok = np.isfinite(mean)
+        ax.plot(steps[ok], mean[ok], color=color, ls=style, lw=1.8, label=QUANTITIES[name])
+        if runs.sizes["run"] > 1:
+            ax.fill_between(steps[ok], low[ok], high[ok], color=color, alpha=0.15, lw=0)
+    ax.axhline(1.0, color="grey", lw=0.8, ls=":")
+    ax.text(
+        steps.max(),
+        1.0,
+        " error = 1 (vacuous above)",
+        va="bottom",
+        ha="right",
+        fontsize=8,
+        color="grey",
+    )
+    ax.set_yscale("log")
+    tidy_log_axis(ax.yaxis, np.concatenate([runs[n].values.ravel() for n in styles]))
+    ax.set_ylabel("NCC error / bound")
+    step_axis(ax, steps)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False, fontsize=9)
+    ax.set_title(
+        f"{study} ({info.get('experiment', 'E3')}): {runs['model'].values[0]} on "
+        f"{runs['dataset'].values[0]}, {seeds_text(runs)}",
+        fontsize=11,
+    )
+    caption = (
+        "E3: NCC test error and its two bounds against training step, computed from training "
+        f"statistics; lines are geometric means over {seeds_text(runs)}, bands +/- one sd in "
+        "log space. The bound holds where its curve lies above the error; above 1 it is "
+        "vacuous."
+    )
+    return Drawn(f"{study}_{info.get('experiment', 'E3')}", fig, caption)
+
+
+def scatter_figure(dataset: xr.Dataset, studies: dict) -> Drawn | None:
+    chosen = [s for s in studies if (dataset["study"].values == s).sum() >= 2]
+    if not chosen:
+        return None
+    cols = min(3, len(chosen))
+    rows = int(np.ceil(len(chosen) / cols))
+    fig = Figure(figsize=(4.4 * cols + 1.5, 3.8 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    markers = {"base": "*", "lr": "o", "batch_size": "s", "l2": "^", "gc_penalty": "D"}
+    for ax, study in zip(axes, chosen, strict=False):
+        runs = dataset.isel(
+            run=np.flatnonzero(
+                (dataset["study"].values == study) & (dataset["status"].values == "complete")
+            )
+        )
+        gc = aggregate.final_values(runs, "gc")
+        nc = aggregate.final_values(runs, "nc_train")
+        factors = runs["swept_factor"].values
+        for factor in dict.fromkeys(factors):
+            pick = factors == factor
+            if factor == "base":
+                color = "k"
+            else:
+                values = runs[factor].values[pick]
+                color = None
+                cmap = colormaps["viridis"]
+                lo, hi = np.log10(values.min() or 1e-12), np.log10(values.max() or 1e-12)
+                color = [
+                    cmap(
+                        0.05 + 0.8 * ((np.log10(v) - lo) / (hi - lo) if hi > lo and v > 0 else 0.5)
+                    )
+                    for v in values
+                ]
+            ax.scatter(
+                gc[pick],
+                nc[pick],
+                c=color,
+                marker=markers.get(factor, "o"),
+                s=36,
+                edgecolors="k",
+                linewidths=0.4,
+                label="base point" if factor == "base" else FACTOR_LABELS[factor],
+            )
+        if spans_decades(gc, 0.5):
+            ax.set_xscale("log")
+            tidy_log_axis(ax.xaxis, gc)
+        if spans_decades(nc, 0.5):
+            ax.set_yscale("log")
+            tidy_log_axis(ax.yaxis, nc)
+        ax.set_xlabel("final GC: mean $\\|J_f(x)\\|_F^2$")
+        ax.set_ylabel("final NC: mean CDNV (train)")
+        ax.set_title(f"{study} ({studies[study].get('experiment', '')})", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best", title="sweep (colour: value)", title_fontsize=7)
+    for ax in axes[len(chosen) :]:
+        ax.set_visible(False)
+    fig.suptitle("Final NC against final GC, every complete run", fontsize=11)
+    caption = (
+        "Final NC (mean CDNV on the training sample) against final GC for every complete run, "
+        "one panel per study; marker = sweep, colour = swept value on a log scale (dark = "
+        "smallest), star = base point."
+    )
+    return Drawn("scatter_nc_gc", fig, caption)
+
+
+def build(dataset: xr.Dataset) -> list[Drawn]:
+    """Every figure the study file supports (nothing written)."""
+    drawn: list[Drawn] = []
+    studies = studies_of(dataset)
+    for study, info in studies.items():
+        experiment = info.get("experiment", "")
+        if experiment == "E2":
+            figure = estimator_figure(dataset, study, info)
+        elif experiment == "E3":
+            figure = bound_figure(dataset, study, info)
+        elif experiment == "E4":
+            figure = sweep_figure(dataset, study, info, TRANSFER)
+        else:
+            figure = sweep_figure(dataset, study, info, CURVES)
+        if figure is not None:
+            drawn.append(figure)
+    scatter = scatter_figure(dataset, studies)
+    if scatter is not None:
+        drawn.append(scatter)
+    return drawn
+
+
+def write(drawn: list[Drawn], out_dir: str | os.PathLike) -> list[Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written, index = [], []
+    for item in drawn:
+        png, pdf = out / f"{item.name}.png", out / f"{item.name}.pdf"
+        item.figure.savefig(png, dpi=150)
+        item.figure.savefig(pdf)
+        written += [png, pdf]
+        index.append({"name": item.name, "png": png.name, "pdf": pdf.name, "caption": item.caption})
+    (out / "figures.json").write_text(json.dumps(index, indent=1) + "\n")
+    written.append(out / "figures.json")
+    return written
+
+
+def run(study_path: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path]:
+    """``gcstudy figures``: draw every figure of the study file into ``out_dir``."""
+    return write(build(aggregate.open_study(study_path)), out_dir)
+
+
+__all__ = ["build", "run", "write"]

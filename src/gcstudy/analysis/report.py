@@ -1,0 +1,499 @@
+"""One self-contained HTML report (``gcstudy report``): what was run, what it shows, and how.
+
+Sections: summary, run inventory (complete / diverged / skipped, with reasons), the claims
+table with its decision rule, the figures (PNG embedded as base64) with captions, the
+statistics tables, the methods, the assumptions and defaults in force (from the run specs,
+flagging every choice SCIENCE.md marks as a default), and provenance (versions, git
+commits, config hash, dates). Nothing is fetched from the network when it is opened.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from gcstudy.analysis import aggregate
+from gcstudy.analysis.tables import fmt
+
+# Run-spec keys that SCIENCE.md or FACTS.md fix as a "default" (the paper does not say).
+SCIENCE_DEFAULTS = {
+    "momentum": "plain SGD (momentum 0), constant learning rate (SCIENCE.md 5)",
+    "l2": "explicit L2 penalty lambda * ||theta||^2 in the loss (SCIENCE.md 5)",
+    "steps": "a fixed step budget per study (SCIENCE.md 5)",
+    "eval_every": "evaluation cadence: every this many steps (SCIENCE.md 5)",
+    "eval_log_points": "extra log-spaced evaluation steps, dense early (spec default)",
+    "gc_method": "GC estimator during training (SCIENCE.md 2)",
+    "gc_probes": "Hutchinson probes per example (SCIENCE.md 2: one is enough)",
+    "gc_examples": "fixed stratified training sample for GC (SCIENCE.md 5)",
+    "feature_examples": "fixed stratified training sample for NC, NCC (SCIENCE.md 5)",
+    "test_examples": "test sample for test error and NC (0 = all)",
+    "sample_seed": "seed of the fixed metric samples, shared by all seeds",
+    "bn_recalibration_examples": "BatchNorm statistics recomputed before each evaluation "
+    "(SCIENCE.md 1, FACTS.md)",
+    "poincare_constant": "Poincare constant c of the GC bound; null = the Gaussian proxy "
+    "max_i lambda_max(Cov(x|i)) estimated on training inputs (SCIENCE.md 3)",
+    "fewshot_ways": "N-way episodes (SCIENCE.md 4: 5-way)",
+    "fewshot_queries": "queries per class (SCIENCE.md 4: 15)",
+    "fewshot_episodes": "episodes per evaluation during training",
+    "fewshot_seed": "fixed episode seed",
+    "fewshot_normalize": "no feature normalisation before NCC (SCIENCE.md 4)",
+    "width": "channel width multiplier (SCIENCE.md 7: 1 = the paper's networks)",
+    "precision": "training precision; metrics always fp32 or better",
+}
+VERDICT_CLASS = {"supported": "ok", "contradicted": "bad", "inconclusive": "meh"}
+STAT_TABLES = (
+    ("sweep_slopes", "Claim 1: final GC against each swept factor"),
+    ("collapse_vs_gc", "Claim 2: geometric collapse and NC against GC"),
+    ("transfer", "Claim 3: transfer"),
+    ("bound", "Claim 4: the NCC-error bounds"),
+    ("rank_correlations", "Rank correlations with bootstrap CIs over seeds"),
+    ("estimators", "GC estimators against the exact GC (Fig. 2 numbers)"),
+    ("tests", "Every test behind the claims table"),
+)
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1180px;
+margin:0 auto;padding:1.5em 2em;color:#1d1d1f;line-height:1.45;font-size:15px}
+h1{font-size:1.7em;margin-bottom:.2em}h2{border-bottom:2px solid #e3e3e8;padding-bottom:.2em;
+margin-top:2em}h3{margin-top:1.4em;font-size:1.1em}
+.sub{color:#666;margin-top:0}nav{background:#f6f6f8;padding:.6em 1em;border-radius:6px}
+nav a{margin-right:1.1em;color:#0b57d0;text-decoration:none}
+table{border-collapse:collapse;margin:.6em 0 1em;font-size:13px;width:auto}
+th,td{border:1px solid #d8d8de;padding:3px 7px;text-align:left;vertical-align:top}
+th{background:#f0f0f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
+tr:nth-child(even) td{background:#fafafc}
+.wide{overflow-x:auto}.badge{display:inline-block;padding:1px 9px;border-radius:10px;
+font-weight:600;font-size:12px}.ok{background:#d7f5dd;color:#0b6b22}.bad{background:#fddede;
+color:#a1110b}.meh{background:#f1ecd2;color:#6b5a00}
+figure{margin:1.2em 0 2em;border:1px solid #e3e3e8;border-radius:6px;padding:.6em}
+figure img{max-width:100%;height:auto;display:block;margin:0 auto}
+figcaption{font-size:13.5px;color:#333;margin-top:.4em}
+.note{background:#f6f6f8;border-left:4px solid #b0b0bb;padding:.5em .9em;font-size:14px}
+code{background:#f0f0f4;padding:0 3px;border-radius:3px;font-size:90%}
+ul.tests{margin:.2em 0 0;padding-left:1.1em}ul.tests li{margin:.15em 0}
+tr.main td{background:#eef1f8!important;border-top:2px solid #c5cbe0}
+tr.part td:first-child{padding-left:1.4em;color:#555}
+"""
+
+
+def esc(value) -> str:
+    return html.escape(str(value))
+
+
+def frame_html(frame: pd.DataFrame, columns: list[str] | None = None, max_rows: int = 400) -> str:
+    """A DataFrame as an HTML table, numbers formatted like the Markdown tables."""
+    if frame is None or frame.empty:
+        return "<p><em>No rows: nothing of this kind in the study.</em></p>"
+    if columns:
+        frame = frame[[c for c in columns if c in frame.columns]]
+    head = "".join(f"<th>{esc(c)}</th>" for c in frame.columns)
+    body = []
+    for row in frame.head(max_rows).itertuples(index=False):
+        cells = []
+        for value in row:
+            value = value.item() if hasattr(value, "item") and not isinstance(value, str) else value
+            if isinstance(value, str) and value in VERDICT_CLASS:
+                cells.append(
+                    f'<td><span class="badge {VERDICT_CLASS[value]}">{esc(value)}</span></td>'
+                )
+            elif isinstance(value, int | float) and not isinstance(value, bool):
+                cells.append(f'<td class="num">{esc(fmt(value))}</td>')
+            else:
+                cells.append(f"<td>{esc(fmt(value) if value is not None else '')}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    more = (
+        f"<p><em>{len(frame) - max_rows} more rows in the CSV.</em></p>"
+        if len(frame) > max_rows
+        else ""
+    )
+    return (
+        f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>'
+        + "".join(body)
+        + "</tbody></table></div>"
+        + more
+    )
+
+
+def read_csv(folder: Path, name: str) -> pd.DataFrame:
+    path = folder / f"{name}.csv"
+    if not path.exists():
+        return pd.DataFrame()
+    try:
+        return pd.read_csv(path, keep_default_na=True)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+
+
+# ---------------------------------------------------------------- sections
+
+
+def inventory_section(dataset: xr.Dataset) -> str:
+    studies = dataset.attrs.get("studies", {})
+    skipped = dataset.attrs.get("skipped", [])
+    rows = []
+    for name in list(
+        dict.fromkeys(
+            [str(s) for s in dataset["study"].values]
+            + [s["study"] for s in skipped]
+            + list(studies)
+        )
+    ):
+        info = studies.get(name, {})
+        status = dataset["status"].values[dataset["study"].values == name]
+        rows.append(
+            {
+                "study": name,
+                "experiment": info.get("experiment", ""),
+                "description": info.get("description", ""),
+                "model": f"{info.get('model', '')} x{info.get('width', '')}",
+                "dataset": info.get("dataset", ""),
+                "sweeps": ", ".join(f"{k}: {v}" for k, v in info.get("sweeps", {}).items()) or "-",
+                "seeds": len(info.get("seeds", [])) or "",
+                "complete": int((status == "complete").sum()),
+                "diverged": int((status == "diverged").sum()),
+                "skipped / missing": sum(s["study"] == name for s in skipped),
+            }
+        )
+    frame = pd.DataFrame(rows)
+    total = dataset.attrs.get("runs_in_table", dataset.sizes["run"])
+    parts = [
+        f"<p>{int(total)} runs in the run table; {dataset.sizes['run']} aggregated "
+        f"({int((dataset['status'] == 'complete').sum())} complete, "
+        f"{int((dataset['status'] == 'diverged').sum())} diverged); "
+        f"{len(skipped)} skipped (missing or unreadable files).</p>",
+        frame_html(frame),
+    ]
+    diverged = dataset.isel(run=np.flatnonzero(dataset["status"].values == "diverged"))
+    if diverged.sizes["run"]:
+        items = "".join(
+            f"<li><code>{esc(r)}</code>: stopped at step {int(s)} of {int(p)}</li>"
+            for r, s, p in zip(
+                diverged["run"].values,
+                diverged["final_step"].values,
+                diverged["steps_planned"].values,
+                strict=True,
+            )
+        )
+        parts.append(
+            "<h3>Diverged runs</h3><p>Kept in the study file and the figures "
+            f"(dotted), excluded from every test.</p><ul>{items}</ul>"
+        )
+    if skipped:
+        items = "".join(
+            f"<li><code>{esc(s['run_id'])}</code>: {esc(s['reason'])}</li>" for s in skipped
+        )
+        parts.append(
+            "<h3>Skipped runs</h3><p>Left out by <code>gcstudy aggregate "
+            f"--skip-bad</code>: their numbers appear nowhere.</p><ul>{items}</ul>"
+        )
+    return "\n".join(parts)
+
+
+def claims_section(summary: dict) -> str:
+    """Each claim of SCIENCE.md 6 with its verdict, then its parts with the tests that
+    decided them (estimate, CI, Holm-adjusted p, sample, reason)."""
+    tests = summary.get("tests", [])
+    level = round(100 * (1 - summary["alpha"]))
+    rows = []
+    for claim in summary.get("claims", []):
+        name = str(claim["claim"])
+        badge = (
+            f'<span class="badge {VERDICT_CLASS[claim["verdict"]]}">{esc(claim["verdict"])}</span>'
+        )
+        if name.isdigit():
+            rows.append(
+                f'<tr class="main"><td><b>{esc(name)}</b></td><td><b>{esc(claim["statement"])}'
+                f"</b></td><td>{badge}</td><td>{esc(claim['detail'])}</td></tr>"
+            )
+            continue
+        items = "".join(
+            f'<li><span class="badge {VERDICT_CLASS.get(t["verdict"], "meh")}">'
+            f"{esc(t['verdict'])}</span> <b>{esc(t['study'])}</b>: {esc(t['test'])}, "
+            f"estimate {esc(fmt(t['estimate']))}"
+            + (
+                f" [{level}% CI {esc(fmt(t['ci_low']))}, {esc(fmt(t['ci_high']))}]"
+                if _finite(t["ci_low"])
+                else ""
+            )
+            + f" ({esc(t['n'])}): {esc(t['reason'])}</li>"
+            for t in tests
+            if t.get("part") == name
+        )
+        detail = esc(claim["detail"]) + (f'<ul class="tests">{items}</ul>' if items else "")
+        rows.append(
+            f'<tr class="part"><td>{esc(name)}</td><td>{esc(claim["statement"])}</td>'
+            f"<td>{badge}</td><td>{detail}</td></tr>"
+        )
+    notes = "".join(f"<p class='note'>{esc(n)}</p>" for n in summary.get("notes", []))
+    return (
+        "<table class='claims'><thead><tr><th>#</th><th>claim (SCIENCE.md 6) and its parts"
+        "</th><th>verdict</th><th>tests that decided it</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+        + f"<p class='note'><b>Decision rule</b> (level alpha = {summary['alpha']:g}): "
+        + esc(summary.get("decision_rule", ""))
+        + "</p>"
+        + notes
+    )
+
+
+def _finite(value) -> bool:
+    try:
+        return value is not None and np.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def figures_section(figures_dir: Path) -> str:
+    index_path = figures_dir / "figures.json"
+    if not index_path.exists():
+        return "<p><em>No figures were drawn.</em></p>"
+    parts = []
+    for number, item in enumerate(json.loads(index_path.read_text()), start=1):
+        png = figures_dir / item["png"]
+        raw = png.read_bytes()
+        data = base64.b64encode(raw).decode()
+        width = int.from_bytes(raw[16:20], "big") * 2 // 3  # 150 dpi files shown at 100 dpi
+        parts.append(
+            f'<figure id="fig-{esc(item["name"])}"><img alt="{esc(item["name"])}" '
+            f'style="width:{width}px" src="data:image/png;base64,{data}">'
+            f"<figcaption><b>Figure {number} "
+            f"({esc(item['name'])}).</b> {esc(item['caption'])} PDF: "
+            f"<code>{esc(item['pdf'])}</code>.</figcaption></figure>"
+        )
+    return "\n".join(parts)
+
+
+def stats_section(stats_dir: Path) -> str:
+    parts = []
+    for name, title in STAT_TABLES:
+        frame = read_csv(stats_dir, name)
+        if name == "estimators" and not frame.empty:
+            frame = frame.drop(columns=["run"]) if frame["run"].nunique() == 1 else frame
+        parts.append(f"<h3 id='table-{name}'>{esc(title)}</h3>")
+        parts.append(
+            f"<p>Files: <code>stats/{name}.csv</code>, <code>.md</code>, <code>.tex</code>.</p>"
+        )
+        columns = None
+        if name == "tests":
+            columns = [
+                "claim",
+                "study",
+                "test",
+                "expected",
+                "estimate",
+                "ci_low",
+                "ci_high",
+                "p",
+                "p_holm",
+                "n",
+                "verdict",
+            ]
+        parts.append(frame_html(frame, columns))
+    return "\n".join(parts)
+
+
+def methods_section(summary: dict) -> str:
+    items = "".join(
+        f"<li><b>Claim {esc(k)}.</b> {esc(v)}</li>" for k, v in summary.get("methods", {}).items()
+    )
+    return (
+        f"<ul>{items}</ul><p>Only complete runs enter a test; a run's final value is its "
+        "value at its last evaluation step. Rank correlations (Spearman, Kendall) come with a "
+        "percentile interval from a bootstrap over seeds: each grid point keeps its seed "
+        "mean and its runs' deviations from it are resampled with the sqrt(n/(n-1)) "
+        "correction (plain resampling of 2-5 seeds shrinks their spread and biases the "
+        "interval); with one seed per point no interval is given. Why "
+        "clusters are runs: the repeated measures are "
+        "the evaluation steps of one training run; the runs of one seed share their "
+        "initialisation, but with 1-5 seeds a seed-level cluster estimate would rest on "
+        "1-4 degrees of freedom. Why not a mixed model: with the few runs of a study its "
+        "random-effect variance is poorly estimated and its Wald tests are "
+        "anti-conservative; OLS with cluster-robust errors and a t(G-1) reference is the more "
+        "honest choice. The cluster-robust error is CV3 (the leave-one-run-out jackknife): "
+        "with 5-20 runs the usual CR1 error rejects a true null too often (about 8% at a "
+        "nominal 5% with 15 runs in a simulation of this design), CV3 stays near 5%. Claim 1 "
+        "uses one observation per run, so plain OLS applies there.</p>"
+    )
+
+
+def defaults_section(dataset: xr.Dataset) -> str:
+    specs = [json.loads(s) for s in dataset["spec_json"].values] if "spec_json" in dataset else []
+    if not specs:
+        return "<p><em>No run specs recorded.</em></p>"
+    frame = pd.DataFrame(specs)
+    study = dataset["study"].values
+    rows = []
+    for key in frame.columns:
+        values = frame[key].map(_spec_text)
+        distinct = list(dict.fromkeys(str(v) for v in values))
+        per_study = {s: sorted({str(v) for v in values[study == s]}) for s in dict.fromkeys(study)}
+        varying = [s for s, v in per_study.items() if len(v) > 1]
+        shown = (
+            distinct[0]
+            if len(distinct) == 1
+            else "; ".join(f"{s}: {', '.join(v)}" for s, v in per_study.items())
+        )
+        rows.append(
+            {
+                "key": key,
+                "value in force": shown,
+                "SCIENCE.md default?": "yes" if key in SCIENCE_DEFAULTS else "",
+                "meaning": SCIENCE_DEFAULTS.get(key, ""),
+                "varies within": ", ".join(varying) or "-",
+            }
+        )
+    table = pd.DataFrame(rows).sort_values(
+        by=["SCIENCE.md default?", "key"], ascending=[False, True]
+    )
+    facts = []
+    if "poincare_constant" in dataset:
+        c = dataset["poincare_constant"].values
+        c = c[np.isfinite(c)]
+        if len(c):
+            facts.append(
+                f"Poincare constant c used by the GC bound (per run, as recorded in "
+                f"the traces): {fmt(float(c.min()))} to {fmt(float(c.max()))}."
+            )
+    if "fewshot_episodes" in dataset:
+        e = dataset["fewshot_episodes"].values
+        e = e[np.isfinite(e)]
+        if len(e):
+            facts.append(
+                f"Final few-shot evaluation: {int(e.max())} episodes per run "
+                "(fewshot.nc), with a fixed episode seed."
+            )
+    if "repeat" in dataset.dims:
+        facts.append(
+            f"GC-estimator study: {dataset.sizes['repeat']} repeats per estimator and budget."
+        )
+    facts.append(
+        "Common to every run (SCIENCE.md 5 defaults): plain SGD with a constant "
+        "learning rate, cross-entropy, no data augmentation, per-channel input "
+        "normalisation, metrics on fixed stratified samples with the network in eval "
+        "mode after BatchNorm recalibration."
+    )
+    items = "".join(f"<li>{esc(f)}</li>" for f in facts)
+    return f"<ul>{items}</ul>" + frame_html(table)
+
+
+def _spec_text(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(value).removesuffix(".0") if abs(value) >= 1 else f"{value:g}"
+    return str(value)
+
+
+def provenance_section(dataset: xr.Dataset, summary: dict) -> str:
+    from gcstudy import provenance
+
+    versions = dataset.attrs.get("versions", {})
+    rows = [
+        ("config hash", dataset.attrs.get("config_hash", "")),
+        ("study file created", dataset.attrs.get("created_at", "")),
+        ("report created", provenance.now()),
+        ("git commit (analysis)", dataset.attrs.get("git_commit", "")),
+        ("git commits of the traces", ", ".join(dataset.attrs.get("trace_git_commits", []))),
+        (
+            "devices",
+            ", ".join(sorted({str(d) for d in dataset["device"].values}))
+            if "device" in dataset
+            else "",
+        ),
+        (
+            "statistics",
+            f"alpha = {summary.get('alpha', '')}, study file {summary.get('study', '')}",
+        ),
+    ]
+    rows += [(f"version: {k}", v) for k, v in sorted(versions.items())]
+    trace_versions = dataset.attrs.get("trace_versions", [])
+    for i, v in enumerate(trace_versions):
+        rows.append(
+            (f"trace software set {i + 1}", ", ".join(f"{k} {val}" for k, val in sorted(v.items())))
+        )
+    body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
+    return f"<table>{body}</table>"
+
+
+def partial_warning(dataset: xr.Dataset) -> str:
+    skipped = dataset.attrs.get("skipped", [])
+    if not skipped:
+        return ""
+    total = int(dataset.attrs.get("runs_in_table", dataset.sizes["run"] + len(skipped)))
+    return (
+        f"<p class='note'><b>Partial study:</b> {len(skipped)} of {total} runs were skipped "
+        "(missing or unreadable files, listed under <a href='#inventory'>What was run</a>). "
+        "Every verdict below rests only on the runs that were read.</p>"
+    )
+
+
+def summary_line(summary: dict) -> str:
+    claims = [c for c in summary.get("claims", []) if str(c["claim"]).isdigit()]
+    return " ".join(
+        f'<span class="badge {VERDICT_CLASS[c["verdict"]]}">claim {c["claim"]}: '
+        f"{esc(c['verdict'])}</span>"
+        for c in claims
+    )
+
+
+def render(dataset: xr.Dataset, stats_dir: Path, figures_dir: Path) -> str:
+    summary_path = stats_dir / "claims.json"
+    if not summary_path.exists():
+        raise FileNotFoundError(f"{summary_path} does not exist (run `gcstudy stats` first)")
+    summary = json.loads(summary_path.read_text())
+    studies = ", ".join(
+        f"{k} ({v.get('experiment', '')})" for k, v in dataset.attrs.get("studies", {}).items()
+    )
+    sections = [
+        ("inventory", "What was run", inventory_section(dataset)),
+        ("claims", "Claims", claims_section(summary)),
+        ("figures", "Figures", figures_section(figures_dir)),
+        ("statistics", "Statistics", stats_section(stats_dir)),
+        ("methods", "Methods", methods_section(summary)),
+        ("defaults", "Assumptions and defaults in force", defaults_section(dataset)),
+        ("provenance", "Provenance", provenance_section(dataset, summary)),
+    ]
+    nav = "".join(f'<a href="#{k}">{esc(t)}</a>' for k, t, _ in sections)
+    body = "".join(
+        f'<section id="{k}"><h2>{esc(t)}</h2>{content}</section>' for k, t, content in sections
+    )
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        "<title>gcstudy report</title>"
+        f"<style>{CSS}</style></head><body>"
+        "<h1>Geometric complexity and neural collapse: study report</h1>"
+        "<p class='sub'>Reproduction of Munn, Dherin &amp; Gonzalvo, NeurIPS 2024 "
+        f"(arXiv 2405.15706). Studies: {esc(studies)}. Config hash "
+        f"<code>{esc(dataset.attrs.get('config_hash', ''))}</code>.</p>"
+        f"<p>{summary_line(summary)}</p>{partial_warning(dataset)}<nav>{nav}</nav>{body}"
+        "</body></html>\n"
+    )
+
+
+def run(
+    study_path: str | os.PathLike,
+    stats_dir: str | os.PathLike,
+    figures_dir: str | os.PathLike,
+    out: str | os.PathLike,
+) -> Path:
+    """``gcstudy report``: write the self-contained HTML report; returns its path."""
+    dataset = aggregate.open_study(study_path)
+    text = render(dataset, Path(stats_dir), Path(figures_dir))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, out)
+    return out
