@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 import yaml
 
 from gcstudy import traces
@@ -159,6 +160,10 @@ def test_run_writes_a_complete_trace_with_provenance(tmp_path):
     assert trace.attrs["seed"] == 0 and trace.attrs["git_commit"]
     assert {"torch", "gcstudy", "cuda"} <= set(trace.attrs["versions"])
     assert trace.gc.attrs["units"] and trace.gc.attrs["description"]
+    with xr.open_dataset(tmp_path / "run" / "trace.h5", engine="h5netcdf") as opened:
+        assert opened.gc_per_class.dims == ("step", "class")  # real dimension scales
+        assert opened.gc.attrs["description"] == trace.gc.attrs["description"]
+        np.testing.assert_array_equal(opened.gc.values, trace.gc.values)
     for name in trace.data_vars:
         assert np.isfinite(trace[name].values).all(), name
     assert trace.test_accuracy.values[-1] > 0.5 > trace.test_accuracy.values[0]

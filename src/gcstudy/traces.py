@@ -9,8 +9,9 @@ run facts such as the input normalisation. A finished file is only ever produced
 writing a temporary file and renaming it into place, so a file named ``trace.h5`` is never
 half-written, and a finished trace is never overwritten.
 
-``gcstudy.traces.read(path)`` opens a trace with xarray (engine ``h5netcdf``), checks it, and
-decodes the JSON attributes.
+``gcstudy.traces.read(path)`` checks a trace and returns it as an ``xarray.Dataset`` with
+decoded JSON attributes; ``gcstudy.traces.load(path)`` gives the same checked arrays
+without xarray (fast, for aggregating thousands of traces).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
@@ -127,37 +128,94 @@ def write(
     return path
 
 
-def read(path: str | os.PathLike, allow_running: bool = False) -> xr.Dataset:
-    """Open a trace as an ``xarray.Dataset`` (loaded into memory) with decoded attributes.
+@dataclass(frozen=True)
+class Trace:
+    """A checked trace as arrays: ``steps`` (S), ``classes`` (C), ``values`` (name -> array
+    of shape S or S x C) and decoded ``attrs``."""
+
+    steps: np.ndarray
+    classes: np.ndarray
+    values: dict[str, np.ndarray]
+    attrs: dict[str, Any]
+
+
+def load(path: str | os.PathLike, allow_running: bool = False) -> Trace:
+    """Read and check a trace straight from HDF5 (xarray's reader costs ~30x more per file).
 
     Raises ``TraceError`` naming the file if it is missing, corrupt or truncated, of another
-    schema version, or still running (unless ``allow_running``).
+    schema version, still running (unless ``allow_running``), lacks a variable, or has
+    shapes or steps that do not fit together.
     """
-    import xarray as xr  # slow import (pandas): only where traces are read
-
     path = Path(path)
     if not path.is_file():
         raise TraceError(f"trace {path} does not exist")
     try:
-        with xr.open_dataset(path, engine="h5netcdf") as opened:
-            dataset = opened.load()
-    except (OSError, ValueError, KeyError) as error:
-        raise TraceError(f"trace {path} is corrupt or truncated: {error}") from error
-    if dataset.attrs.get("schema_version") != SCHEMA_VERSION:
+        with h5py.File(path, "r") as f:
+            attrs = {k: _decode(v) for k, v in f.attrs.items()}
+            steps = f["step"][()].astype(np.int64)
+            classes = f["class"][()].astype(np.int64)
+            values = {name: f[name][()] for name in VARIABLES if name in f}
+    except (OSError, ValueError, KeyError, RuntimeError) as error:
+        raise TraceError(f"trace {path} is corrupt or truncated: {error}") from None
+    if attrs.get("schema_version") != SCHEMA_VERSION:
         raise TraceError(
-            f"trace {path} has schema_version {dataset.attrs.get('schema_version')!r}, "
+            f"trace {path} has schema_version {attrs.get('schema_version')!r}, "
             f"this gcstudy reads version {SCHEMA_VERSION}"
         )
-    status = dataset.attrs.get("status")
+    status = attrs.get("status")
     if status not in STATUSES or (status == "running" and not allow_running):
-        raise TraceError(f"trace {path} has status {status!r}; expected one of {FINISHED}")
-    missing = [n for n, v in VARIABLES.items() if not v.transfer_only and n not in dataset]
+        raise TraceError(
+            f"trace {path} has status {status!r}; expected one of {FINISHED}"
+            + (" (the run has not finished)" if status == "running" else "")
+        )
+    missing = [n for n, v in VARIABLES.items() if not v.transfer_only and n not in values]
     if missing:
         raise TraceError(f"trace {path} lacks the variables {', '.join(missing)}")
+    sizes = {"step": len(steps), "class": len(classes)}
+    for name, array in values.items():
+        expected = tuple(sizes[d] for d in VARIABLES[name].dims)
+        if array.shape != expected:
+            raise TraceError(
+                f"trace {path} is corrupt: {name} has shape {array.shape}, expected {expected}"
+            )
+    if np.any(np.diff(steps) <= 0):
+        raise TraceError(f"trace {path} is corrupt: its steps are not increasing")
     for key in JSON_ATTRIBUTES:
-        if isinstance(dataset.attrs.get(key), str):
-            dataset.attrs[key] = json.loads(dataset.attrs[key])
-    return dataset
+        if isinstance(attrs.get(key), str):
+            try:
+                attrs[key] = json.loads(attrs[key])
+            except json.JSONDecodeError:
+                raise TraceError(f"trace {path} has a corrupt attribute {key!r}") from None
+    return Trace(steps, classes, values, attrs)
+
+
+def read(path: str | os.PathLike, allow_running: bool = False) -> xr.Dataset:
+    """A checked trace (see ``load``) as an ``xarray.Dataset`` with named dimensions, each
+    variable with its ``units``, ``long_name`` and ``description``, and decoded attributes:
+    the same as ``xarray.open_dataset(path, engine="h5netcdf")`` gives, plus the checks."""
+    import xarray as xr  # slow import (pandas): only where datasets are built
+
+    trace = load(path, allow_running)
+    variables = {}
+    for name, array in trace.values.items():
+        variable = VARIABLES[name]
+        meta = {
+            "units": variable.units,
+            "long_name": variable.long_name,
+            "description": variable.long_name,
+        }
+        variables[name] = (variable.dims, array, meta)
+    coords = {"step": trace.steps, "class": trace.classes}
+    return xr.Dataset(variables, coords=coords, attrs=trace.attrs)
+
+
+def _decode(value: Any) -> Any:
+    """HDF5 attribute value as plain Python (bytes to str, numpy scalars to numbers)."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def status(path: str | os.PathLike) -> str | None:
@@ -170,8 +228,7 @@ def status(path: str | os.PathLike) -> str | None:
 
 def _status_of(path: Path) -> str | None:
     with h5py.File(path, "r") as f:
-        value = f.attrs.get("status")
-    return value.decode() if isinstance(value, bytes) else value
+        return _decode(f.attrs.get("status"))
 
 
 def _dtype(name: str) -> type:

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import xarray as xr
 
@@ -69,79 +68,21 @@ class AggregateError(ValueError):
 
 
 @dataclass
-class Trace:
-    """A checked trace, read straight from HDF5 (xarray's reader costs ~30x more per file)."""
-
-    steps: np.ndarray
-    classes: np.ndarray
-    values: dict[str, np.ndarray]
-    attrs: dict[str, Any]
-
-
-@dataclass
 class RunRecord:
     """What one run contributes: its table entry, its trace and its evaluations."""
 
     entry: dict
-    trace: Trace
+    trace: traces.Trace
     fewshot: xr.Dataset | None = None
     gc_estimators: xr.Dataset | None = None
 
 
-def read_trace(path: Path) -> Trace:
-    """Read a trace with h5py and apply the checks of ``gcstudy.traces.read``: the file
-    exists and opens, has this schema version, is finished (complete or diverged) and holds
-    every non-transfer variable with the shape its dimensions give."""
-    if not path.is_file():
-        raise AggregateError(f"trace {path} does not exist")
+def read_trace(path: Path) -> traces.Trace:
+    """A checked trace (``gcstudy.traces.load``), its errors as ``AggregateError``."""
     try:
-        with h5py.File(path, "r") as f:
-            attrs = {k: _decode(v) for k, v in f.attrs.items()}
-            if attrs.get("schema_version") != traces.SCHEMA_VERSION:
-                raise AggregateError(
-                    f"trace {path} has schema_version {attrs.get('schema_version')!r}, "
-                    f"this gcstudy reads version {traces.SCHEMA_VERSION}"
-                )
-            status = attrs.get("status")
-            if status not in traces.FINISHED:
-                raise AggregateError(
-                    f"trace {path} has status {status!r}; expected one of {traces.FINISHED}"
-                    + (" (the run has not finished)" if status == "running" else "")
-                )
-            steps = f["step"][()]
-            classes = f["class"][()]
-            values = {name: f[name][()] for name in traces.VARIABLES if name in f}
-    except AggregateError:
-        raise
-    except (OSError, ValueError, KeyError, RuntimeError) as error:
-        raise AggregateError(f"trace {path} is corrupt or truncated: {error}") from None
-    missing = [n for n, v in traces.VARIABLES.items() if not v.transfer_only and n not in values]
-    if missing:
-        raise AggregateError(f"trace {path} lacks the variables {', '.join(missing)}")
-    sizes = {"step": len(steps), "class": len(classes)}
-    for name, array in values.items():
-        expected = tuple(sizes[d] for d in traces.VARIABLES[name].dims)
-        if array.shape != expected:
-            raise AggregateError(
-                f"trace {path} is corrupt: {name} has shape {array.shape}, expected {expected}"
-            )
-    if len(steps) and np.any(np.diff(steps) <= 0):
-        raise AggregateError(f"trace {path} is corrupt: its steps are not increasing")
-    for key in traces.JSON_ATTRIBUTES:
-        if isinstance(attrs.get(key), str):
-            try:
-                attrs[key] = json.loads(attrs[key])
-            except json.JSONDecodeError:
-                raise AggregateError(f"trace {path} has a corrupt attribute {key!r}") from None
-    return Trace(steps.astype(np.int64), classes.astype(np.int64), values, attrs)
-
-
-def _decode(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+        return traces.load(path)
+    except traces.TraceError as error:
+        raise AggregateError(str(error)) from None
 
 
 def load_table(path: str | os.PathLike) -> dict:
