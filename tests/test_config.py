@@ -71,6 +71,7 @@ BROKEN = [
     (broken("studies.fig1.evaluations", ["fewshots"]), r"evaluations = \['fewshots'\]: expected a list of fewshot, gc_estimators, bound"),
     (broken("resources", {"gpu": -1}), r"resources\.gpu: -1 is less than the minimum of 0"),
     (broken("evaluate", {"gc_repeats": 1}), r"evaluate\.gc_repeats: 1 is less than the minimum of 2"),
+    (broken("defaults.gc_examples", 12), r"studies\.fig1 \(base with defaults\): run spec: key 'gc_examples' = 12 is too small for the 10 classes of 'digits'"),
     (broken("outputs", "results"), r"unknown key outputs; allowed: results"),
 ]  # fmt: skip
 

@@ -2,8 +2,9 @@
 profile with the SLURM executor plugin, GPU requests, failures and retries.
 
 SLURM comes from scripts/slurm/install.sh + scripts/slurm/start.sh (Debian's slurm-wlm 22.05,
-no slurmdbd). The module fixture starts it when `sinfo` does not answer and leaves it running.
-Without SLURM the tests skip with the reason, except under CI=true, where they fail.
+no slurmdbd). The `slurm` fixture (conftest.py, helpers in slurm_support.py) starts it when
+`sinfo` does not answer and leaves it running. Without SLURM the tests skip with the reason,
+except under CI=true, where they fail.
 
 The two Snakemake runs are started together, before the sbatch test, to keep the module
 well under two minutes: the plugin's status interval grows by 10 s per check while no job
@@ -15,77 +16,22 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from slurm_support import ROOT, START
+from slurm_support import jobcomp_records as _jobcomp_records
+from slurm_support import run_cmd as _run
+from slurm_support import wait_for as _wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
-START = ROOT / "scripts" / "slurm" / "start.sh"
 REAL_PROFILE = ROOT / "profiles" / "slurm"
 TEST_PROFILE = ROOT / "tests" / "profiles" / "slurm-test"
-IN_CI = os.environ.get("CI", "").lower() == "true"
 RUN_TIMEOUT = 170  # seconds per Snakemake run (normally ~40-60 s)
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def _run(cmd: list[str], timeout: float = 30, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
-
-
-def _sinfo_ready() -> bool:
-    if shutil.which("sinfo") is None:
-        return False
-    try:
-        out = _run(["sinfo", "-h", "-o", "%T"], timeout=10)
-    except subprocess.TimeoutExpired:
-        return False
-    return out.returncode == 0 and any(
-        s in ("idle", "mixed", "allocated", "completing") for s in out.stdout.split()
-    )
-
-
-def _unavailable(reason: str):
-    if IN_CI:
-        pytest.fail(f"SLURM is required under CI=true: {reason}", pytrace=False)
-    pytest.skip(f"no SLURM: {reason}")
-
-
-def _jobcomp_path() -> Path:
-    out = _run(["scontrol", "show", "config"]).stdout
-    m = re.search(r"^JobCompLoc\s*=\s*(\S+)", out, re.M)
-    assert m, "JobCompLoc missing from `scontrol show config` (start.sh sets jobcomp/filetxt)"
-    return Path(m.group(1))
-
-
-def _jobcomp_records(**match: str) -> list[dict[str, str]]:
-    """Lines of the jobcomp/filetxt log as dicts, those whose fields equal `match`."""
-    path = _jobcomp_path()
-    records = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            rec = dict(re.findall(r"(\w+)=(\S*)", line))
-            if all(rec.get(k) == v for k, v in match.items()):
-                records.append(rec)
-    return records
-
-
-def _wait_for(predicate, timeout: float, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
 
 
 @dataclass
@@ -178,23 +124,6 @@ rule broken:
 
 
 # ----------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def slurm() -> None:
-    """A SLURM that answers: started with scripts/slurm/start.sh if needed (left running)."""
-    if _sinfo_ready():
-        return
-    if shutil.which("slurmctld") is None or shutil.which("munged") is None:
-        _unavailable("slurmctld/munged not installed (run scripts/slurm/install.sh as root)")
-    if os.geteuid() != 0:
-        _unavailable("sinfo does not answer and starting SLURM needs root (scripts/slurm/start.sh)")
-    try:
-        out = _run(["bash", str(START)], timeout=120)
-    except subprocess.TimeoutExpired:
-        _unavailable("scripts/slurm/start.sh did not finish within 120 s")
-    if out.returncode != 0 or not _sinfo_ready():
-        _unavailable(f"scripts/slurm/start.sh failed:\n{(out.stdout + out.stderr)[-3000:]}")
 
 
 @pytest.fixture(scope="module")

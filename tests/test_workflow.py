@@ -18,7 +18,7 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
 
 TINY_CONFIG = {
     "defaults": {
-        "width": 0.0625, "steps": 6, "eval_steps": [0, 3], "gc_examples": 16,
+        "width": 0.0625, "steps": 6, "eval_steps": [0, 3], "gc_examples": 20,
         "feature_examples": 60, "test_examples": 60, "bn_recalibration_examples": 32,
         "fewshot_episodes": 20, "checkpoint_every": 3, "device": "cpu",
     },

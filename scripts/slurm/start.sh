@@ -36,6 +36,9 @@
 #                                 pass through to sbatch unchanged) and run on CPU. A
 #                                 test-cluster convenience only.
 #   GCSTUDY_SLURM_START_TIMEOUT   seconds to wait for an idle node (60)
+#   GCSTUDY_SLURM_OVERSUBSCRIBE   jobs that may share a core (4; 1 = none). Test jobs are short
+#                                 and mostly wait (start-up, status polling): on a 2-core
+#                                 machine they would otherwise queue behind each other.
 #   GCSTUDY_SLURM_OVERWRITE=1     replace an /etc/slurm/slurm.conf not written by this script
 set -euo pipefail
 
@@ -44,6 +47,7 @@ STATE=${GCSTUDY_SLURM_DIR:-/tmp/gcstudy-slurm}
 PARTITION=${GCSTUDY_SLURM_PARTITION:-debug}
 FAKE_GPUS=${GCSTUDY_SLURM_FAKE_GPUS:-2}
 TIMEOUT=${GCSTUDY_SLURM_START_TIMEOUT:-60}
+OVERSUBSCRIBE=${GCSTUDY_SLURM_OVERSUBSCRIBE:-4}
 CONF_DIR=/etc/slurm
 CONF=$CONF_DIR/slurm.conf
 GRES_CONF=$CONF_DIR/gres.conf
@@ -104,6 +108,9 @@ REAL_MEM=$(( MEM - MARGIN > 500 ? MEM - MARGIN : MEM ))
 GRES_NODE=""
 [[ $FAKE_GPUS =~ ^[0-9]+$ ]] || die "GCSTUDY_SLURM_FAKE_GPUS must be an integer"
 if (( FAKE_GPUS > 0 )); then GRES_NODE=" Gres=gpu:$FAKE_GPUS"; fi
+[[ $OVERSUBSCRIBE =~ ^[1-9][0-9]*$ ]] || die "GCSTUDY_SLURM_OVERSUBSCRIBE must be a positive integer"
+SHARING=""
+if (( OVERSUBSCRIBE > 1 )); then SHARING=" OverSubscribe=FORCE:$OVERSUBSCRIBE"; fi
 
 render_conf() {
     cat <<EOF
@@ -152,7 +159,7 @@ KillWait=5
 Waittime=0
 GresTypes=gpu
 NodeName=$NODE NodeHostname=$NODE NodeAddr=127.0.0.1 CPUs=${G[CPUs]} Boards=${G[Boards]:-1} SocketsPerBoard=${G[SocketsPerBoard]:-1} CoresPerSocket=${G[CoresPerSocket]:-${G[CPUs]}} ThreadsPerCore=${G[ThreadsPerCore]:-1} RealMemory=$REAL_MEM$GRES_NODE State=UNKNOWN
-PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
+PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP$SHARING
 EOF
 }
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from gcstudy import yamlio
 from gcstudy.data import DATASETS
+from gcstudy.rundata import check_sample_sizes
 from gcstudy.spec import RunSpec, SpecError, did_you_mean
 
 SWEEPABLE = ("lr", "batch_size", "l2", "gc_penalty")
@@ -286,7 +287,11 @@ def _check_study(name: str, study: Any, defaults: dict, source: str) -> None:
             )
     base = {**defaults, **study.get("base", {})}
     base.update({k: study[k] for k in ("model", "width", "dataset") if k in study})
-    _as_spec(base, f"{where} (base with defaults)")
+    base_spec = _as_spec(base, f"{where} (base with defaults)")
+    try:
+        check_sample_sizes(base_spec, len(DATASETS[base_spec.dataset].split_classes("train")))
+    except SpecError as error:
+        raise ConfigError(f"{where} (base with defaults): {error}") from None
     sweeps = study.get("sweeps", {})
     _check_mapping(sweeps, f"{where}.sweeps")
     for factor, values in sweeps.items():

@@ -1,0 +1,247 @@
+"""The submitit launcher without SLURM: run selection, the plan, the sbatch settings, the
+hand-over of gcstudy's stop to submitit's requeue, and the local executor end to end
+(interrupted, requeued, resumed). On a real SLURM: test_slurm_workflow.py."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from gcstudy import cli, launch, traces
+from gcstudy.spec import RunSpec
+from gcstudy.train import Interrupted, run
+
+CONFIG = {
+    "defaults": {
+        "model": "vgg11", "width": 0.0625, "steps": 60, "eval_steps": [0, 30, 60],
+        "gc_examples": 20, "feature_examples": 60, "test_examples": 60,
+        "bn_recalibration_examples": 32, "checkpoint_every": 5, "device": "cpu",
+    },
+    "resources": {"gpu": 0, "threads": 1, "mem_mb": 1000},
+    "studies": {
+        "tiny": {
+            "experiment": "E1", "dataset": "digits",
+            "base": {"lr": 0.05, "batch_size": 32}, "sweeps": {"lr": [0.1]}, "seeds": [0],
+        },
+        "other": {"experiment": "E3", "dataset": "digits", "seeds": [0, 1]},
+    },
+}  # fmt: skip
+TINY = ["tiny/lr-0.05_bs-32_l2-0_gcp-0_seed-0", "tiny/lr-0.1_bs-32_l2-0_gcp-0_seed-0"]
+OTHER = ["other/lr-0.05_bs-64_l2-0_gcp-0_seed-0", "other/lr-0.05_bs-64_l2-0_gcp-0_seed-1"]
+
+
+@pytest.fixture
+def configfile(tmp_path) -> Path:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(CONFIG, sort_keys=False))
+    return path
+
+
+def fake_finished_trace(run_dir: Path, spec: RunSpec) -> None:
+    """A finished trace file of `spec` (values are irrelevant to the launcher)."""
+    steps = np.array([0])
+    values = {n: np.zeros(1) for n, v in traces.VARIABLES.items() if not v.transfer_only}
+    values["gc_per_class"] = np.zeros((1, 2))
+    values["examples_seen"] = np.zeros(1, dtype=np.int64)
+    run_dir.mkdir(parents=True)
+    traces.write(
+        run_dir / "trace.h5", steps, np.array([0, 1]), values, {"spec": spec.to_dict()}, "complete"
+    )
+
+
+# ----------------------------------------------------------------------------- planning
+
+
+def test_only_selects_studies_and_run_id_globs(configfile, tmp_path):
+    everything = launch.plan([configfile], workdir=tmp_path)
+    assert [r.run_id for r in everything.pending] == TINY + OTHER
+    assert [r.run_id for r in launch.plan([configfile], ["other"], workdir=tmp_path).selected] == (
+        OTHER
+    )
+    picked = launch.plan([configfile], ["tiny/lr-0.1_*", "*seed-1"], workdir=tmp_path)
+    assert [r.run_id for r in picked.selected] == [TINY[1], OTHER[1]]  # config order, once each
+    with pytest.raises(launch.LaunchError, match=r"--only 'tiy' matches no run.*other, tiny"):
+        launch.plan([configfile], ["tiy"], workdir=tmp_path)
+
+
+def test_later_configfiles_are_merged_into_earlier_ones_as_snakemake_does(configfile, tmp_path):
+    override = tmp_path / "more.yaml"
+    override.write_text(yaml.safe_dump({"defaults": {"steps": 90}, "results": "out"}))
+    p = launch.plan([configfile, override], workdir=tmp_path)
+    assert p.results == tmp_path / "out"
+    assert {r.spec.steps for r in p.pending} == {90}
+    assert {r.spec.width for r in p.pending} == {0.0625}  # nested keys kept
+
+
+def test_finished_runs_are_skipped_and_stale_ones_refused(configfile, tmp_path):
+    p = launch.plan([configfile], workdir=tmp_path)
+    fake_finished_trace(p.run_dir(TINY[0]), p.selected[0].spec)
+    assert [r.run_id for r in launch.plan([configfile], workdir=tmp_path).pending] == TINY[1:] + (
+        OTHER
+    )
+    stale = RunSpec.from_dict({**p.selected[1].spec.to_dict(), "momentum": 0.5})
+    fake_finished_trace(p.run_dir(TINY[1]), stale)
+    with pytest.raises(launch.LaunchError, match=re.escape(str(p.run_dir(TINY[1])))):
+        launch.plan([configfile], workdir=tmp_path)
+
+
+def test_cli_dry_run_lists_what_would_be_trained(configfile, tmp_path, capsys):
+    assert cli.main(["launch", "--configfile", str(configfile), "-d", str(tmp_path), "-n",
+                     "--only", "tiny"]) == 0  # fmt: skip
+    out, err = capsys.readouterr()
+    assert out.split() == TINY and "2 runs to train, 0 already finished" in err
+    assert not (tmp_path / "results").exists()  # a dry run writes nothing
+    assert cli.main(["launch", "--configfile", str(configfile), "--only", "nope", "-n"]) == 2
+
+
+def test_sbatch_settings_follow_the_train_rule(configfile, tmp_path, monkeypatch):
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    monkeypatch.setenv("GCSTUDY_SLURM_ACCOUNT", "proj42")
+    monkeypatch.delenv("GCSTUDY_SLURM_PARTITION", raising=False)
+    p = launch.plan([configfile], workdir=tmp_path)
+    script = _make_sbatch_string(
+        command="python -m x", folder=tmp_path, map_count=4, **launch.slurm_parameters(p)
+    )
+    for flag in ("--time=10", "--mem=1000M", "--cpus-per-task=1", "--signal=USR2@120",
+                 "--account=proj42", f"--chdir={tmp_path}", "--array=0-3%4"):  # fmt: skip
+        assert f"#SBATCH {flag}\n" in script, flag
+    assert "--partition" not in script and "--gpus" not in script
+
+    p.config["resources"].update(gpu=1, cpus_per_gpu=4, minutes_per_1000_steps=600)
+    params = launch.slurm_parameters(p)
+    assert (params["gpus_per_node"], params["cpus_per_task"], params["time"]) == (1, 4, 72)
+
+
+# ----------------------------------------------------------------------------- signals
+
+
+class Requeued(Exception):
+    """Stands for submitit's handler, which requeues and exits."""
+
+
+@pytest.fixture
+def submitit_handler():
+    """A stand-in for submitit's handler of its signal (SIGUSR2), as inside a job."""
+    calls = []
+
+    def handler(signum, frame):
+        calls.append(signum)
+        raise Requeued
+
+    previous = signal.signal(signal.SIGUSR2, handler)
+    yield calls
+    signal.signal(signal.SIGUSR2, previous)
+
+
+def test_stop_on_submitits_signal_is_handed_to_submitit_at_once(submitit_handler):
+    # a preemption: SIGTERM, then SIGUSR2, both received while training
+    stop = Interrupted(signal.SIGTERM, 12, (signal.SIGTERM, signal.SIGUSR2))
+    with pytest.raises(Requeued):
+        launch.hand_over(stop)
+    assert submitit_handler == [signal.SIGUSR2]
+
+
+def test_lone_sigterm_waits_for_submitits_signal(submitit_handler, monkeypatch):
+    monkeypatch.setattr(launch, "SIGTERM_GRACE_S", 20.0)
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGUSR2)).start()
+    start = time.monotonic()
+    with pytest.raises(Requeued):
+        launch.hand_over(Interrupted(signal.SIGTERM, 12))
+    assert time.monotonic() - start < 10
+
+    monkeypatch.setattr(launch, "SIGTERM_GRACE_S", 0.3)
+    launch.hand_over(Interrupted(signal.SIGTERM, 12))  # nothing came: the caller re-raises
+
+
+def test_outside_submitit_nothing_is_requeued():
+    previous = signal.signal(signal.SIGUSR2, signal.SIG_DFL)
+    try:
+        launch.hand_over(Interrupted(signal.SIGUSR2, 3))  # returns; must not kill pytest
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+
+
+# ----------------------------------------------------------------------------- local executor
+
+
+def descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found += children
+            todo += children
+    return found
+
+
+def job_process(pid: int) -> int | None:
+    """The submitit job process (python -m submitit.core._submit) under `pid`."""
+    for child in descendants(pid):
+        try:
+            if b"submitit.core._submit" in Path(f"/proc/{child}/cmdline").read_bytes():
+                return child
+        except OSError:
+            pass
+    return None
+
+
+@pytest.mark.slow
+def test_local_executor_requeues_on_its_signal_and_resumes(configfile, tmp_path):
+    """`gcstudy launch --executor local`: the job, sent submitit's signal after step 10,
+    checkpoints, is requeued (exit 144, restarted by submitit) and resumes to the results of
+    an uninterrupted run, at the Snakemake paths."""
+    workdir = tmp_path / "work"
+    run_id = TINY[1]
+    cmd = [sys.executable, "-m", "gcstudy.cli", "launch", "--configfile", str(configfile),
+           "--executor", "local", "--only", run_id, "-d", str(workdir)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run_dir = workdir / "results" / "runs" / run_id
+    deadline = time.monotonic() + 240
+    while not any(int(p.stem[5:]) >= 10 for p in (run_dir / "ckpt").glob("step-*.pt")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+        time.sleep(0.05)
+    job = job_process(proc.pid)
+    assert job is not None and not (run_dir / "trace.h5").exists()
+    os.kill(job, signal.SIGUSR2)
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, out
+    assert "1 runs finished, 0 failed" in out
+
+    log = "\n".join(p.read_text() for p in (workdir / "logs" / "submitit").glob("*/*_log.err"))
+    assert "stopped by signal SIGUSR2" in log and "Requeued job" in log, log[-3000:]
+    resumed = re.search(r"resuming from checkpoint \S+ \(step (\d+)\)", log)
+    assert resumed and int(resumed.group(1)) >= 10, log[-3000:]
+    assert (run_dir / "spec.yaml").exists() and (run_dir / "model.pt").exists()
+    assert (workdir / "results" / "data" / "digits.ready").exists()
+    assert launch.plan([configfile], [run_id], workdir=workdir).pending == []
+
+    # the uninterrupted reference, in-process with the job's thread count
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        spec = launch.plan([configfile], [run_id], workdir=tmp_path / "ref").pending[0].spec
+        run(spec, tmp_path / "ref", progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    first, second = traces.read(tmp_path / "ref" / "trace.h5"), traces.read(run_dir / "trace.h5")
+    np.testing.assert_array_equal(first.step.values, second.step.values)
+    for name in first.data_vars:
+        if name != "wall_time":
+            np.testing.assert_array_equal(first[name].values, second[name].values, err_msg=name)
+    assert first.attrs["spec"] == second.attrs["spec"]

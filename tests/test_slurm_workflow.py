@@ -1,0 +1,365 @@
+"""The gcstudy workflow on a real (single-node) SLURM: the Snakemake profile and the submitit
+launcher, each checked against the same config run locally.
+
+One tiny study (digits, two runs) is run three ways at once by the module fixture, so that
+the slow parts (job start-up, the Snakemake plugin's status polling) overlap:
+
+- `snakemake --cores 2` locally: the reference;
+- `snakemake --profile tests/profiles/slurm-test`: every `train` job through sbatch; the
+  first run's job is cancelled (`scancel`: SIGTERM, SIGKILL after KillWait) once it has
+  checkpointed past step 10, so Snakemake reports it CANCELLED, resubmits it and it resumes;
+- `gcstudy.launch` (submitit, one job array): both tasks are interrupted after step 10 as
+  SLURM would on preemption (SIGTERM + SIGUSR2) and on a time limit (SIGUSR2 alone), are
+  requeued by submitit, released at once (`scontrol update StartTime=now`; SLURM holds a
+  requeued job ~2 minutes) and resume.
+
+Every run must end with the trace (all variables but wall_time, steps, spec) and weights of
+the local run, at the same paths and under the same run ids. Without SLURM the tests skip
+with the reason, except under CI=true, where they fail (conftest.py, slurm_support.py).
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from slurm_support import ROOT, clean_env, jobcomp_records, run_cmd, wait_for
+
+from gcstudy import config as study_config
+from gcstudy import traces
+
+TEST_PROFILE = ROOT / "tests" / "profiles" / "slurm-test"
+SNAKEFILE = ROOT / "Snakefile"
+TIMEOUT = 420  # seconds for each of the three ways (normally 1-2 minutes)
+CHECKPOINT_STEP = 10  # interrupt once a checkpoint at this step or later exists
+
+# Long enough (80 steps, ~3 s of training) that a job is still running when it is
+# interrupted after step 10; checkpoints every 5 steps keep the progress of a killed job.
+CONFIG = {
+    "defaults": {
+        "model": "vgg11", "width": 0.0625, "steps": 80, "eval_steps": [0, 40, 80],
+        "gc_examples": 20, "feature_examples": 60, "test_examples": 60,
+        "bn_recalibration_examples": 32, "checkpoint_every": 5, "device": "cpu",
+    },
+    "resources": {"gpu": 0, "threads": 1, "mem_mb": 1000},
+    "studies": {
+        "tiny": {
+            "experiment": "E1", "dataset": "digits",
+            "base": {"lr": 0.05, "batch_size": 32}, "sweeps": {"lr": [0.1]}, "seeds": [0],
+        },
+    },
+}  # fmt: skip
+RUN_IDS = [run.run_id for run in study_config.validate(yaml.safe_load(yaml.safe_dump(CONFIG)))]
+CANCELLED = RUN_IDS[0]  # the run whose Snakemake SLURM job is scancel'ed
+TARGETS = [f"results/runs/{run_id}/trace.h5" for run_id in RUN_IDS]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+@dataclass
+class Background:
+    """A command running in the background, its output in a file."""
+
+    proc: subprocess.Popen
+    logfile: Path
+    started: float = field(default_factory=time.monotonic)
+    _result: tuple[int, str, float] | None = None
+
+    def wait(self) -> tuple[int, str, float]:
+        """(return code, output, seconds taken); fails the test after TIMEOUT."""
+        if self._result is None:
+            try:
+                rc = self.proc.wait(timeout=max(1, TIMEOUT - (time.monotonic() - self.started)))
+            except subprocess.TimeoutExpired:
+                self.stop()
+                pytest.fail(f"{self.logfile} not done in {TIMEOUT} s:\n{self.output()[-4000:]}")
+            self._result = (rc, self.output(), time.monotonic() - self.started)
+        return self._result
+
+    def output(self) -> str:
+        return self.logfile.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # Snakemake cancels its SLURM jobs
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_snakemake(workdir: Path, configfile: Path, *args: str) -> Background:
+    workdir.mkdir(parents=True, exist_ok=True)
+    logfile = workdir / "snakemake.out"
+    cmd = [
+        sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir),
+        "--configfile", str(configfile), *args,
+    ]  # fmt: skip
+    with open(logfile, "w") as log:
+        proc = subprocess.Popen(
+            cmd, cwd=workdir, env=clean_env(), stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    return Background(proc, logfile)
+
+
+def checkpointed(run_dir: Path) -> bool:
+    """A checkpoint at CHECKPOINT_STEP or later exists: the run is past that step."""
+    return any(
+        int(p.stem.split("-")[1]) >= CHECKPOINT_STEP for p in (run_dir / "ckpt").glob("step-*.pt")
+    )
+
+
+def squeue_state(job_id: str) -> str:
+    out = run_cmd(["squeue", "-h", "--states=all", "-j", job_id, "-o", "%T %r"])
+    return out.stdout.strip()
+
+
+def slurm_train_jobs(log: str, run_id: str) -> list[str]:
+    """SLURM job ids of the `train` jobs of `run_id`, in submission order."""
+    wildcards = re.escape(run_id.replace("/", "_"))
+    return re.findall(rf"SLURM jobid (\d+) \(log: \S*/rule_train/{wildcards}/", log)
+
+
+def same_run(a: Path, b: Path) -> None:
+    """Two run folders hold the same trace (all variables but wall_time, the steps and the
+    spec) and bitwise the same final weights."""
+    first, second = traces.read(a / "trace.h5"), traces.read(b / "trace.h5")
+    assert first.attrs["status"] == second.attrs["status"] == "complete"
+    assert list(first.data_vars) == list(second.data_vars)
+    np.testing.assert_array_equal(first.step.values, second.step.values)
+    for name in first.data_vars:
+        if name != "wall_time":
+            np.testing.assert_array_equal(first[name].values, second[name].values, err_msg=name)
+    assert first.attrs["spec"] == second.attrs["spec"]
+    weights = [torch.load(d / "model.pt", weights_only=True)["state_dict"] for d in (a, b)]
+    assert weights[0].keys() == weights[1].keys()
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key
+
+
+def trained_ids(workdir: Path) -> list[str]:
+    runs = workdir / "results" / "runs"
+    return sorted(str(p.parent.relative_to(runs)) for p in runs.glob("*/*/trace.h5"))
+
+
+# ----------------------------------------------------------------------------- drivers
+
+
+def cancel_after_checkpoint(smk: Background, run_dir: Path) -> dict:
+    """scancel the running `train` job of run_dir once it has checkpointed past step 10."""
+    deadline = time.monotonic() + TIMEOUT
+    while not checkpointed(run_dir):
+        assert smk.proc.poll() is None, f"snakemake ended early:\n{smk.output()[-3000:]}"
+        assert time.monotonic() < deadline, f"no checkpoint in {run_dir} within {TIMEOUT} s"
+        time.sleep(0.05)
+    jobs = wait_for(lambda: slurm_train_jobs(smk.output(), CANCELLED), timeout=10, interval=0.1)
+    assert jobs, f"no SLURM job id for {CANCELLED}:\n{smk.output()[-3000:]}"
+    state = squeue_state(jobs[0])
+    finished = (run_dir / "trace.h5").exists()
+    out = run_cmd(["scancel", jobs[0]])
+    assert out.returncode == 0, out.stderr
+    return {"job": jobs[0], "state": state, "finished_before": finished}
+
+
+def interrupt_and_release(plan, jobs) -> dict:
+    """Interrupt task 0 as a preemption (SIGTERM, SIGUSR2) and task 1 as a time limit
+    (SIGUSR2) once each has checkpointed past step 10; release each requeued task at once."""
+    record: dict = {"interrupted": {}, "released": {}, "finished_before": {}}
+    deadline = time.monotonic() + TIMEOUT
+    waiting = dict(enumerate(jobs))
+    while waiting:
+        assert time.monotonic() < deadline, f"tasks {list(waiting)} not done in {TIMEOUT} s"
+        for i, job in list(waiting.items()):
+            run_dir = plan.run_dir(plan.pending[i].run_id)
+            if job.paths.result_pickle.exists():
+                del waiting[i]
+            elif i not in record["interrupted"]:
+                if checkpointed(run_dir):
+                    record["finished_before"][i] = (run_dir / "trace.h5").exists()
+                    job._interrupt(timeout=i == 1)
+                    record["interrupted"][i] = time.monotonic()
+            elif i not in record["released"]:
+                state = squeue_state(job.job_id)
+                if state.startswith("PENDING") and "BeginTime" in state:
+                    out = run_cmd(["scontrol", "update", f"JobId={job.job_id}", "StartTime=now"])
+                    assert out.returncode == 0, out.stderr
+                    record["released"][i] = state
+        time.sleep(0.1)
+    record["results"] = [job.result() for job in jobs]
+    return record
+
+
+@dataclass
+class Study:
+    base: Path
+    configfile: Path
+    local: Background
+    slurm: Background
+    cancel: Future
+    plan: object
+    jobs: list
+    submitit: Future
+    submitted: float
+
+
+@pytest.fixture(scope="module")
+def study(slurm, tmp_path_factory):
+    """The three ways, started together; each test waits for what it checks."""
+    from gcstudy import launch
+
+    base = tmp_path_factory.mktemp("slurm-workflow")
+    configfile = base / "cfg.yaml"
+    configfile.write_text(yaml.safe_dump(CONFIG))
+    started = time.monotonic()
+    local = start_snakemake(base / "local", configfile, "--cores", "2", *TARGETS)
+    smk = start_snakemake(base / "slurm", configfile, "--profile", str(TEST_PROFILE), *TARGETS)
+    pool = ThreadPoolExecutor(max_workers=2)
+    cancel = pool.submit(
+        cancel_after_checkpoint, smk, base / "slurm" / "results" / "runs" / CANCELLED
+    )
+    plan, jobs = launch.launch([configfile], executor="slurm", workdir=base / "submitit")
+    submitted = time.monotonic() - started
+    driver = pool.submit(interrupt_and_release, plan, jobs)
+    yield Study(base, configfile, local, smk, cancel, plan, jobs, driver, submitted)
+    for run in (local, smk):
+        run.stop()
+    if jobs and not all(job.paths.result_pickle.exists() for job in jobs):
+        run_cmd(["scancel", jobs[0].job_id.split("_")[0]])
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+# ----------------------------------------------------------------------------- tests
+
+
+def test_snakemake_on_slurm_gives_the_local_runs(study):
+    """Both `train` jobs go through sbatch; run ids and traces equal the local run's."""
+    rc, local_log, local_s = study.local.wait()
+    assert rc == 0, local_log[-4000:]
+    rc, log, slurm_s = study.slurm.wait()
+    assert rc == 0, log[-4000:]
+    print(f"local snakemake {local_s:.0f} s, SLURM snakemake {slurm_s:.0f} s")
+    local, remote = study.base / "local", study.base / "slurm"
+    assert trained_ids(local) == trained_ids(remote) == sorted(RUN_IDS)
+    for run_id in RUN_IDS:
+        same_run(local / "results" / "runs" / run_id, remote / "results" / "runs" / run_id)
+        assert (local / "results" / "runs" / run_id / "spec.yaml").read_text() == (
+            remote / "results" / "runs" / run_id / "spec.yaml"
+        ).read_text()
+
+    # Evidence that the jobs ran under SLURM: job ids from sbatch, one SLURM log per job id,
+    # the jobs in the controller's completion log with this working directory.
+    name = re.search(r"SLURM run ID: (\S+)", log).group(1)
+    records = {r["JobId"]: r for r in jobcomp_records(Name=name)}
+    for run_id in RUN_IDS:
+        jobs = slurm_train_jobs(log, run_id)
+        assert jobs, f"no sbatch submission for {run_id}"
+        wildcards = run_id.replace("/", "_")
+        for job in jobs:
+            assert (remote / "logs" / "slurm" / "rule_train" / wildcards / f"{job}.log").exists()
+        final = wait_for(lambda j=jobs[-1]: records.get(j) or _record(name, j), timeout=10)
+        assert final["JobState"] == "COMPLETED", final
+        assert final["WorkDir"] == str(remote)
+    assert "Nothing to be done" not in log
+    assert not list(local.glob("logs/slurm/*")), "the local run must not use SLURM"
+
+
+def _record(name: str, job: str) -> dict | None:
+    return {r["JobId"]: r for r in jobcomp_records(Name=name)}.get(job)
+
+
+def test_cancelled_training_job_is_resubmitted_and_resumes(study):
+    """scancel of a running `train` job: reported CANCELLED, resubmitted (retries), and the
+    new job resumes from the checkpoint to the uninterrupted run's results."""
+    cancelled = study.cancel.result(timeout=TIMEOUT)
+    assert not cancelled["finished_before"], "the run finished before scancel: lengthen it"
+    assert cancelled["state"].startswith("RUNNING"), cancelled
+    rc, log, _ = study.slurm.wait()
+    assert rc == 0, log[-4000:]
+
+    first, *retries = slurm_train_jobs(log, CANCELLED)
+    assert first == cancelled["job"] and len(retries) == 1, (first, retries)
+    assert f"SLURM-job '{first}' failed, SLURM status is: 'CANCELLED'" in log
+    name = re.search(r"SLURM run ID: (\S+)", log).group(1)
+    states = {r["JobId"]: r["JobState"] for r in jobcomp_records(Name=name)}
+    assert (states.get(first), states.get(retries[0])) == ("CANCELLED", "COMPLETED"), states
+
+    # The resubmitted job's log (the rule's log, rewritten by the retry) shows the resume.
+    train_log = (study.base / "slurm" / "logs" / "train" / f"{CANCELLED}.log").read_text()
+    resumed = re.search(r"resuming from checkpoint \S+ \(step (\d+)\)", train_log)
+    assert resumed and int(resumed.group(1)) >= CHECKPOINT_STEP, train_log[-3000:]
+    same_run(
+        study.base / "local" / "results" / "runs" / CANCELLED,
+        study.base / "slurm" / "results" / "runs" / CANCELLED,
+    )
+
+
+def test_submitit_array_is_requeued_and_resumes(study):
+    """One job array; each task, interrupted as on preemption or a time limit, checkpoints,
+    is requeued by submitit and resumes to the uninterrupted run's results, at the paths
+    the Snakemake rules use."""
+    record = study.submitit.result(timeout=TIMEOUT)
+    assert not any(record["finished_before"].values()), "a task finished before its signal"
+    assert sorted(record["released"]) == [0, 1], record
+    assert [r["status"] for r in record["results"]] == ["complete", "complete"]
+    array_id = study.jobs[0].job_id.split("_")[0]  # one sbatch: tasks <array>_0, <array>_1
+    assert [job.job_id for job in study.jobs] == [f"{array_id}_0", f"{array_id}_1"]
+    assert [run.run_id for run in study.plan.pending] == RUN_IDS
+
+    for i, (run, job) in enumerate(zip(study.plan.pending, study.jobs, strict=True)):
+        stderr = job.paths.stderr.read_text()
+        why = "SIGTERM" if i == 0 else "SIGUSR2"
+        assert f"stopped by signal {why}" in stderr, stderr[-3000:]
+        # gcstudy saw submitit's signal while training (hands over at once) or only after
+        # the SIGTERM had stopped it (waits for it); either way submitit requeues.
+        assert "handing over to submitit" in stderr or "waiting up to" in stderr, stderr[-3000:]
+        assert f"Requeued job {job.job_id}" in stderr
+        resumed = re.search(r"resuming from checkpoint \S+ \(step (\d+)\)", stderr)
+        assert resumed and int(resumed.group(1)) >= CHECKPOINT_STEP, stderr[-3000:]
+        # Through SLURM: the controller logged the requeue, then the completion, of this task.
+        states = [
+            r["JobState"]
+            for r in jobcomp_records(ArrayJobId=array_id, ArrayTaskId=str(i))
+            if r["WorkDir"] == str(study.base / "submitit")  # sbatch --chdir
+        ]
+        assert len(states) >= 2 and states[-1] == "COMPLETED" and "COMPLETED" not in states[:-1]
+        local = study.base / "local" / "results" / "runs" / run.run_id
+        launched = study.base / "submitit" / "results" / "runs" / run.run_id
+        assert study.local.wait()[0] == 0
+        same_run(local, launched)
+        assert (launched / "spec.yaml").read_text() == (local / "spec.yaml").read_text()
+        assert not (launched / "ckpt").exists()
+
+
+def test_snakemake_after_submitit_only_aggregates(study):
+    """After the launcher, Snakemake finds the runs done: for the study file it would only
+    write the run table and aggregate; the launcher finds nothing left to train."""
+    from gcstudy import launch
+
+    study.submitit.result(timeout=TIMEOUT)
+    workdir = study.base / "submitit"
+    dry = subprocess.run(
+        [
+            sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir),
+            "--configfile", str(study.configfile), "-n", "results/study.nc", *TARGETS,
+        ],
+        capture_output=True, text=True, timeout=120, env=clean_env(),
+    )  # fmt: skip
+    out = dry.stdout + dry.stderr
+    assert dry.returncode == 0, out[-4000:]
+    stats = out.split("Job stats:")[1].split("total")[0]
+    rules = dict(re.findall(r"^(\w+)\s+(\d+)$", stats, re.M))
+    assert rules == {"run_table": "1", "aggregate": "1"}, out[-4000:]
+    assert launch.plan([study.configfile], workdir=workdir).pending == []
