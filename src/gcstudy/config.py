@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from gcstudy import yamlio
-from gcstudy.data import DATASETS
-from gcstudy.rundata import check_sample_sizes
-from gcstudy.spec import RunSpec, SpecError, did_you_mean
+from gcstudy.data.registry import DATASETS
+from gcstudy.spec import RunSpec, SpecError, check_sample_sizes, did_you_mean
 
 SWEEPABLE = ("lr", "batch_size", "l2", "gc_penalty")
 ID_NAMES = {"lr": "lr", "batch_size": "bs", "l2": "l2", "gc_penalty": "gcp"}

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from gcstudy.data import DATASETS, load
-from gcstudy.spec import RunSpec, SpecError
+from gcstudy.spec import RunSpec, SpecError, check_sample_sizes
 
 
 @dataclass(frozen=True)
@@ -75,17 +75,6 @@ def load_run_data(spec: RunSpec, device: torch.device) -> RunData:
         target_images=None if target is None else to(target.images),
         target_labels=None if target is None else to(target.labels),
     )
-
-
-def check_sample_sizes(spec: RunSpec, num_classes: int) -> None:
-    """Per-class statistics need at least 2 examples of every class in each metric sample."""
-    for key in ("gc_examples", "feature_examples", "test_examples"):
-        size = getattr(spec, key)
-        if 0 < size < 2 * num_classes:
-            raise SpecError(
-                f"run spec: key {key!r} = {size} is too small for the {num_classes} classes "
-                f"of {spec.dataset!r}: use 0 (all) or at least {2 * num_classes}"
-            )
 
 
 def stratified_sample(labels: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:

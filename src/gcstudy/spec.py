@@ -14,9 +14,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from gcstudy.data import DATASETS
-from gcstudy.metrics.gc import METHODS as GC_METHODS
-from gcstudy.models import MODELS
+from gcstudy.data.registry import DATASETS
+from gcstudy.names import GC_METHODS, MODELS
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -190,6 +189,17 @@ class RunSpec:
                 n = self.eval_log_points
                 chosen.update(round(math.exp(top * k / max(n - 1, 1))) for k in range(n))
         return sorted(chosen)
+
+
+def check_sample_sizes(spec: RunSpec, num_classes: int) -> None:
+    """Per-class statistics need at least 2 examples of every class in each metric sample."""
+    for key in ("gc_examples", "feature_examples", "test_examples"):
+        size = getattr(spec, key)
+        if 0 < size < 2 * num_classes:
+            raise SpecError(
+                f"run spec: key {key!r} = {size} is too small for the {num_classes} classes "
+                f"of {spec.dataset!r}: use 0 (all) or at least {2 * num_classes}"
+            )
 
 
 def did_you_mean(key: Any, known) -> str:

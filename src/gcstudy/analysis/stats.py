@@ -515,6 +515,30 @@ def sweep_slopes(dataset, studies, alpha, n_boot, rng) -> tuple[pd.DataFrame, li
     return pd.DataFrame(rows), tests, ranks
 
 
+def record_clustered_fit(test: Test, row: dict, fit: dict | None, runs: int, observations: int):
+    """Copy a clustered fit (or its absence) into the claim test and the table row."""
+    if fit is None:
+        test.reason = "too few complete runs for a clustered fit"
+        row.update(
+            slope=math.nan,
+            se=math.nan,
+            ci_low=math.nan,
+            ci_high=math.nan,
+            p=math.nan,
+            runs=runs,
+            observations=observations,
+        )
+        return
+    test.estimate, test.ci_low, test.ci_high, test.p = (
+        fit["slope"],
+        fit["ci_low"],
+        fit["ci_high"],
+        fit["p"],
+    )
+    test.n = f"{fit['runs']} runs, {fit['observations']} run-steps"
+    row.update(fit)
+
+
 def collapse_vs_gc(dataset, studies, alpha, n_boot, rng) -> tuple[pd.DataFrame, list[Test], list]:
     """Claim 2: geometric collapse and NC against GC, repeated measures by run."""
     rows, tests, ranks = [], [], []
@@ -550,26 +574,7 @@ def collapse_vs_gc(dataset, studies, alpha, n_boot, rng) -> tuple[pd.DataFrame, 
                 else None
             )
             row = {"study": study, "y": label, "x": "GC", "model": "step FE, cluster by run"}
-            if fit is None:
-                test.reason = "too few complete runs for a clustered fit"
-                row.update(
-                    slope=math.nan,
-                    se=math.nan,
-                    ci_low=math.nan,
-                    ci_high=math.nan,
-                    p=math.nan,
-                    runs=int(runs.sizes["run"]),
-                    observations=len(frame),
-                )
-            else:
-                test.estimate, test.ci_low, test.ci_high, test.p = (
-                    fit["slope"],
-                    fit["ci_low"],
-                    fit["ci_high"],
-                    fit["p"],
-                )
-                test.n = f"{fit['runs']} runs, {fit['observations']} run-steps"
-                row.update(fit)
+            record_clustered_fit(test, row, fit, int(runs.sizes["run"]), len(frame))
             row["final_slope"] = across["slope"] if across else math.nan
             row["final_p"] = across["p"] if across else math.nan
             rows.append(row)
@@ -623,26 +628,7 @@ def transfer(dataset, studies, alpha, n_boot, rng) -> tuple[pd.DataFrame, list[T
             )
             fit = clustered(frame, y, x, alpha) if y in frame else None
             row = {"study": study, "relation": label, "model": "step FE, cluster by run"}
-            if fit is None:
-                test.reason = "too few complete runs for a clustered fit"
-                row.update(
-                    slope=math.nan,
-                    se=math.nan,
-                    ci_low=math.nan,
-                    ci_high=math.nan,
-                    p=math.nan,
-                    runs=int(runs.sizes["run"]),
-                    observations=len(frame),
-                )
-            else:
-                test.estimate, test.ci_low, test.ci_high, test.p = (
-                    fit["slope"],
-                    fit["ci_low"],
-                    fit["ci_high"],
-                    fit["p"],
-                )
-                test.n = f"{fit['runs']} runs, {fit['observations']} run-steps"
-                row.update(fit)
+            record_clustered_fit(test, row, fit, int(runs.sizes["run"]), len(frame))
             fx, fy = safe_log10(final[final_x]), final[final_y]
             fy = safe_log10(fy) if log_y else fy
             ok = np.isfinite(fx) & np.isfinite(fy)

@@ -9,9 +9,21 @@ digits_fs) to its DatasetSpec. Files that are missing or corrupt raise DatasetNo
 """
 
 from gcstudy.data.errors import DatasetNotFound
-from gcstudy.data.labelled import LabelledImages
-from gcstudy.data.loader import load
-from gcstudy.data.prepare import prepare
 from gcstudy.data.registry import DATASETS, DatasetSpec
+
+_LAZY = {  # torch-based parts, imported on first use (the registry stays torch-free)
+    "LabelledImages": "gcstudy.data.labelled",
+    "load": "gcstudy.data.loader",
+    "prepare": "gcstudy.data.preparation",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'gcstudy.data' has no attribute {name!r}")
+
 
 __all__ = ["DATASETS", "DatasetNotFound", "DatasetSpec", "LabelledImages", "load", "prepare"]

@@ -39,7 +39,9 @@ from dataclasses import dataclass, field
 import torch
 from torch.func import jvp, vjp, vmap
 
-METHODS = ("exact", "hutchinson", "outputs", "mask")
+from gcstudy.names import GC_METHODS
+
+METHODS = GC_METHODS
 PROBES = ("rademacher", "gaussian")
 MASK_UNITS = ("input", "entry")
 

@@ -7,8 +7,7 @@ linear layer (512-d at width 1); its geometric complexity is what the study meas
 
 from gcstudy.models.resnet import ResNet18
 from gcstudy.models.vgg import VGG
-
-MODELS = ("vgg11", "vgg13", "resnet18")
+from gcstudy.names import MODELS
 
 
 def build(name: str, num_classes: int, in_channels: int = 3, width: float = 1.0):
