@@ -186,6 +186,15 @@ def test_transfer_run_traces_target_collapse_and_fewshot(tmp_path):
     assert np.isfinite(trace.target_nc.values).all()
 
 
+def test_bf16_autocast_training_step_runs(tmp_path):
+    """The bf16 autocast path of the training step (used on CUDA) also runs on the CPU;
+    metrics stay in float32 or better, so they are finite."""
+    spec = tiny(precision="bf16", steps=3, eval_steps=[], gc_penalty=1e-3)
+    assert run(spec, tmp_path / "bf16", progress=False) == "complete"
+    trace = traces.read(tmp_path / "bf16" / "trace.h5")
+    assert all(np.isfinite(trace[name].values).all() for name in trace.data_vars)
+
+
 def test_gc_penalty_run_completes(tmp_path):
     assert (
         run(tiny(gc_penalty=1e-3, steps=4, eval_steps=[]), tmp_path / "p", progress=False)
