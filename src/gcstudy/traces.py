@@ -168,16 +168,9 @@ def load(path: str | os.PathLike, allow_running: bool = False) -> Trace:
             f"trace {path} has status {status!r}; expected one of {FINISHED}"
             + (" (the run has not finished)" if status == "running" else "")
         )
-    missing = [n for n, v in VARIABLES.items() if not v.transfer_only and n not in values]
-    if missing:
-        raise TraceError(f"trace {path} lacks the variables {', '.join(missing)}")
-    sizes = {"step": len(steps), "class": len(classes)}
-    for name, array in values.items():
-        expected = tuple(sizes[d] for d in VARIABLES[name].dims)
-        if array.shape != expected:
-            raise TraceError(
-                f"trace {path} is corrupt: {name} has shape {array.shape}, expected {expected}"
-            )
+    problem = _layout_problem(steps, classes, values)
+    if problem:
+        raise TraceError(f"trace {path} is corrupt: {problem}")
     if np.any(np.diff(steps) <= 0):
         raise TraceError(f"trace {path} is corrupt: its steps are not increasing")
     for key in JSON_ATTRIBUTES:
@@ -239,13 +232,20 @@ def _check_values(steps: np.ndarray, classes: np.ndarray, values: dict[str, np.n
     unknown = sorted(set(values) - set(VARIABLES))
     if unknown:
         raise ValueError(f"unknown trace variables {unknown}; known: {sorted(VARIABLES)}")
+    problem = _layout_problem(steps, classes, values)
+    if problem:
+        raise ValueError(f"trace values do not fit the schema: {problem}")
+
+
+def _layout_problem(steps, classes, values: dict[str, np.ndarray]) -> str | None:
+    """What is wrong with the variables' presence and shapes (the writer's and the reader's
+    one check), or None."""
     missing = [n for n, v in VARIABLES.items() if not v.transfer_only and n not in values]
     if missing:
-        raise ValueError(f"trace values lack {missing}")
+        return f"it lacks the variables {', '.join(missing)}"
     sizes = {"step": len(steps), "class": len(classes)}
     for name, array in values.items():
         expected = tuple(sizes[d] for d in VARIABLES[name].dims)
         if np.shape(array) != expected:
-            raise ValueError(
-                f"trace variable {name} has shape {np.shape(array)}, expected {expected}"
-            )
+            return f"{name} has shape {np.shape(array)}, expected {expected}"
+    return None
