@@ -167,8 +167,10 @@ def hand_over(stop: Exception) -> None:
 
 def load_config(configfiles: list[str | os.PathLike]) -> dict[str, Any]:
     """The config as Snakemake builds it from ``--configfile F [G ...]``: later files
-    merged into earlier ones (nested mappings merged, other values replaced), then
-    validated with the schema defaults filled in."""
+    merged into earlier ones with ``snakemake.utils.update_config`` (nested mappings
+    merged, other values replaced), then validated with the schema defaults filled in."""
+    from snakemake.utils import update_config
+
     from gcstudy import config as study_config
     from gcstudy import yamlio
 
@@ -176,21 +178,9 @@ def load_config(configfiles: list[str | os.PathLike]) -> dict[str, Any]:
         raise LaunchError("no --configfile given")
     merged: dict[str, Any] = {}
     for path in configfiles:
-        _update(merged, yamlio.load(path) or {})
+        update_config(merged, yamlio.load(path) or {})
     study_config.validate(merged, source=", ".join(map(str, configfiles)))
     return merged
-
-
-def _update(config: dict, overwrite: dict) -> dict:
-    """``snakemake.utils.update_config``: recursive in-place update."""
-    for key, value in overwrite.items():
-        if isinstance(value, dict) and isinstance(config.get(key), dict):
-            _update(config[key], value)
-        elif isinstance(value, dict):
-            config[key] = _update({}, value)
-        else:
-            config[key] = value
-    return config
 
 
 def select(runs: list, only: list[str] | tuple[str, ...] = ()) -> list:

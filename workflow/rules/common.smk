@@ -1,13 +1,11 @@
 # Config validation, the run table and every input function: the rules read as declarations.
 import json
 
-from snakemake.utils import validate
-
 from gcstudy import config as study_config
 
-# gcstudy's own checks first: they name the key path, the bad value and what is allowed.
+# gcstudy's own checks (they name the key path, the bad value and what is allowed), then
+# snakemake.utils.validate against the packaged schema, which fills in its defaults.
 RUN_LIST = study_config.validate(config, source="config")
-validate(config, schema="../schemas/config.schema.yaml")
 RUNS = {run.run_id: run for run in RUN_LIST}
 RESULTS = config["results"]
 RESOURCES = config["resources"]
