@@ -167,16 +167,29 @@ def test_profiles_parse_and_agree(monkeypatch):
     assert real["executor"] == "slurm"
     assert real["slurm-status-command"] == test["slurm-status-command"] == "squeue"
     assert real["retries"] == "2" and test["retries"] == "1"
-    assert not any(
-        r.startswith(("slurm_account=", "slurm_partition=")) for r in real["default-resources"]
-    )
+    assert not any(r.startswith("slurm_account=") for r in real["default-resources"])
+    assert "set-resources" not in real  # no partition given: the cluster's default
     assert "slurm_account=proj42" in site["default-resources"]
-    assert "slurm_partition=gpu" in site["default-resources"]
+    # The partition only for the rules that may use a GPU (the others are local rules).
+    assert sorted(site["set-resources"]) == [
+        "evaluate_fewshot:slurm_partition=gpu",
+        "evaluate_gc_estimators:slurm_partition=gpu",
+        "train:slurm_partition=gpu",
+    ]
+    assert not any(r.startswith("slurm_partition") for r in site["default-resources"])
     # A default cpus_per_task would override the training rules' cpus_per_gpu.
     assert not any(r.startswith("cpus_per_task") for r in real["default-resources"])
-    assert "set-resources" not in real
+    # Requeue on node failure / preemption; keep every SLURM log, none deleted by age.
+    for profile in (real, test):
+        assert profile["slurm-requeue"] == "True"
+        assert profile["slurm-keep-successful-logs"] == "True"
+        assert profile["slurm-delete-logfiles-older-than"] == "0"
     missing = set(real) - set(test)
     assert not missing, f"tests/profiles/slurm-test lacks keys of profiles/slurm: {missing}"
+    assert (
+        parse(TEST_PROFILE, {"GCSTUDY_SLURM_PARTITION": "gpu"})["set-resources"]
+        == (site["set-resources"])
+    )
     assert int(test["slurm-init-seconds-before-status-checks"]) <= 5
     # For squeue polling, finished jobs must stay visible >= 3x the first status interval.
     assert 3 * int(real["slurm-init-seconds-before-status-checks"]) <= 300

@@ -92,6 +92,19 @@ def load(path: str | Path) -> dict[str, Any]:
     return config
 
 
+def load_all(paths: list[str | Path]) -> dict[str, Any]:
+    """The config as Snakemake builds it from ``--configfile F [G ...]``: later files
+    merged into earlier ones with ``snakemake.utils.update_config`` (nested mappings
+    merged, other values replaced), then checked (``validate``, defaults filled in)."""
+    from snakemake.utils import update_config
+
+    merged: dict[str, Any] = {}
+    for path in paths:
+        update_config(merged, yamlio.load(path) or {})
+    validate(merged, source=", ".join(map(str, paths)))
+    return merged
+
+
 def validate(config: Any, source: str = "config") -> list[Run]:
     """Check the whole config before any job is scheduled; return its runs.
 
