@@ -30,6 +30,8 @@ rule aggregate:
         "logs/aggregate.log",
     benchmark:
         result("benchmarks/aggregate.tsv")
+    conda:
+        "../envs/gcstudy.yaml"
     shell:
         "gcstudy aggregate --table {input.table:q} --runs {params.runs:q} --out {output:q}"
         " > {log:q} 2>&1"
