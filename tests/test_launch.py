@@ -318,3 +318,20 @@ def test_local_executor_requeues_on_its_signal_and_resumes(configfile, tmp_path)
         if name != "wall_time":
             np.testing.assert_array_equal(first[name].values, second[name].values, err_msg=name)
     assert first.attrs["spec"] == second.attrs["spec"]
+
+
+def test_runs_and_dry_run_print_the_expected_gpu_hours(capsys):
+    """From the config's minutes_per_1000_steps: sum over runs of steps / 1000 * minutes."""
+    paper = Path(__file__).resolve().parents[1] / "config" / "paper.yaml"
+    config = yaml.safe_load(paper.read_text())
+    per_1000 = config["resources"]["minutes_per_1000_steps"]
+    steps = {s: {**config["defaults"], **study.get("base", {})}["steps"]
+             for s, study in config["studies"].items()}  # fmt: skip
+    assert cli.main(["runs", "--configfile", str(paper)]) == 0
+    out, err = capsys.readouterr()
+    per_study = {}
+    for line in out.splitlines():
+        study = line.split("/")[0]
+        per_study[study] = per_study.get(study, 0) + 1
+    hours = sum(n * steps[s] / 1000 * per_1000 / 60 for s, n in per_study.items())
+    assert f"expected training: {hours:.1f} GPU-hours for {len(out.splitlines())} runs" in err
