@@ -335,30 +335,36 @@ def _record(name: str, job: str) -> dict | None:
     return {r["JobId"]: r for r in jobcomp_records(Name=name)}.get(job)
 
 
-def test_cancelled_training_job_is_resubmitted_and_resumes(study):
-    """scancel of a running `train` job: reported CANCELLED, resubmitted (retries), and the
-    new job resumes from the checkpoint to the uninterrupted run's results."""
-    cancelled = study.interrupts.cancel.result(timeout=TIMEOUT)
-    assert not cancelled["finished_before"], "the run finished before scancel: lengthen it"
-    assert cancelled["state"].startswith("RUNNING"), cancelled
+def interrupted_and_resumed(study, run_id: str, interrupt: Future, state: str) -> list[dict]:
+    """Checks shared by the interrupted Snakemake jobs: the job was running when
+    interrupted, ended in ``state``, was resubmitted once, and the retry resumed from the
+    checkpoint to the uninterrupted run's results. Returns the two jobs' jobcomp records."""
+    interrupted = interrupt.result(timeout=TIMEOUT)
+    assert not interrupted["finished_before"], "the run finished before its interrupt"
+    assert interrupted["state"].startswith("RUNNING"), interrupted
     rc, log, _ = study.slurm.wait()
     assert rc == 0, log[-4000:]
-
-    first, *retries = slurm_train_jobs(log, CANCELLED)
-    assert first == cancelled["job"] and len(retries) == 1, (first, retries)
-    assert f"SLURM-job '{first}' failed, SLURM status is: 'CANCELLED'" in log
+    first, *retries = slurm_train_jobs(log, run_id)
+    assert first == interrupted["job"] and len(retries) == 1, (first, retries)
+    assert f"SLURM-job '{first}' failed, SLURM status is: '{state}'" in log
     name = re.search(r"SLURM run ID: (\S+)", log).group(1)
-    states = {r["JobId"]: r["JobState"] for r in jobcomp_records(Name=name)}
-    assert (states.get(first), states.get(retries[0])) == ("CANCELLED", "COMPLETED"), states
-
+    records = [wait_for(lambda j=j: _record(name, j), timeout=60) for j in (first, *retries)]
+    assert [r["JobState"] for r in records] == [state, "COMPLETED"], records
     # The resubmitted job's log (the rule's log, rewritten by the retry) shows the resume.
-    train_log = (study.base / "slurm" / "logs" / "train" / f"{CANCELLED}.log").read_text()
+    train_log = (study.base / "slurm" / "logs" / "train" / f"{run_id}.log").read_text()
     resumed = re.search(r"resuming from checkpoint \S+ \(step (\d+)\)", train_log)
     assert resumed and int(resumed.group(1)) >= CHECKPOINT_STEP, train_log[-3000:]
     same_run(
-        study.base / "local" / "results" / "runs" / CANCELLED,
-        study.base / "slurm" / "results" / "runs" / CANCELLED,
+        study.base / "local" / "results" / "runs" / run_id,
+        study.base / "slurm" / "results" / "runs" / run_id,
     )
+    return records
+
+
+def test_cancelled_training_job_is_resubmitted_and_resumes(study):
+    """scancel of a running `train` job: reported CANCELLED, resubmitted (retries), and the
+    new job resumes from the checkpoint to the uninterrupted run's results."""
+    interrupted_and_resumed(study, CANCELLED, study.interrupts.cancel, "CANCELLED")
 
 
 def test_time_limit_warning_checkpoints_and_a_longer_retry_resumes(study):
@@ -366,38 +372,18 @@ def test_time_limit_warning_checkpoints_and_a_longer_retry_resumes(study):
     process of the job's steps): gcstudy checkpoints and stops; the job step's Snakemake,
     which gets the signal too, survives it and reports the failed rule; the job FAILED is
     resubmitted with a doubled time limit and resumes to the uninterrupted run's results."""
-    warned = study.interrupts.warn.result(timeout=TIMEOUT)
-    assert not warned["finished_before"] and warned["state"].startswith("RUNNING"), warned
-    rc, log, _ = study.slurm.wait()
-    assert rc == 0, log[-4000:]
-
-    first, *retries = slurm_train_jobs(log, WARNED)
-    assert first == warned["job"] and len(retries) == 1, (first, retries)
-    assert f"SLURM-job '{first}' failed, SLURM status is: 'FAILED'" in log
-    name = re.search(r"SLURM run ID: (\S+)", log).group(1)
-    records = {r["JobId"]: r for r in jobcomp_records(Name=name)}
-    assert (records[first]["JobState"], records[retries[0]]["JobState"]) == ("FAILED", "COMPLETED")
+    first, retry = interrupted_and_resumed(study, WARNED, study.interrupts.warn, "FAILED")
     limit = job_limits.train_minutes(CONFIG["defaults"]["steps"], 10)  # schema default m
-    assert (records[first]["TimeLimit"], records[retries[0]]["TimeLimit"]) == (
-        str(limit),
-        str(2 * limit),
-    )
-
+    assert (first["TimeLimit"], retry["TimeLimit"]) == (str(limit), str(2 * limit))
     # The job step's Snakemake outlived the signal: it ran the rule to its end and reported
-    # the trainer's exit status (138 = 128 + SIGUSR1) in the job's SLURM log.
+    # the trainer's exit status in the job's SLURM log: 138 = 128 + SIGUSR1, what `gcstudy
+    # train` returns after checkpointing on the signal (killed by it, the shell would have
+    # "died with <Signals.SIGUSR1>").
     wildcards = WARNED.replace("/", "_")
     slurm_log = (study.base / "slurm" / "logs" / "slurm" / "rule_train" / wildcards
-                 / f"{first}.log").read_text()  # fmt: skip
+                 / f"{first['JobId']}.log").read_text()  # fmt: skip
     assert "User defined signal 1" not in slurm_log, slurm_log[-3000:]
     assert "non-zero exit status 138" in slurm_log, slurm_log[-3000:]
-    # The trainer: stopped on the warning with a checkpoint; the retry resumed from it.
-    train_log = (study.base / "slurm" / "logs" / "train" / f"{WARNED}.log").read_text()
-    resumed = re.search(r"resuming from checkpoint \S+ \(step (\d+)\)", train_log)
-    assert resumed and int(resumed.group(1)) >= CHECKPOINT_STEP, train_log[-3000:]
-    same_run(
-        study.base / "local" / "results" / "runs" / WARNED,
-        study.base / "slurm" / "results" / "runs" / WARNED,
-    )
 
 
 def test_submitit_array_is_requeued_and_resumes(study):

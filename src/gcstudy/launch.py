@@ -48,7 +48,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -61,6 +60,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import submitit
 
 from gcstudy.jobs import WARNING_SECONDS
+from gcstudy.runlock import slurm_job_state
 
 log = logging.getLogger(__name__)
 
@@ -443,7 +443,7 @@ def wait(jobs: list[submitit.Job], executor: str, poll_s: float | None = None) -
                     outcomes[i] = {"job": job.job_id, "state": "done", **job.result()}
                 except Exception as error:  # the job's own exception, as text
                     outcomes[i] = {"job": job.job_id, "state": "failed", "error": str(error)}
-            elif executor == "slurm" and _slurm_state(job.job_id) in ("", *FINAL_SLURM_STATES):
+            elif executor == "slurm" and slurm_job_state(job.job_id) in ("", *FINAL_SLURM_STATES):
                 since = gone_since.setdefault(i, time.monotonic())
                 if time.monotonic() - since > 60:
                     outcomes[i] = {"job": job.job_id, "state": "lost", "error": "no result"}
@@ -456,19 +456,3 @@ def wait(jobs: list[submitit.Job], executor: str, poll_s: float | None = None) -
         if len(outcomes) < len(jobs):
             time.sleep(poll_s)
     return [outcomes[i] for i in range(len(jobs))]
-
-
-def _slurm_state(job_id: str) -> str:
-    """The job's state as squeue reports it ('' when squeue no longer lists it)."""
-    try:
-        out = subprocess.run(
-            ["squeue", "-h", "--states=all", "-j", job_id, "-o", "%T"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return "UNKNOWN"
-    if out.returncode != 0:
-        return "" if "Invalid job id" in out.stderr else "UNKNOWN"
-    return out.stdout.strip().split("\n")[0]
