@@ -131,10 +131,14 @@ def main() -> None:
     torch.manual_seed(0)
     rate, fraction = cpu_fraction_of_peak(runs[0].spec, args.repeats)
     gpu_rate = fraction * args.gpu_matmul_tflops * 1e12
-    print(f"measured here: {runs[0].spec.model} training at {rate / 1e9:.1f} GFLOP/s on the "
-          f"CPU = {fraction:.1%} of this CPU's matmul rate (threads: {torch.get_num_threads()})")
-    print(f"ASSUMED GPU rate: {fraction:.1%} x {args.gpu_matmul_tflops:.0f} TFLOP/s = "
-          f"{gpu_rate / 1e12:.1f} TFLOP/s")
+    print(
+        f"measured here: {runs[0].spec.model} training at {rate / 1e9:.1f} GFLOP/s on the "
+        f"CPU = {fraction:.1%} of this CPU's matmul rate (threads: {torch.get_num_threads()})"
+    )
+    print(
+        f"ASSUMED GPU rate: {fraction:.1%} x {args.gpu_matmul_tflops:.0f} TFLOP/s = "
+        f"{gpu_rate / 1e12:.1f} TFLOP/s"
+    )
     worst = 0.0
     by_shape: dict[tuple, float] = {}
     for run in runs:
@@ -145,9 +149,11 @@ def main() -> None:
     for (study, model, dataset, batch, penalty), flops in by_shape.items():
         minutes = flops / gpu_rate / 60
         worst = max(worst, minutes)
-        print(f"{study:22s} {model:9s} {dataset:14s} batch {batch:4d}"
-              f"{' +GC penalty' if penalty else '            '} {flops / 1e15:7.2f} PFLOP"
-              f" per 1,000 steps -> {minutes:5.2f} min (estimate)")
+        print(
+            f"{study:22s} {model:9s} {dataset:14s} batch {batch:4d}"
+            f"{' +GC penalty' if penalty else '            '} {flops / 1e15:7.2f} PFLOP"
+            f" per 1,000 steps -> {minutes:5.2f} min (estimate)"
+        )
     print(f"largest estimate: {worst:.2f} min per 1,000 steps")
 
 
