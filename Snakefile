@@ -8,7 +8,7 @@
 # The rules only declare files and call the `gcstudy` command; the logic is in src/gcstudy.
 from snakemake.utils import min_version
 
-min_version("9.0")
+min_version("9.14.1")  # earlier 9.x pass --retries into cluster jobs (snakemake #3855)
 
 
 # The embedded default study, unless --configfile names another config (which then

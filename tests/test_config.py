@@ -3,6 +3,7 @@
 
 import copy
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -140,7 +141,7 @@ def test_shipped_configs_are_valid():
 
 def test_config_readme_documents_every_key():
     text = (REPO / "config" / "README.md").read_text()
-    schema = load(REPO / "workflow" / "schemas" / "config.schema.yaml")
+    schema = load(study_config.SCHEMA)
     keys = set(schema["properties"])
     keys |= set(schema["properties"]["resources"]["properties"])
     keys |= set(schema["properties"]["evaluate"]["properties"])
@@ -150,3 +151,40 @@ def test_config_readme_documents_every_key():
     keys |= set(RunSpec().to_dict())
     missing = sorted(k for k in keys if f"`{k}`" not in text)
     assert not missing, f"config/README.md does not document {missing}"
+
+
+@pytest.mark.slow
+def test_schema_ships_in_the_wheel_and_validates_outside_the_checkout(tmp_path):
+    """A non-editable install (built wheel, no workflow/ folder beside the package) still
+    finds the schema through importlib.resources and fills in its defaults."""
+    import subprocess
+    import sys
+
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(REPO), "-w",
+         str(tmp_path / "wheel")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stderr[-3000:]
+    (wheel,) = (tmp_path / "wheel").glob("gcstudy-*.whl")
+    target = tmp_path / "site"
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
+         str(wheel)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert install.returncode == 0, install.stderr[-3000:]
+    probe = (
+        "import gcstudy, json; from gcstudy import config;"
+        "cfg = {'studies': {'s': {'experiment': 'E1'}}}; config.validate(cfg);"
+        "print(json.dumps([gcstudy.__file__, str(config.SCHEMA), cfg['resources']]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(target)},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    package, schema, resources = json.loads(out.stdout)
+    assert package.startswith(str(target)) and schema.startswith(str(target))
+    assert resources["minutes_per_1000_steps"] == load(study_config.SCHEMA)["properties"][
+        "resources"]["properties"]["minutes_per_1000_steps"]["default"]  # fmt: skip

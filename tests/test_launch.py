@@ -100,7 +100,8 @@ def test_cli_dry_run_lists_what_would_be_trained(configfile, tmp_path, capsys):
     assert cli.main(["launch", "--configfile", str(configfile), "-d", str(tmp_path), "-n",
                      "--only", "tiny"]) == 0  # fmt: skip
     out, err = capsys.readouterr()
-    assert out.split() == TINY and "2 runs to train, 0 already finished" in err
+    assert out.split() == TINY and "2 runs to train, 0 queued or running, 0 already" in err
+    assert "# one job array, time limit 10 min: 2 runs" in err and "GPU-hours" not in err
     assert not (tmp_path / "results").exists()  # a dry run writes nothing
     assert cli.main(["launch", "--configfile", str(configfile), "--only", "nope", "-n"]) == 2
 
@@ -108,20 +109,92 @@ def test_cli_dry_run_lists_what_would_be_trained(configfile, tmp_path, capsys):
 def test_sbatch_settings_follow_the_train_rule(configfile, tmp_path, monkeypatch):
     from submitit.slurm.slurm import _make_sbatch_string
 
+    from gcstudy import jobs
+
     monkeypatch.setenv("GCSTUDY_SLURM_ACCOUNT", "proj42")
     monkeypatch.delenv("GCSTUDY_SLURM_PARTITION", raising=False)
     p = launch.plan([configfile], workdir=tmp_path)
+    (minutes,) = launch.time_groups(p)  # 60-step runs: the 10-minute floor
+    assert minutes == jobs.train_minutes(60, p.config["resources"]["minutes_per_1000_steps"])
     script = _make_sbatch_string(
-        command="python -m x", folder=tmp_path, map_count=4, **launch.slurm_parameters(p)
-    )
+        command="python -m x", folder=tmp_path, map_count=4,
+        **launch.slurm_parameters(p, minutes),
+    )  # fmt: skip
     for flag in ("--time=10", "--mem=1000M", "--cpus-per-task=1", "--signal=USR2@120",
                  "--account=proj42", f"--chdir={tmp_path}", "--array=0-3%4"):  # fmt: skip
         assert f"#SBATCH {flag}\n" in script, flag
     assert "--partition" not in script and "--gpus" not in script
 
-    p.config["resources"].update(gpu=1, cpus_per_gpu=4, minutes_per_1000_steps=600)
-    params = launch.slurm_parameters(p)
+    p.config["resources"].update(gpu=1, cpus_per_gpu=4)
+    params = launch.slurm_parameters(p, 72)
     assert (params["gpus_per_node"], params["cpus_per_task"], params["time"]) == (1, 4, 72)
+
+
+def test_one_job_array_per_time_limit(configfile, tmp_path):
+    """Runs are grouped by the train rule's time limit (gcstudy.jobs.train_minutes): here
+    a 6,000-step study next to a 15,000-step one, as MNIST and CIFAR in the paper grid."""
+    from gcstudy import jobs
+
+    config = yaml.safe_load(configfile.read_text())
+    config["resources"]["minutes_per_1000_steps"] = 3
+    config["studies"]["other"]["base"] = {"steps": 15000}
+    config["studies"]["tiny"]["base"]["steps"] = 6000
+    configfile.write_text(yaml.safe_dump(config))
+    p = launch.plan([configfile], workdir=tmp_path)
+    groups = launch.time_groups(p)
+    assert list(groups) == [jobs.train_minutes(6000, 3), jobs.train_minutes(15000, 3)] == [36, 90]
+    assert [[r.run_id for r in runs] for runs in groups.values()] == [TINY, OTHER]
+    assert list(launch.time_groups(p, minutes=30)) == [30]  # --timeout-min: one array
+
+
+def test_set_resources_for_train_reach_sbatch(configfile, tmp_path, monkeypatch):
+    """`--set-resources train:...` as given to snakemake: qos, constraint, GPU model,
+    partition, account, memory, time and extra flags reach the submitit sbatch script."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    monkeypatch.setenv("GCSTUDY_SLURM_PARTITION", "gpu")
+    monkeypatch.delenv("GCSTUDY_SLURM_ACCOUNT", raising=False)
+    p = launch.plan([configfile], workdir=tmp_path)
+    p.config["resources"].update(gpu=1, cpus_per_gpu=8)
+    given = launch.train_resources([
+        "train:qos=long", "train:constraint=a100", "train:gpu_model=a100",
+        "train:slurm_partition=gpu-long", "train:mem_mb=64000", "train:runtime=240",
+        "train:slurm_extra='--mail-type=FAIL --exclusive'", "evaluate_fewshot:qos=short",
+    ])  # fmt: skip
+    assert given["qos"] == "long" and given["runtime"] == 240  # evaluate_* entries ignored
+    script = _make_sbatch_string(
+        command="x", folder=tmp_path, **launch.slurm_parameters(p, 10, given)
+    )
+    for flag in ("--qos=long", "--constraint=a100", "--gres=gpu:a100:1", "--partition=gpu-long",
+                 "--mem=64000M", "--time=240", "--cpus-per-task=8", "--mail-type=FAIL",
+                 "--exclusive"):  # fmt: skip
+        assert f"#SBATCH {flag}\n" in script, flag
+    assert "--gpus-per-node" not in script and "--account" not in script
+    with pytest.raises(launch.LaunchError, match="resource 'qoss' is not one launch passes"):
+        launch.train_resources(["train:qoss=long"])
+    with pytest.raises(launch.LaunchError, match="expected RULE:RESOURCE=VALUE"):
+        launch.train_resources(["qos=long"])
+
+
+def test_runs_held_by_a_live_trainer_are_skipped(configfile, tmp_path):
+    """A run folder held by a live process (here a `gcstudy.runlock` holder in another
+    process) is neither planned nor submitted again; once that process is gone it is."""
+    p = launch.plan([configfile], workdir=tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from gcstudy import runlock;"
+         "runlock.acquire(sys.argv[1]); print('held', flush=True); time.sleep(600)",
+         str(p.run_dir(TINY[0]))],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        busy = launch.plan([configfile], workdir=tmp_path)
+        assert [r.run_id for r in busy.pending] == TINY[1:] + OTHER
+        assert [(r.run_id, h.pid) for r, h in busy.busy] == [(TINY[0], holder.pid)]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert [r.run_id for r in launch.plan([configfile], workdir=tmp_path).pending] == TINY + OTHER
 
 
 # ----------------------------------------------------------------------------- signals
@@ -245,3 +318,20 @@ def test_local_executor_requeues_on_its_signal_and_resumes(configfile, tmp_path)
         if name != "wall_time":
             np.testing.assert_array_equal(first[name].values, second[name].values, err_msg=name)
     assert first.attrs["spec"] == second.attrs["spec"]
+
+
+def test_runs_and_dry_run_print_the_expected_gpu_hours(capsys):
+    """From the config's minutes_per_1000_steps: sum over runs of steps / 1000 * minutes."""
+    paper = Path(__file__).resolve().parents[1] / "config" / "paper.yaml"
+    config = yaml.safe_load(paper.read_text())
+    per_1000 = config["resources"]["minutes_per_1000_steps"]
+    steps = {s: {**config["defaults"], **study.get("base", {})}["steps"]
+             for s, study in config["studies"].items()}  # fmt: skip
+    assert cli.main(["runs", "--configfile", str(paper)]) == 0
+    out, err = capsys.readouterr()
+    per_study = {}
+    for line in out.splitlines():
+        study = line.split("/")[0]
+        per_study[study] = per_study.get(study, 0) + 1
+    hours = sum(n * steps[s] / 1000 * per_1000 / 60 for s, n in per_study.items())
+    assert f"expected training: {hours:.1f} GPU-hours for {len(out.splitlines())} runs" in err

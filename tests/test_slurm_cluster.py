@@ -29,9 +29,12 @@ from slurm_support import jobcomp_records as _jobcomp_records
 from slurm_support import run_cmd as _run
 from slurm_support import wait_for as _wait_for
 
+FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY")
 REAL_PROFILE = ROOT / "profiles" / "slurm"
 TEST_PROFILE = ROOT / "tests" / "profiles" / "slurm-test"
-RUN_TIMEOUT = 170  # seconds per Snakemake run (normally ~40-60 s)
+# Overall bound per Snakemake run (normally ~40-60 s, a few minutes on a busy machine): the
+# wait follows the process and ends when it does; this only stops a hung run.
+RUN_TIMEOUT = 900
 
 
 @dataclass
@@ -167,16 +170,29 @@ def test_profiles_parse_and_agree(monkeypatch):
     assert real["executor"] == "slurm"
     assert real["slurm-status-command"] == test["slurm-status-command"] == "squeue"
     assert real["retries"] == "2" and test["retries"] == "1"
-    assert not any(
-        r.startswith(("slurm_account=", "slurm_partition=")) for r in real["default-resources"]
-    )
+    assert not any(r.startswith("slurm_account=") for r in real["default-resources"])
+    assert "set-resources" not in real  # no partition given: the cluster's default
     assert "slurm_account=proj42" in site["default-resources"]
-    assert "slurm_partition=gpu" in site["default-resources"]
+    # The partition only for the rules that may use a GPU (the others are local rules).
+    assert sorted(site["set-resources"]) == [
+        "evaluate_fewshot:slurm_partition=gpu",
+        "evaluate_gc_estimators:slurm_partition=gpu",
+        "train:slurm_partition=gpu",
+    ]
+    assert not any(r.startswith("slurm_partition") for r in site["default-resources"])
     # A default cpus_per_task would override the training rules' cpus_per_gpu.
     assert not any(r.startswith("cpus_per_task") for r in real["default-resources"])
-    assert "set-resources" not in real
+    # Requeue on node failure / preemption; keep every SLURM log, none deleted by age.
+    for profile in (real, test):
+        assert profile["slurm-requeue"] == "True"
+        assert profile["slurm-keep-successful-logs"] == "True"
+        assert profile["slurm-delete-logfiles-older-than"] == "0"
     missing = set(real) - set(test)
     assert not missing, f"tests/profiles/slurm-test lacks keys of profiles/slurm: {missing}"
+    assert (
+        parse(TEST_PROFILE, {"GCSTUDY_SLURM_PARTITION": "gpu"})["set-resources"]
+        == (site["set-resources"])
+    )
     assert int(test["slurm-init-seconds-before-status-checks"]) <= 5
     # For squeue polling, finished jobs must stay visible >= 3x the first status interval.
     assert 3 * int(real["slurm-init-seconds-before-status-checks"]) <= 300
@@ -202,8 +218,9 @@ def test_sbatch_job_completes(slurm, snakemake_runs, tmp_path):
         q = _run(["squeue", "--states=all", "--noheader", "-j", jobid, "-o", "%T"])
         return q.stdout.strip()
 
-    assert _wait_for(lambda: state() == "COMPLETED", timeout=60), f"job {jobid}: {state()!r}"
-    recs = _wait_for(lambda: _jobcomp_records(JobId=jobid), timeout=10)
+    assert _wait_for(lambda: state() in FINAL_STATES, timeout=600), f"job {jobid}: {state()!r}"
+    assert state() == "COMPLETED"
+    recs = _wait_for(lambda: _jobcomp_records(JobId=jobid), timeout=60)
     assert recs and recs[0]["JobState"] == "COMPLETED"
     assert "hello from slurm" in (tmp_path / f"{jobid}.out").read_text()
 
@@ -226,7 +243,7 @@ def test_snakemake_profile_runs_jobs_through_sbatch(snakemake_runs):
     name = run.run_id(log)
     assert name.startswith("gcstudy_")  # slurm-jobname-prefix
     recs = _wait_for(
-        lambda: len(_jobcomp_records(Name=name)) >= 2 and _jobcomp_records(Name=name), 10
+        lambda: len(_jobcomp_records(Name=name)) >= 2 and _jobcomp_records(Name=name), 60
     )
     assert {r["JobId"]: r["JobState"] for r in recs} == {
         ids["train"][0]: "COMPLETED",
@@ -264,3 +281,44 @@ def test_failing_rule_is_retried_and_reported(snakemake_runs):
         "failing on purpose"
         in (run.workdir / "logs" / "slurm" / "rule_broken" / f"{ids[0]}.log").read_text()
     )
+
+
+def _sbatch_sleep(tmp_path: Path, *args: str) -> str:
+    out = _run([
+        "sbatch", "--parsable", "--time=5", "--mem=50", "-D", str(tmp_path),
+        "--output", str(tmp_path / "%j.out"), *args, "--wrap", "sleep 300",
+    ])  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().split(";")[0]
+
+
+def test_run_folder_held_by_a_slurm_job_is_refused_until_the_job_ends(slurm, tmp_path):
+    """A holder recorded by a job on another node (here: a queued launch task, and a
+    running trainer) is live while squeue lists the job unfinished, stale once it ended."""
+    import json
+
+    from gcstudy import runlock
+
+    held = _sbatch_sleep(tmp_path)  # runs (or waits for a CPU): a live job either way
+    queued = _sbatch_sleep(tmp_path, "--begin=now+1hour")  # stays PENDING
+    try:
+        for job, state in ((held, "running"), (queued, "queued")):
+            folder = tmp_path / job
+            folder.mkdir()
+            (folder / runlock.LOCK_NAME).write_text(json.dumps({
+                "pid": 4242, "host": "node-17", "job": job, "start": None,
+                "since": "2026-01-01T00:00:00+00:00", "state": state,
+            }))  # fmt: skip
+            with pytest.raises(runlock.RunLocked, match=f"job {job}, host node-17, pid 4242"):
+                runlock.acquire(folder)
+            assert runlock.holder(folder).job == job
+    finally:
+        _run(["scancel", held, queued])
+    for job in (held, queued):
+        assert _wait_for(
+            lambda j=job: _run(["squeue", "-h", "--states=all", "-j", j, "-o", "%T"]).stdout
+            .strip() in ("CANCELLED", ""),
+            timeout=600,
+        )  # fmt: skip
+        assert runlock.holder(tmp_path / job) is None  # the job ended: stale
+        assert runlock.acquire(tmp_path / job).job is None  # taken over by this process

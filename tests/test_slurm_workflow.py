@@ -5,9 +5,15 @@ One tiny study (digits, two runs) is run three ways at once by the module fixtur
 the slow parts (job start-up, the Snakemake plugin's status polling) overlap:
 
 - `snakemake --cores 2` locally: the reference;
-- `snakemake --profile tests/profiles/slurm-test`: every `train` job through sbatch; the
-  first run's job is cancelled (`scancel`: SIGTERM, SIGKILL after KillWait) once it has
-  checkpointed past step 10, so Snakemake reports it CANCELLED, resubmits it and it resumes;
+- `snakemake --profile tests/profiles/slurm-test`: every `train` job through sbatch, with
+  the site settings of a cluster without accounting (the account in sbatch's own
+  SBATCH_ACCOUNT, the partition in GCSTUDY_SLURM_PARTITION); once each run has
+  checkpointed past step 10, the first run's job is cancelled (`scancel`: SIGTERM, SIGKILL
+  after KillWait), so Snakemake reports it CANCELLED, resubmits it and it resumes; the
+  second run's job gets the time-limit warning (`scancel --signal=USR1`: to the job's
+  steps, not the batch shell, as `sbatch --signal=USR1@120` delivers it): gcstudy
+  checkpoints and stops, the job step's Snakemake survives the signal and reports the
+  failure, Snakemake resubmits the job with a longer time limit and the run resumes;
 - `gcstudy.launch` (submitit, one job array): both tasks are interrupted after step 10 as
   SLURM would on preemption (SIGTERM + SIGUSR2) and on a time limit (SIGUSR2 alone), are
   requeued by submitit, released at once (`scontrol update StartTime=now`; SLURM holds a
@@ -36,12 +42,18 @@ import yaml
 from slurm_support import ROOT, clean_env, jobcomp_records, run_cmd, wait_for
 
 from gcstudy import config as study_config
-from gcstudy import traces
+from gcstudy import jobs as job_limits
+from gcstudy import launch, runlock, traces
 
 TEST_PROFILE = ROOT / "tests" / "profiles" / "slurm-test"
 SNAKEFILE = ROOT / "Snakefile"
-TIMEOUT = 420  # seconds for each of the three ways (normally 1-2 minutes)
+# Overall deadline for each of the three ways (normally 1-2 minutes, 3-5 on a machine whose
+# CPUs are busy with other work): waits follow events (checkpoints, job states, processes
+# ending) and fail at once when a process they wait on has ended; this bound only stops
+# a hung run.
+TIMEOUT = 1500
 CHECKPOINT_STEP = 10  # interrupt once a checkpoint at this step or later exists
+ACCOUNT = "gcstudy_ci"  # given to sbatch through SBATCH_ACCOUNT (no accounting here)
 
 # Long enough (80 steps, ~3 s of training) that a job is still running when it is
 # interrupted after step 10; checkpoints every 5 steps keep the progress of a killed job.
@@ -61,6 +73,7 @@ CONFIG = {
 }  # fmt: skip
 RUN_IDS = [run.run_id for run in study_config.validate(yaml.safe_load(yaml.safe_dump(CONFIG)))]
 CANCELLED = RUN_IDS[0]  # the run whose Snakemake SLURM job is scancel'ed
+WARNED = RUN_IDS[1]  # the run whose Snakemake SLURM job gets the time-limit warning
 TARGETS = [f"results/runs/{run_id}/trace.h5" for run_id in RUN_IDS]
 
 
@@ -100,7 +113,7 @@ class Background:
                 self.proc.wait()
 
 
-def start_snakemake(workdir: Path, configfile: Path, *args: str) -> Background:
+def start_snakemake(workdir: Path, configfile: Path, *args: str, env=None) -> Background:
     workdir.mkdir(parents=True, exist_ok=True)
     logfile = workdir / "snakemake.out"
     cmd = [
@@ -109,10 +122,15 @@ def start_snakemake(workdir: Path, configfile: Path, *args: str) -> Background:
     ]  # fmt: skip
     with open(logfile, "w") as log:
         proc = subprocess.Popen(
-            cmd, cwd=workdir, env=clean_env(), stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+            cmd, cwd=workdir, env={**clean_env(), **(env or {})}, stdout=log,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
     return Background(proc, logfile)
+
+
+def default_partition() -> str:
+    out = run_cmd(["sinfo", "-h", "-o", "%P"]).stdout.split()
+    return next(p.rstrip("*") for p in out if p.endswith("*"))
 
 
 def checkpointed(run_dir: Path) -> bool:
@@ -158,18 +176,19 @@ def trained_ids(workdir: Path) -> list[str]:
 # ----------------------------------------------------------------------------- drivers
 
 
-def cancel_after_checkpoint(smk: Background, run_dir: Path) -> dict:
-    """scancel the running `train` job of run_dir once it has checkpointed past step 10."""
+def interrupt_after_checkpoint(smk: Background, run_dir: Path, run_id: str, how: list) -> dict:
+    """Once run_dir has checkpointed past step 10, interrupt its running `train` job with
+    ``scancel`` + ``how`` (e.g. [] to cancel it, ["--signal=USR1"] to warn it)."""
     deadline = time.monotonic() + TIMEOUT
     while not checkpointed(run_dir):
         assert smk.proc.poll() is None, f"snakemake ended early:\n{smk.output()[-3000:]}"
         assert time.monotonic() < deadline, f"no checkpoint in {run_dir} within {TIMEOUT} s"
         time.sleep(0.05)
-    jobs = wait_for(lambda: slurm_train_jobs(smk.output(), CANCELLED), timeout=10, interval=0.1)
-    assert jobs, f"no SLURM job id for {CANCELLED}:\n{smk.output()[-3000:]}"
+    jobs = wait_for(lambda: slurm_train_jobs(smk.output(), run_id), timeout=60, interval=0.1)
+    assert jobs, f"no SLURM job id for {run_id}:\n{smk.output()[-3000:]}"
     state = squeue_state(jobs[0])
     finished = (run_dir / "trace.h5").exists()
-    out = run_cmd(["scancel", jobs[0]])
+    out = run_cmd(["scancel", *how, jobs[0]])
     assert out.returncode == 0, out.stderr
     return {"job": jobs[0], "state": state, "finished_before": finished}
 
@@ -186,13 +205,19 @@ def interrupt_and_release(plan, jobs) -> dict:
             run_dir = plan.run_dir(plan.pending[i].run_id)
             if job.paths.result_pickle.exists():
                 del waiting[i]
-            elif i not in record["interrupted"]:
+                continue
+            state = squeue_state(job.job_id)
+            ended = state.split(" ")[0] in launch.FINAL_SLURM_STATES
+            assert not ended or wait_for(job.paths.result_pickle.exists, timeout=60), (
+                f"task {i} ({job.job_id}) ended {state} without a result:\n"
+                + (job.paths.stderr.read_text()[-3000:] if job.paths.stderr.exists() else "")
+            )
+            if i not in record["interrupted"]:
                 if checkpointed(run_dir):
                     record["finished_before"][i] = (run_dir / "trace.h5").exists()
                     job._interrupt(timeout=i == 1)
                     record["interrupted"][i] = time.monotonic()
             elif i not in record["released"]:
-                state = squeue_state(job.job_id)
                 if state.startswith("PENDING") and "BeginTime" in state:
                     out = run_cmd(["scontrol", "update", f"JobId={job.job_id}", "StartTime=now"])
                     assert out.returncode == 0, out.stderr
@@ -203,14 +228,23 @@ def interrupt_and_release(plan, jobs) -> dict:
 
 
 @dataclass
+class Interrupts:
+    """The two interrupted Snakemake SLURM jobs, each driven in its own thread."""
+
+    cancel: Future
+    warn: Future
+
+
+@dataclass
 class Study:
     base: Path
     configfile: Path
     local: Background
     slurm: Background
-    cancel: Future
+    interrupts: Interrupts
     plan: object
     jobs: list
+    planned_after: object  # launch.plan right after the submission
     submitit: Future
     submitted: float
 
@@ -218,22 +252,29 @@ class Study:
 @pytest.fixture(scope="module")
 def study(slurm, tmp_path_factory):
     """The three ways, started together; each test waits for what it checks."""
-    from gcstudy import launch
-
     base = tmp_path_factory.mktemp("slurm-workflow")
     configfile = base / "cfg.yaml"
     configfile.write_text(yaml.safe_dump(CONFIG))
     started = time.monotonic()
     local = start_snakemake(base / "local", configfile, "--cores", "2", *TARGETS)
-    smk = start_snakemake(base / "slurm", configfile, "--profile", str(TEST_PROFILE), *TARGETS)
-    pool = ThreadPoolExecutor(max_workers=2)
-    cancel = pool.submit(
-        cancel_after_checkpoint, smk, base / "slurm" / "results" / "runs" / CANCELLED
+    site = {"SBATCH_ACCOUNT": ACCOUNT, "GCSTUDY_SLURM_PARTITION": default_partition()}
+    smk = start_snakemake(
+        base / "slurm", configfile, "--profile", str(TEST_PROFILE), "--verbose", *TARGETS,
+        env=site,
+    )  # fmt: skip
+    pool = ThreadPoolExecutor(max_workers=3)
+    runs = base / "slurm" / "results" / "runs"
+    interrupts = Interrupts(
+        pool.submit(interrupt_after_checkpoint, smk, runs / CANCELLED, CANCELLED, []),
+        pool.submit(interrupt_after_checkpoint, smk, runs / WARNED, WARNED, ["--signal=USR1"]),
     )
     plan, jobs = launch.launch([configfile], executor="slurm", workdir=base / "submitit")
     submitted = time.monotonic() - started
+    planned_after = launch.plan([configfile], workdir=base / "submitit")
     driver = pool.submit(interrupt_and_release, plan, jobs)
-    yield Study(base, configfile, local, smk, cancel, plan, jobs, driver, submitted)
+    yield Study(
+        base, configfile, local, smk, interrupts, plan, jobs, planned_after, driver, submitted
+    )
     for run in (local, smk):
         run.stop()
     if jobs and not all(job.paths.result_pickle.exists() for job in jobs):
@@ -275,41 +316,86 @@ def test_snakemake_on_slurm_gives_the_local_runs(study):
     assert "Nothing to be done" not in log
     assert not list(local.glob("logs/slurm/*")), "the local run must not use SLURM"
 
+    # The profile's site settings reached sbatch, for every train job: requeue on node
+    # failure, the warning signal, the partition; no -A (no accounting here: the account
+    # comes from SBATCH_ACCOUNT, read by sbatch itself); only train jobs were submitted.
+    calls = re.findall(r"sbatch call: (sbatch .*)", log)
+    assert len(calls) == sum(len(slurm_train_jobs(log, r)) for r in RUN_IDS), calls
+    for call in calls:
+        assert "--comment rule_train_wildcards_" in call, call
+        assert " --requeue" in call and f" {job_limits.warning_flag()}" in call, call
+        assert f" -p {default_partition()} " in call and " -A " not in call, call
+    for run_id in RUN_IDS:
+        for job in slurm_train_jobs(log, run_id):
+            record = wait_for(lambda j=job: _record(name, j), timeout=60)
+            assert record["Account"] == ACCOUNT, record
+
 
 def _record(name: str, job: str) -> dict | None:
     return {r["JobId"]: r for r in jobcomp_records(Name=name)}.get(job)
 
 
-def test_cancelled_training_job_is_resubmitted_and_resumes(study):
-    """scancel of a running `train` job: reported CANCELLED, resubmitted (retries), and the
-    new job resumes from the checkpoint to the uninterrupted run's results."""
-    cancelled = study.cancel.result(timeout=TIMEOUT)
-    assert not cancelled["finished_before"], "the run finished before scancel: lengthen it"
-    assert cancelled["state"].startswith("RUNNING"), cancelled
+def interrupted_and_resumed(study, run_id: str, interrupt: Future, state: str) -> list[dict]:
+    """Checks shared by the interrupted Snakemake jobs: the job was running when
+    interrupted, ended in ``state``, was resubmitted once, and the retry resumed from the
+    checkpoint to the uninterrupted run's results. Returns the two jobs' jobcomp records."""
+    interrupted = interrupt.result(timeout=TIMEOUT)
+    assert not interrupted["finished_before"], "the run finished before its interrupt"
+    assert interrupted["state"].startswith("RUNNING"), interrupted
     rc, log, _ = study.slurm.wait()
     assert rc == 0, log[-4000:]
-
-    first, *retries = slurm_train_jobs(log, CANCELLED)
-    assert first == cancelled["job"] and len(retries) == 1, (first, retries)
-    assert f"SLURM-job '{first}' failed, SLURM status is: 'CANCELLED'" in log
+    first, *retries = slurm_train_jobs(log, run_id)
+    assert first == interrupted["job"] and len(retries) == 1, (first, retries)
+    assert f"SLURM-job '{first}' failed, SLURM status is: '{state}'" in log
     name = re.search(r"SLURM run ID: (\S+)", log).group(1)
-    states = {r["JobId"]: r["JobState"] for r in jobcomp_records(Name=name)}
-    assert (states.get(first), states.get(retries[0])) == ("CANCELLED", "COMPLETED"), states
-
+    records = [wait_for(lambda j=j: _record(name, j), timeout=60) for j in (first, *retries)]
+    assert [r["JobState"] for r in records] == [state, "COMPLETED"], records
     # The resubmitted job's log (the rule's log, rewritten by the retry) shows the resume.
-    train_log = (study.base / "slurm" / "logs" / "train" / f"{CANCELLED}.log").read_text()
+    train_log = (study.base / "slurm" / "logs" / "train" / f"{run_id}.log").read_text()
     resumed = re.search(r"resuming from checkpoint \S+ \(step (\d+)\)", train_log)
     assert resumed and int(resumed.group(1)) >= CHECKPOINT_STEP, train_log[-3000:]
     same_run(
-        study.base / "local" / "results" / "runs" / CANCELLED,
-        study.base / "slurm" / "results" / "runs" / CANCELLED,
+        study.base / "local" / "results" / "runs" / run_id,
+        study.base / "slurm" / "results" / "runs" / run_id,
     )
+    return records
+
+
+def test_cancelled_training_job_is_resubmitted_and_resumes(study):
+    """scancel of a running `train` job: reported CANCELLED, resubmitted (retries), and the
+    new job resumes from the checkpoint to the uninterrupted run's results."""
+    interrupted_and_resumed(study, CANCELLED, study.interrupts.cancel, "CANCELLED")
+
+
+def test_time_limit_warning_checkpoints_and_a_longer_retry_resumes(study):
+    """The warning signal of `--signal=USR1@120`, delivered as SLURM delivers it (to every
+    process of the job's steps): gcstudy checkpoints and stops; the job step's Snakemake,
+    which gets the signal too, survives it and reports the failed rule; the job FAILED is
+    resubmitted with a doubled time limit and resumes to the uninterrupted run's results."""
+    first, retry = interrupted_and_resumed(study, WARNED, study.interrupts.warn, "FAILED")
+    limit = job_limits.train_minutes(CONFIG["defaults"]["steps"], 10)  # schema default m
+    assert (first["TimeLimit"], retry["TimeLimit"]) == (str(limit), str(2 * limit))
+    # The job step's Snakemake outlived the signal: it ran the rule to its end and reported
+    # the trainer's exit status in the job's SLURM log: 138 = 128 + SIGUSR1, what `gcstudy
+    # train` returns after checkpointing on the signal (killed by it, the shell would have
+    # "died with <Signals.SIGUSR1>").
+    wildcards = WARNED.replace("/", "_")
+    slurm_log = (study.base / "slurm" / "logs" / "slurm" / "rule_train" / wildcards
+                 / f"{first['JobId']}.log").read_text()  # fmt: skip
+    assert "User defined signal 1" not in slurm_log, slurm_log[-3000:]
+    assert "non-zero exit status 138" in slurm_log, slurm_log[-3000:]
 
 
 def test_submitit_array_is_requeued_and_resumes(study):
     """One job array; each task, interrupted as on preemption or a time limit, checkpoints,
     is requeued by submitit and resumes to the uninterrupted run's results, at the paths
     the Snakemake rules use."""
+    # Right after the submission a second launch finds both runs queued (or running).
+    assert study.planned_after.pending == []
+    busy = {run.run_id: holder for run, holder in study.planned_after.busy}
+    assert {run_id: h.job for run_id, h in busy.items()} == {
+        run.run_id: job.job_id for run, job in zip(study.plan.pending, study.jobs, strict=True)
+    }
     record = study.submitit.result(timeout=TIMEOUT)
     assert not any(record["finished_before"].values()), "a task finished before its signal"
     assert sorted(record["released"]) == [0, 1], record
@@ -341,13 +427,12 @@ def test_submitit_array_is_requeued_and_resumes(study):
         same_run(local, launched)
         assert (launched / "spec.yaml").read_text() == (local / "spec.yaml").read_text()
         assert not (launched / "ckpt").exists()
+        assert not (launched / runlock.LOCK_NAME).exists()  # released by the task at exit
 
 
 def test_snakemake_after_submitit_only_aggregates(study):
     """After the launcher, Snakemake finds the runs done: for the study file it would only
     write the run table and aggregate; the launcher finds nothing left to train."""
-    from gcstudy import launch
-
     study.submitit.result(timeout=TIMEOUT)
     workdir = study.base / "submitit"
     dry = subprocess.run(
@@ -355,7 +440,7 @@ def test_snakemake_after_submitit_only_aggregates(study):
             sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir),
             "--configfile", str(study.configfile), "-n", "results/study.nc", *TARGETS,
         ],
-        capture_output=True, text=True, timeout=120, env=clean_env(),
+        capture_output=True, text=True, timeout=900, env=clean_env(),
     )  # fmt: skip
     out = dry.stdout + dry.stderr
     assert dry.returncode == 0, out[-4000:]

@@ -1,8 +1,14 @@
-"""The Snakemake workflow on a tiny config, the paper grid's dry run, and config refusal."""
+"""The Snakemake workflow on a tiny config (trained, aggregated, reported, and Snakemake's own
+report of it), lint, the software environment, the paper grid's dry run, the SLURM
+profile's partitions, and config refusal."""
 
+import importlib.metadata
+import json
+import os
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +22,9 @@ from gcstudy import traces
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
 
+RESULTS = "out"  # not the default "results": the report text must follow the config
 TINY_CONFIG = {
+    "results": RESULTS,
     "defaults": {
         "width": 0.0625, "steps": 6, "eval_steps": [0, 3], "gc_examples": 20,
         "feature_examples": 60, "test_examples": 60, "bn_recalibration_examples": 32,
@@ -43,10 +51,10 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def tiny_study(tmp_path_factory):
-    """The tiny config run once through `snakemake --cores 2` up to the study file."""
+    """The tiny config run once through `snakemake --cores 2` to the report."""
     workdir = tmp_path_factory.mktemp("tiny")
     (workdir / "cfg.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
-    result = snakemake(workdir, "--configfile", "cfg.yaml", "--cores", "2", "results/study.nc")
+    result = snakemake(workdir, "--configfile", "cfg.yaml", "--cores", "2")
     assert result.returncode == 0, result.stderr[-4000:]
     return workdir
 
@@ -55,14 +63,14 @@ def test_tiny_study_trains_each_run_and_aggregates(tiny_study):
     ids = [r.run_id for r in study_config.validate(yaml.safe_load(yaml.safe_dump(TINY_CONFIG)))]
     assert ids == ["tiny/lr-0.05_bs-16_l2-0_gcp-0_seed-0", "tiny/lr-0.1_bs-16_l2-0_gcp-0_seed-0"]
     for run_id in ids:
-        trace = traces.read(tiny_study / "results" / "runs" / run_id / "trace.h5")
+        trace = traces.read(tiny_study / RESULTS / "runs" / run_id / "trace.h5")
         assert trace.step.values.tolist() == [0, 3, 6]
         assert trace.attrs["spec"]["lr"] == float(run_id.split("_")[0].split("-")[1])
         assert (tiny_study / "logs" / "train" / f"{run_id}.log").exists()
-        assert (tiny_study / "results" / "benchmarks" / "train" / f"{run_id}.tsv").exists()
-    with xr.open_dataset(tiny_study / "results" / "study.nc", engine="h5netcdf") as study:
+        assert (tiny_study / RESULTS / "benchmarks" / "train" / f"{run_id}.tsv").exists()
+    with xr.open_dataset(tiny_study / RESULTS / "study.nc", engine="h5netcdf") as study:
         assert study.sizes["run"] == 2
-        first = traces.read(tiny_study / "results" / "runs" / ids[0] / "trace.h5")
+        first = traces.read(tiny_study / RESULTS / "runs" / ids[0] / "trace.h5")
         assert sorted(study.run.values.tolist()) == ids
         gc = study.gc.sel(run=ids[0]).dropna("step")
         np.testing.assert_array_equal(gc.step.values, first.step.values)
@@ -70,11 +78,80 @@ def test_tiny_study_trains_each_run_and_aggregates(tiny_study):
 
 
 def test_finished_study_has_nothing_left_to_do(tiny_study):
-    result = snakemake(
-        tiny_study, "--configfile", "cfg.yaml", "--cores", "1", "-n", "results/study.nc"
-    )
+    result = snakemake(tiny_study, "--configfile", "cfg.yaml", "--cores", "1", "-n")
     assert result.returncode == 0
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def report_items(html: str, paths: list[str]) -> dict[str, dict]:
+    """The result entries Snakemake's report embeds (JSON) for these output paths."""
+    items = {}
+    for path in paths:
+        key = json.dumps(path) + ": "
+        start = html.find(key)
+        assert start >= 0, f"{path} is not in the report"
+        items[path], _ = json.JSONDecoder().raw_decode(html, start + len(key))
+    return items
+
+
+def test_snakemake_report_has_every_figure_and_table_with_caption_and_label(tiny_study):
+    result = snakemake(tiny_study, "--configfile", "cfg.yaml", "--report", "report.zip")
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "WARNING" not in result.stderr, result.stderr[-4000:]  # e.g. docutils' warnings
+    with zipfile.ZipFile(tiny_study / "report.zip") as archive:
+        html = archive.read("report/report.html").decode()
+        names = {Path(n).name for n in archive.namelist()}
+    figures = sorted(p.name for p in (tiny_study / RESULTS / "figures").glob("*.png"))
+    tables = sorted(p.name for p in (tiny_study / RESULTS / "stats").glob("*.csv"))
+    assert figures and {"claims.csv", "tests.csv"} <= set(tables)
+    assert set(figures) | set(tables) | {"report.html"} <= names  # the files themselves
+
+    items = report_items(html, [f"{RESULTS}/figures/{n}" for n in figures])
+    for name, item in zip(figures, items.values(), strict=True):
+        assert item["labels"] == {"figure": name.removesuffix(".png")}
+        assert item["caption"].startswith(f'<p>Figure <tt class="docutils literal">{name[:-4]}')
+    items = report_items(html, [f"{RESULTS}/stats/{n}" for n in tables])
+    for name, item in zip(tables, items.values(), strict=True):
+        assert item["labels"] == {"table": name.removesuffix(".csv")}
+        assert "Statistics table" in item["caption"] and item["mime_type"] == "text/csv"
+    (page,) = report_items(html, [f"{RESULTS}/report.html"]).values()
+    assert page["labels"] == {"page": "study report"} and "self-contained" in page["caption"]
+    # the workflow description names the config's results folder, not a hard-coded one
+    assert f">{RESULTS}/study.nc</tt>" in html and ">results/study.nc<" not in html
+    assert "system-message" not in html  # no reStructuredText errors rendered
+
+
+def test_lint_is_clean():
+    result = subprocess.run(
+        [*SNAKEMAKE, "--lint"], capture_output=True, text=True, timeout=300, cwd=REPO
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "Congratulations, your workflow is in a good condition!" in result.stderr
+
+
+def test_software_environment_pins_what_pyproject_allows_and_the_tests_ran_with():
+    """workflow/envs/gcstudy.yaml (every rule's `conda:`) pins each dependency of gcstudy to
+    the version installed here, inside pyproject's bounds, and installs gcstudy itself."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
+    env = yaml.safe_load((REPO / "workflow" / "envs" / "gcstudy.yaml").read_text())
+    python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python"))
+    assert python == "python={}.{}".format(*sys.version_info[:2])
+    (pip,) = [d["pip"] for d in env["dependencies"] if isinstance(d, dict)]
+    assert "-e ../.." in pip  # the repository, from <workdir>/.snakemake/conda/
+    assert (REPO / ".snakemake" / "conda" / ".." / "..").resolve() == REPO
+    pins = dict(p.split("==") for p in pip if "==" in p)
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    for requirement in map(Requirement, project["dependencies"]):
+        name = canonicalize_name(requirement.name)
+        pinned = {canonicalize_name(k): v for k, v in pins.items()}.get(name)
+        assert pinned, f"{requirement.name} is not pinned in workflow/envs/gcstudy.yaml"
+        assert requirement.specifier.contains(pinned), (requirement, pinned)
+        assert pinned == importlib.metadata.version(requirement.name), requirement.name
+    assert len(pins) == len(project["dependencies"])  # nothing pinned that gcstudy lacks
 
 
 def test_bad_config_is_refused_before_any_job(tmp_path):
@@ -85,6 +162,35 @@ def test_bad_config_is_refused_before_any_job(tmp_path):
     assert result.returncode != 0
     assert "studies.tiny.sweeps.lr[1]: key 'lr' = -1: must be > 0" in result.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_slurm_profile_sends_only_gpu_rules_to_the_gpu_partition(tmp_path):
+    """With GCSTUDY_SLURM_PARTITION=gpu, the dry run through profiles/slurm gives
+    slurm_partition=gpu exactly to the jobs that ask for a GPU; the train jobs carry the
+    warning signal. (Every other rule is a local rule: it never reaches sbatch.)"""
+    config = {**TINY_CONFIG, "resources": {"gpu": 1, "cpus_per_gpu": 2}}
+    config["studies"] = {
+        **TINY_CONFIG["studies"],
+        "fs": {"experiment": "E4", "dataset": "digits_fs", "base": {"batch_size": 16},
+               "evaluations": ["fewshot"]},
+        "est": {"experiment": "E2", "dataset": "digits", "base": {"batch_size": 16},
+                "evaluations": ["gc_estimators"]},
+    }  # fmt: skip
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [*SNAKEMAKE, "--directory", str(tmp_path), "--profile", str(REPO / "profiles" / "slurm"),
+         "--configfile", "cfg.yaml", "-n"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={**os.environ, "GCSTUDY_SLURM_PARTITION": "gpu"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    jobs = re.findall(r"^rule (\w+):\n(?:    .*\n)*?    resources: (.*)$", result.stdout, re.M)
+    rules = {rule for rule, _ in jobs}
+    assert {"train", "evaluate_fewshot", "evaluate_gc_estimators", "aggregate"} <= rules
+    for rule, resources in jobs:
+        on_gpu = "gpu=1" in resources.split(", ")
+        assert ("slurm_partition=gpu" in resources) == on_gpu, (rule, resources)
+        assert ("slurm_extra=--signal=USR1@120" in resources) == (rule == "train"), rule
 
 
 def test_paper_grid_dry_run_lists_every_job(tmp_path):

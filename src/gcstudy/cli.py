@@ -7,7 +7,8 @@ gcstudy aggregate --table T --runs D --out results/study.nc   all traces into on
 gcstudy stats STUDY.nc --out results/stats                    regressions, claims table
 gcstudy figures STUDY.nc --out results/figures                one figure per experiment
 gcstudy report STUDY.nc --stats S --figures F --out report.html   self-contained report
-gcstudy launch --configfile F [--executor slurm|local] [--only SEL]   submitit job array
+gcstudy launch --configfile F [--executor slurm|local] [--only SEL]   submitit job arrays
+gcstudy status --configfile F            runs complete / running / pending, steps, ETA
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 
 # Spinning OpenMP threads slow torch down many times on a shared machine (a login node, a
 # CPU job next to others); waiting passively costs nothing measurable. Set before torch loads.
@@ -61,6 +63,16 @@ def main(argv: list[str] | None = None) -> int:
     runs.add_argument("--configfile", required=True)
     runs.add_argument("--table", help="also write the run table (JSON) to this file")
     runs.set_defaults(handler=list_runs)
+
+    status = verbs.add_parser(
+        "status", help="a study's progress: runs complete/running/pending/diverged/failed, ETA"
+    )
+    status.add_argument("--configfile", required=True, nargs="+", help="as for snakemake")
+    status.add_argument("--results", help="results folder (default: the config's `results`)")
+    status.add_argument(
+        "-d", "--directory", default=".", help="working directory, as snakemake's (default: .)"
+    )
+    status.set_defaults(handler=study_status)
 
     aggregate = verbs.add_parser(
         "aggregate", help="read every trace and evaluation of a run table into one study file"
@@ -117,6 +129,15 @@ def main(argv: list[str] | None = None) -> int:
         "-d", "--directory", default=".", help="working directory, as snakemake's (default: .)"
     )
     launch.add_argument("--timeout-min", type=int, help="job time limit (default: as the rule)")
+    launch.add_argument(
+        "--set-resources",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="RULE:KEY=VALUE",
+        help="as for snakemake; the train rule's entries set sbatch options (qos, "
+        "constraint, gpu_model, slurm_partition, slurm_account, slurm_extra, ...)",
+    )
     launch.add_argument(
         "--max-timeouts", type=int, default=3, help="requeues allowed per task (default 3)"
     )
@@ -182,18 +203,47 @@ def evaluate_run(args, parser) -> int:
 
 
 def list_runs(args, parser) -> int:
-
     from gcstudy import config
 
-    table = config.run_table(config.load(args.configfile), source=args.configfile)
+    loaded = config.load(args.configfile)
+    table = config.run_table(loaded, source=args.configfile)
     for run in table["runs"]:
         print(
             f"{run['run_id']}\tsweeps={','.join(run['sweeps'])}\t"
             f"evaluations={','.join(run['evaluations']) or '-'}"
         )
     print(f"{len(table['runs'])} runs in {len(table['studies'])} studies", file=sys.stderr)
+    print(expected_time(loaded, config.expand(loaded)), file=sys.stderr)
     if args.table:
         config.write_json(table, args.table)
+    return 0
+
+
+def expected_time(config: dict, runs: list) -> str:
+    """The runs' expected training time from ``resources.minutes_per_1000_steps``."""
+    from gcstudy import jobs
+
+    resources = config["resources"]
+    per_1000 = resources["minutes_per_1000_steps"]
+    hours = jobs.expected_hours(runs, per_1000)
+    if resources["gpu"]:
+        amount = f"{hours * resources['gpu']:.1f} GPU-hours"
+    else:
+        amount = f"{hours * resources['threads']:.1f} CPU-core-hours"
+    return (
+        f"expected training: {amount} for {len(runs)} runs ({hours:.1f} job-hours at "
+        f"resources.minutes_per_1000_steps = {per_1000}; job time limits are "
+        f"{jobs.MARGIN}x that, at least {jobs.MIN_MINUTES} min)"
+    )
+
+
+def study_status(args, parser) -> int:
+    from gcstudy import config as study_config
+    from gcstudy import status
+
+    config = study_config.load_all(args.configfile)
+    results = Path(args.directory) / (args.results or config["results"])
+    print(status.render(status.survey(study_config.expand(config), results)))
     return 0
 
 
@@ -242,10 +292,20 @@ def launch_runs(args, parser) -> int:
 
     if args.dry_run:
         plan = launch.plan(args.configfile, args.only, args.results, args.directory)
-        for run in plan.pending:
-            print(run.run_id)
-        done = len(plan.selected) - len(plan.pending)
-        print(f"{len(plan.pending)} runs to train, {done} already finished", file=sys.stderr)
+        minutes = args.timeout_min or launch.train_resources(args.set_resources).get("runtime")
+        for limit, runs in launch.time_groups(plan, minutes).items():
+            print(f"# one job array, time limit {limit} min: {len(runs)} runs", file=sys.stderr)
+            for run in runs:
+                print(run.run_id)
+        for run, holder in plan.busy:
+            print(f"# skipped, {holder.state}: {run.run_id} ({holder.describe()})", file=sys.stderr)
+        done = len(plan.selected) - len(plan.pending) - len(plan.busy)
+        print(
+            f"{len(plan.pending)} runs to train, {len(plan.busy)} queued or running, "
+            f"{done} already finished",
+            file=sys.stderr,
+        )
+        print(expected_time(plan.config, plan.pending), file=sys.stderr)
         return 0
     plan, jobs = launch.launch(
         args.configfile,
@@ -255,10 +315,13 @@ def launch_runs(args, parser) -> int:
         workdir=args.directory,
         timeout_min=args.timeout_min,
         max_num_timeout=args.max_timeouts,
+        set_resources=args.set_resources,
     )
-    done = len(plan.selected) - len(plan.pending)
+    for run, holder in plan.busy:
+        log.warning("skipped %s: %s (%s)", run.run_id, holder.state, holder.describe())
+    done = len(plan.selected) - len(plan.pending) - len(plan.busy)
     if not jobs:
-        print(f"nothing to train: all {done} selected runs are finished")
+        print(f"nothing to train: {done} selected runs are finished, {len(plan.busy)} busy")
         return 0
     for run, job in zip(plan.pending, jobs, strict=True):
         print(f"{job.job_id}\t{run.run_id}")

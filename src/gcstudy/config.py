@@ -17,6 +17,7 @@ the submitit launcher all call ``expand``.
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +53,8 @@ TRAIN_SIZES = {
     "cifar100": 50000,
     "cifar_fs": 32000,
 }
-SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+# Package data (found in a wheel as in a checkout): the JSON schema of a study config.
+SCHEMA = importlib.resources.files("gcstudy") / "schemas" / "config.schema.yaml"
 
 
 class ConfigError(ValueError):
@@ -90,6 +92,19 @@ def load(path: str | Path) -> dict[str, Any]:
     return config
 
 
+def load_all(paths: list[str | Path]) -> dict[str, Any]:
+    """The config as Snakemake builds it from ``--configfile F [G ...]``: later files
+    merged into earlier ones with ``snakemake.utils.update_config`` (nested mappings
+    merged, other values replaced), then checked (``validate``, defaults filled in)."""
+    from snakemake.utils import update_config
+
+    merged: dict[str, Any] = {}
+    for path in paths:
+        update_config(merged, yamlio.load(path) or {})
+    validate(merged, source=", ".join(map(str, paths)))
+    return merged
+
+
 def validate(config: Any, source: str = "config") -> list[Run]:
     """Check the whole config before any job is scheduled; return its runs.
 
@@ -116,29 +131,23 @@ def validate(config: Any, source: str = "config") -> list[Run]:
 
 
 def fill_defaults(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
-    """Validate ``config`` against ``workflow/schemas/config.schema.yaml`` and fill in its
-    defaults in place (as ``snakemake.utils.validate`` does), so every launcher sees the
-    same resolved config."""
-    import jsonschema
+    """Validate ``config`` against the packaged ``schemas/config.schema.yaml`` with
+    ``snakemake.utils.validate``, which fills in the schema's defaults in place, so every
+    launcher (the Snakefile, ``gcstudy runs``, ``launch``, ``status``) sees the same
+    resolved config. A violation is a ``ConfigError`` naming the key path."""
+    from jsonschema.exceptions import ValidationError
+    from snakemake.utils import validate as snakemake_validate
+    from snakemake_interface_common.exceptions import WorkflowError
 
-    schema = yamlio.load(SCHEMA)
-
-    def set_defaults(validator, properties, instance, schema):
-        if isinstance(instance, dict):
-            for key, sub in properties.items():
-                if "default" in sub:
-                    instance.setdefault(key, json.loads(json.dumps(sub["default"])))
-        yield from jsonschema.Draft202012Validator.VALIDATORS["properties"](
-            validator, properties, instance, schema
-        )
-
-    filling = jsonschema.validators.extend(
-        jsonschema.Draft202012Validator, {"properties": set_defaults}
-    )
-    error = jsonschema.exceptions.best_match(filling(schema).iter_errors(config))
-    if error is not None:
-        path = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-        raise ConfigError(f"{source}: {path}: {error.message}")
+    with importlib.resources.as_file(SCHEMA) as schema:
+        try:
+            snakemake_validate(config, str(schema))
+        except WorkflowError as error:
+            cause = error.__context__  # raised while handling jsonschema's error
+            if not isinstance(cause, ValidationError):
+                raise
+            path = ".".join(str(p) for p in cause.absolute_path) or "(top level)"
+            raise ConfigError(f"{source}: {path}: {cause.message}") from None
     return config
 
 

@@ -1,6 +1,7 @@
-"""Train the runs of a study config through submitit: one job array, requeued on timeout.
+"""Train the runs of a study config through submitit: job arrays, requeued on timeout.
 
     gcstudy launch --configfile F [--executor slurm|local] [--only SELECTOR ...]
+                   [--set-resources train:KEY=VALUE ...]
 
 The alternative to ``snakemake --profile profiles/slurm`` for the training stage. The runs
 come from ``gcstudy.config`` (the one place that expands a config), and every run trains
@@ -10,8 +11,12 @@ rule and the ``spec.yaml`` of the ``run_spec`` rule written identically (same te
 order of modification times). A later ``snakemake`` on the same config therefore finds these
 runs done and only evaluates and aggregates.
 
-Only runs without a finished trace are submitted, all of them as ONE job array
-(``executor.batch()``). Each array task is a ``TrainRun``, a
+Only runs without a finished trace are submitted, as one job array (``executor.batch()``)
+per time limit: runs are grouped by the limit the ``train`` rule gives them
+(``gcstudy.jobs.train_minutes``: CIFAR runs of 15,000 steps ask for 2.5x the time of the
+6,000-step MNIST ones). The sbatch settings are the ``train`` rule's resources through
+profiles/slurm, with the same ``--set-resources train:...`` overrides (qos, constraint,
+gpu_model, partition, ...). Each array task is a ``TrainRun``, a
 ``submitit.helpers.Checkpointable`` that trains in-process with ``gcstudy.train.run``.
 
 Signals, requeue and resume:
@@ -43,7 +48,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -55,14 +59,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import submitit
 
+from gcstudy.jobs import WARNING_SECONDS
+from gcstudy.runlock import slurm_job_state
+
 log = logging.getLogger(__name__)
 
 EXECUTORS = ("slurm", "local")
 # A SIGTERM without submitit's signal: how long to wait for that signal before giving up.
 SIGTERM_GRACE_S = 60.0
-# Seconds between submitit's signal and the time limit; covers one training step plus one
-# evaluation and the checkpoint write.
-SIGNAL_DELAY_S = 120
 LOG_FOLDER = "logs/submitit"
 FINAL_SLURM_STATES = (
     "BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY",
@@ -82,7 +86,8 @@ class Plan:
     results: Path
     config: dict[str, Any]
     selected: list  # gcstudy.config.Run
-    pending: list  # the selected runs without a finished trace
+    pending: list  # the selected runs without a finished trace nor a live holder
+    busy: list  # (run, gcstudy.runlock.Holder): queued or running elsewhere, skipped
 
     def run_dir(self, run_id: str) -> Path:
         return self.results / "runs" / run_id
@@ -165,34 +170,6 @@ def hand_over(stop: Exception) -> None:
 # ----------------------------------------------------------------------------- planning
 
 
-def load_config(configfiles: list[str | os.PathLike]) -> dict[str, Any]:
-    """The config as Snakemake builds it from ``--configfile F [G ...]``: later files
-    merged into earlier ones (nested mappings merged, other values replaced), then
-    validated with the schema defaults filled in."""
-    from gcstudy import config as study_config
-    from gcstudy import yamlio
-
-    if not configfiles:
-        raise LaunchError("no --configfile given")
-    merged: dict[str, Any] = {}
-    for path in configfiles:
-        _update(merged, yamlio.load(path) or {})
-    study_config.validate(merged, source=", ".join(map(str, configfiles)))
-    return merged
-
-
-def _update(config: dict, overwrite: dict) -> dict:
-    """``snakemake.utils.update_config``: recursive in-place update."""
-    for key, value in overwrite.items():
-        if isinstance(value, dict) and isinstance(config.get(key), dict):
-            _update(config[key], value)
-        elif isinstance(value, dict):
-            config[key] = _update({}, value)
-        else:
-            config[key] = value
-    return config
-
-
 def select(runs: list, only: list[str] | tuple[str, ...] = ()) -> list:
     """Runs whose study is one of ``only`` or whose id matches one of its globs (all runs
     when ``only`` is empty); a selector that matches nothing is an error."""
@@ -222,19 +199,27 @@ def plan(
     results: str | os.PathLike | None = None,
     workdir: str | os.PathLike = ".",
 ) -> Plan:
-    """The selected runs of the config and those of them still to train."""
+    """The selected runs of the config and those of them still to train: without a
+    finished trace, and not queued or running already (a live ``gcstudy.runlock``
+    holder: an earlier launch's task, a Snakemake job, a ``gcstudy train``)."""
     from gcstudy import config as study_config
-    from gcstudy import traces
+    from gcstudy import runlock, traces
 
     workdir = Path(workdir).resolve()
-    config = load_config([Path(f).resolve() for f in configfiles])
+    if not configfiles:
+        raise LaunchError("no --configfile given")
+    config = study_config.load_all([Path(f).resolve() for f in configfiles])
     selected = select(study_config.expand(config), only)
     results_dir = workdir / (results if results is not None else config["results"])
-    pending, stale = [], []
+    pending, busy, stale = [], [], []
     for run in selected:
         trace = results_dir / "runs" / run.run_id / "trace.h5"
         if traces.status(trace) not in traces.FINISHED:
-            pending.append(run)
+            holder = runlock.holder(trace.parent)
+            if holder is None:
+                pending.append(run)
+            else:
+                busy.append((run, holder))
         elif _trace_spec(trace) != json.loads(json.dumps(run.spec.to_dict())):
             stale.append(str(trace.parent))
     if stale:
@@ -242,7 +227,7 @@ def plan(
             "these runs finished with another run spec than the config's now: "
             f"{', '.join(stale)}; remove their folders to train them again"
         )
-    return Plan(workdir, results_dir, config, selected, pending)
+    return Plan(workdir, results_dir, config, selected, pending, busy)
 
 
 def _trace_spec(path: Path) -> dict | None:
@@ -277,64 +262,128 @@ def prepare_files(p: Plan) -> list[TrainRun]:
     return jobs
 
 
-def time_limit_minutes(config: dict[str, Any], runs: list) -> int:
-    """The job time limit of the ``train`` rule on its first attempt (common.smk,
-    ``train_minutes``), for the longest run of the array."""
-    per_1000 = config["resources"]["minutes_per_1000_steps"]
-    return max(max(10, round(per_1000 * run.spec.steps / 1000 * 2)) for run in runs)
+# The ``train`` rule's resources that ``--set-resources train:KEY=VALUE`` may change, as
+# the SLURM plugin reads them (see profiles/slurm/config.yaml).
+TRAIN_RESOURCES = (
+    "runtime", "mem_mb", "gpu", "cpus_per_gpu", "cpus_per_task", "gpu_model", "qos",
+    "constraint", "slurm_partition", "slurm_account", "slurm_extra",
+)  # fmt: skip
+
+
+def train_resources(entries: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """The ``train`` entries of Snakemake-style ``--set-resources RULE:KEY=VALUE`` (the
+    same flags as for ``snakemake --profile profiles/slurm``); other rules' entries are
+    ignored (launch only trains). Integer values become ints, quotes are stripped."""
+    chosen: dict[str, Any] = {}
+    for entry in entries:
+        rule, sep, assignment = entry.partition(":")
+        key, eq, value = assignment.partition("=")
+        if not (sep and eq and rule and key):
+            raise LaunchError(f"--set-resources {entry!r}: expected RULE:RESOURCE=VALUE")
+        if rule != "train":
+            continue
+        if key not in TRAIN_RESOURCES:
+            raise LaunchError(
+                f"--set-resources {entry!r}: resource {key!r} is not one launch passes to "
+                f"sbatch; known: {', '.join(TRAIN_RESOURCES)}"
+            )
+        value = value.strip().strip("'\"")
+        chosen[key] = int(value) if value.isdigit() else value
+    return chosen
+
+
+def time_groups(p: Plan, minutes: int | None = None) -> dict[int, list]:
+    """The pending runs grouped by the time limit of their first attempt
+    (``gcstudy.jobs.train_minutes``, as the ``train`` rule), shortest first, each group in
+    plan order: one job array per group. ``minutes`` (``--timeout-min`` or a ``runtime``
+    resource) gives every run the same limit."""
+    from gcstudy import jobs
+
+    per_1000 = p.config["resources"]["minutes_per_1000_steps"]
+    groups: dict[int, list] = {}
+    for run in p.pending:
+        groups.setdefault(minutes or jobs.train_minutes(run.spec.steps, per_1000), []).append(run)
+    return dict(sorted(groups.items()))
 
 
 def make_executor(
     kind: str,
     p: Plan,
-    timeout_min: int | None = None,
+    minutes: int,
     max_num_timeout: int = 3,
+    resources: dict[str, Any] | None = None,
 ) -> submitit.Executor:
-    """A submitit executor for the pending runs of ``p`` (see ``slurm_parameters``)."""
+    """A submitit executor for runs of ``p`` with time limit ``minutes`` (see
+    ``slurm_parameters``)."""
     if kind not in EXECUTORS:
         raise LaunchError(f"executor {kind!r}: expected one of {', '.join(EXECUTORS)}")
     folder = p.workdir / LOG_FOLDER / "%j"
     if kind == "local":
         gpus = p.config["resources"]["gpu"]
         executor = submitit.LocalExecutor(folder=folder, max_num_timeout=max_num_timeout)
-        executor.update_parameters(
-            timeout_min=timeout_min or time_limit_minutes(p.config, p.pending),
-            **({"gpus_per_node": gpus} if gpus else {}),
-        )
+        executor.update_parameters(timeout_min=minutes, **({"gpus_per_node": gpus} if gpus else {}))
         return executor
     executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=max_num_timeout)
-    executor.update_parameters(**slurm_parameters(p, timeout_min))
+    executor.update_parameters(**slurm_parameters(p, minutes, resources))
     return executor
 
 
-def slurm_parameters(p: Plan, timeout_min: int | None = None) -> dict[str, Any]:
+def slurm_parameters(
+    p: Plan, minutes: int, resources: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """sbatch settings as the ``train`` rule asks them through profiles/slurm: GPUs and CPUs
     from the config's ``resources`` (``gpu`` GPUs with ``cpus_per_gpu`` cores each, else
-    ``threads`` cores), ``mem_mb``, the rule's time limit (or ``timeout_min``); account and
-    partition from GCSTUDY_SLURM_ACCOUNT / GCSTUDY_SLURM_PARTITION."""
-    resources = p.config["resources"]
-    gpus = resources["gpu"]
-    minutes = timeout_min or time_limit_minutes(p.config, p.pending)
+    ``threads`` cores), ``mem_mb``, the time limit ``minutes``; account and partition from
+    GCSTUDY_SLURM_ACCOUNT / GCSTUDY_SLURM_PARTITION (unset: sbatch's own defaults, e.g.
+    SBATCH_ACCOUNT); then ``resources``, the ``train`` entries of ``--set-resources``
+    (``train_resources``), which win."""
+    config = p.config["resources"]
+    given = dict(resources or {})
+    gpus = given.get("gpu", config["gpu"])
+    minutes = given.get("runtime", minutes)
+    if "cpus_per_task" in given:
+        cpus = given["cpus_per_task"]
+    elif gpus:
+        cpus = given.get("cpus_per_gpu", config["cpus_per_gpu"]) * gpus
+    else:
+        cpus = config["threads"]
     params: dict[str, Any] = {
         "job_name": "gcstudy_launch",
         "time": minutes,
         "nodes": 1,
         "ntasks_per_node": 1,
-        "cpus_per_task": resources["cpus_per_gpu"] * gpus if gpus else resources["threads"],
-        "mem": f"{resources['mem_mb']}M",
+        "cpus_per_task": cpus,
+        "mem": f"{given.get('mem_mb', config['mem_mb'])}M",
         # at most a quarter of a (short) time limit
-        "signal_delay_s": min(SIGNAL_DELAY_S, 15 * minutes),
+        "signal_delay_s": min(WARNING_SECONDS, 15 * minutes),
         "array_parallelism": 256,
         # the job's working directory (squeue %Z, the jobcomp log), as Snakemake's jobs
-        "additional_parameters": {"chdir": str(p.workdir)},
+        "additional_parameters": {"chdir": str(p.workdir), **_sbatch_flags(given)},
     }
-    if gpus:
+    if gpus and "gpu_model" in given:  # as the plugin: --gpus=<model>:<n>
+        params["gres"] = f"gpu:{given['gpu_model']}:{gpus}"
+    elif gpus:
         params["gpus_per_node"] = gpus
-    if os.environ.get("GCSTUDY_SLURM_ACCOUNT"):
-        params["account"] = os.environ["GCSTUDY_SLURM_ACCOUNT"]
-    if os.environ.get("GCSTUDY_SLURM_PARTITION"):
-        params["partition"] = os.environ["GCSTUDY_SLURM_PARTITION"]
+    account = given.get("slurm_account", os.environ.get("GCSTUDY_SLURM_ACCOUNT"))
+    partition = given.get("slurm_partition", os.environ.get("GCSTUDY_SLURM_PARTITION"))
+    for key, value in (("account", account), ("partition", partition)):
+        if value:
+            params[key] = value
+    for key in ("qos", "constraint"):
+        if key in given:
+            params[key] = given[key]
     return params
+
+
+def _sbatch_flags(resources: dict[str, Any]) -> dict[str, Any]:
+    """``slurm_extra`` ("--mail-type=FAIL --exclusive") as submitit's additional_parameters."""
+    flags: dict[str, Any] = {}
+    for token in str(resources.get("slurm_extra", "")).split():
+        if not token.startswith("--"):
+            raise LaunchError(f"slurm_extra {token!r}: expected --flag or --flag=value")
+        key, eq, value = token[2:].partition("=")
+        flags[key.replace("-", "_")] = value if eq else True
+    return flags
 
 
 # ----------------------------------------------------------------------------- launching
@@ -348,22 +397,31 @@ def launch(
     workdir: str | os.PathLike = ".",
     timeout_min: int | None = None,
     max_num_timeout: int = 3,
+    set_resources: list[str] | tuple[str, ...] = (),
 ) -> tuple[Plan, list[submitit.Job]]:
-    """Submit the pending runs of the config as one job array; returns the plan and the
-    jobs (one per pending run, in plan order; none when everything is done)."""
+    """Submit the pending runs of the config, one job array per time limit; returns the
+    plan and the jobs (one per pending run, in plan order; none when everything is done)."""
+    from gcstudy import runlock
+
     p = plan(configfiles, only, results, workdir)
     if not p.pending:
         return p, []
-    runs = prepare_files(p)
-    ex = make_executor(executor, p, timeout_min, max_num_timeout)
-    # One sbatch, one job array (a single job for a single run; for the local executor,
-    # one process per run). batch() rather than map_array: each array task's callable must
-    # itself be the Checkpointable (submitit checks ``hasattr(function, "checkpoint")``).
-    jobs = []
-    with ex.batch():
-        for run in runs:
-            jobs.append(ex.submit(run))
-    return p, jobs
+    resources = train_resources(set_resources)
+    jobs_of = dict(zip((run.run_id for run in p.pending), prepare_files(p), strict=True))
+    submitted: dict[str, submitit.Job] = {}
+    for minutes, runs in time_groups(p, timeout_min or resources.get("runtime")).items():
+        ex = make_executor(executor, p, minutes, max_num_timeout, resources)
+        # One sbatch, one job array per group (a single job for a single run; for the local
+        # executor, one process per run). batch() rather than map_array: each array task's
+        # callable must itself be the Checkpointable (submitit checks
+        # ``hasattr(function, "checkpoint")``).
+        with ex.batch():
+            group = [(run.run_id, ex.submit(jobs_of[run.run_id])) for run in runs]
+        submitted.update(group)
+        if executor == "slurm":  # queued: a later launch or trainer sees the folder taken
+            for run_id, job in group:
+                runlock.reserve(p.run_dir(run_id), job.job_id)
+    return p, [submitted[run.run_id] for run in p.pending]
 
 
 def wait(jobs: list[submitit.Job], executor: str, poll_s: float | None = None) -> list[dict]:
@@ -385,7 +443,7 @@ def wait(jobs: list[submitit.Job], executor: str, poll_s: float | None = None) -
                     outcomes[i] = {"job": job.job_id, "state": "done", **job.result()}
                 except Exception as error:  # the job's own exception, as text
                     outcomes[i] = {"job": job.job_id, "state": "failed", "error": str(error)}
-            elif executor == "slurm" and _slurm_state(job.job_id) in ("", *FINAL_SLURM_STATES):
+            elif executor == "slurm" and slurm_job_state(job.job_id) in ("", *FINAL_SLURM_STATES):
                 since = gone_since.setdefault(i, time.monotonic())
                 if time.monotonic() - since > 60:
                     outcomes[i] = {"job": job.job_id, "state": "lost", "error": "no result"}
@@ -398,19 +456,3 @@ def wait(jobs: list[submitit.Job], executor: str, poll_s: float | None = None) -
         if len(outcomes) < len(jobs):
             time.sleep(poll_s)
     return [outcomes[i] for i in range(len(jobs))]
-
-
-def _slurm_state(job_id: str) -> str:
-    """The job's state as squeue reports it ('' when squeue no longer lists it)."""
-    try:
-        out = subprocess.run(
-            ["squeue", "-h", "--states=all", "-j", job_id, "-o", "%T"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return "UNKNOWN"
-    if out.returncode != 0:
-        return "" if "Invalid job id" in out.stderr else "UNKNOWN"
-    return out.stdout.strip().split("\n")[0]

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
-from gcstudy import checkpoints, provenance, traces
+from gcstudy import checkpoints, provenance, runlock, traces
 from gcstudy.evaluation import measure, poincare_constant
 from gcstudy.models import build
 from gcstudy.rundata import RunData, load_run_data
@@ -65,8 +65,10 @@ def run(spec: RunSpec, out: str | os.PathLike, progress: bool = True) -> str:
     """Train one run into the folder ``out``; returns the final status ("complete" or
     "diverged"). Resumes from ``out/ckpt`` when a valid checkpoint is there; does nothing
     when ``out/trace.h5`` is already finished. Raises ``Interrupted`` after checkpointing
-    when SIGTERM, SIGUSR1 or SIGUSR2 arrives."""
+    when SIGTERM, SIGUSR1 or SIGUSR2 arrives; raises ``runlock.RunLocked`` when another
+    live process trains ``out``."""
     out = Path(out)
+    runlock.acquire(out)  # one writer per run folder: a live second trainer is refused
     trace_path = out / "trace.h5"
     finished = traces.status(trace_path)
     if finished in traces.FINISHED:

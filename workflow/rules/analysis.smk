@@ -14,12 +14,16 @@ rule stats:
             directory(result("stats")),
             patterns=["{name}.csv"],
             caption="../report/stats.rst",
-            category="Statistics",
+            # not "Statistics": the name of Snakemake's own runtime panel (a duplicate target)
+            category="Claims and statistics",
+            labels={"table": "{name}"},
         ),
     log:
         "logs/stats.log",
     benchmark:
         result("benchmarks/stats.tsv")
+    conda:
+        "../envs/gcstudy.yaml"
     shell:
         "gcstudy stats {input.study:q} --out {output:q} > {log:q} 2>&1"
 
@@ -33,11 +37,14 @@ rule figures:
             patterns=["{name}.png"],
             caption="../report/figures.rst",
             category="Figures",
+            labels={"figure": "{name}"},
         ),
     log:
         "logs/figures.log",
     benchmark:
         result("benchmarks/figures.tsv")
+    conda:
+        "../envs/gcstudy.yaml"
     shell:
         "gcstudy figures {input.study:q} --out {output:q} > {log:q} 2>&1"
 
@@ -52,11 +59,14 @@ rule report:
             result("report.html"),
             caption="../report/report.rst",
             category="Report",
+            labels={"page": "study report"},
         ),
     log:
         "logs/report.log",
     benchmark:
         result("benchmarks/report.tsv")
+    conda:
+        "../envs/gcstudy.yaml"
     shell:
         "gcstudy report {input.study:q} --stats {input.stats:q} --figures {input.figures:q}"
         " --out {output:q} > {log:q} 2>&1"

@@ -1,13 +1,16 @@
 # Config validation, the run table and every input function: the rules read as declarations.
 import json
 
-from snakemake.utils import validate
-
 from gcstudy import config as study_config
+from gcstudy import jobs
 
-# gcstudy's own checks first: they name the key path, the bad value and what is allowed.
+# Inside a SLURM job step this Snakemake process gets train's warning signal too; it must
+# outlive it so that the trainer can checkpoint (gcstudy.jobs).
+jobs.survive_warning_signal()
+
+# gcstudy's own checks (they name the key path, the bad value and what is allowed), then
+# snakemake.utils.validate against the packaged schema, which fills in its defaults.
 RUN_LIST = study_config.validate(config, source="config")
-validate(config, schema="../schemas/config.schema.yaml")
 RUNS = {run.run_id: run for run in RUN_LIST}
 RESULTS = config["results"]
 RESOURCES = config["resources"]
@@ -56,9 +59,9 @@ def final_outputs():
 
 
 def train_minutes(wildcards, attempt):
-    """Job time limit: the expected time from the step budget, doubled on each retry."""
+    """Job time limit from the step budget, longer on each retry (gcstudy.jobs)."""
     steps = RUNS[wildcards.run].spec.steps
-    return max(10, round(RESOURCES["minutes_per_1000_steps"] * steps / 1000 * 2)) * attempt
+    return jobs.train_minutes(steps, RESOURCES["minutes_per_1000_steps"], attempt)
 
 
 def memory(wildcards, attempt):

@@ -19,6 +19,8 @@ rule evaluate_fewshot:
         cpus_per_gpu=RESOURCES["cpus_per_gpu"] if RESOURCES["gpu"] else 0,
         mem_mb=memory,
         runtime=lambda wildcards, attempt: 30 * attempt,
+    conda:
+        "../envs/gcstudy.yaml"
     shell:
         "OMP_NUM_THREADS={threads} gcstudy -q evaluate {params.out:q} --fewshot"
         " --settings {params.settings:q} > {log:q} 2>&1"
@@ -42,6 +44,8 @@ rule evaluate_gc_estimators:
         cpus_per_gpu=RESOURCES["cpus_per_gpu"] if RESOURCES["gpu"] else 0,
         mem_mb=memory,
         runtime=lambda wildcards, attempt: 60 * attempt,
+    conda:
+        "../envs/gcstudy.yaml"
     shell:
         "OMP_NUM_THREADS={threads} gcstudy -q evaluate {params.out:q} --gc-estimators"
         " --settings {params.settings:q} > {log:q} 2>&1"

@@ -12,5 +12,7 @@ rule prepare_data:
         result("benchmarks/prepare_data/{dataset}.tsv")
     params:
         root=config["data_root"],
+    conda:
+        "../envs/gcstudy.yaml"
     shell:
         "gcstudy prepare-data {wildcards.dataset} --root {params.root:q} > {output:q} 2> {log:q}"

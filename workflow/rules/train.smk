@@ -34,6 +34,10 @@ rule train:
         cpus_per_gpu=RESOURCES["cpus_per_gpu"] if RESOURCES["gpu"] else 0,
         mem_mb=memory,
         runtime=train_minutes,
+        # SIGUSR1 120 s before the time limit: checkpoint, then a longer retry resumes.
+        slurm_extra=jobs.warning_flag(),
+    conda:
+        "../envs/gcstudy.yaml"
     shell:
         "OMP_NUM_THREADS={threads} gcstudy -q train {input.spec:q} --out {params.out:q}"
         " > {log:q} 2>&1"
