@@ -11,13 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import xarray as xr
 import yaml
 
 from gcstudy import traces
-from gcstudy.rundata import stratified_sample
+from gcstudy.models import build
+from gcstudy.rundata import load_run_data, stratified_sample
 from gcstudy.spec import RunSpec, SpecError, example_yaml
-from gcstudy.train import batch_gc, batch_indices, run
+from gcstudy.train import batch_gc, batch_indices, derived_seed, run
 from gcstudy.yamlio import loads
 
 # A run small enough for a test on 2 CPU cores: a 1/16-width VGG-11 on digits.
@@ -186,20 +188,112 @@ def test_transfer_run_traces_target_collapse_and_fewshot(tmp_path):
     assert np.isfinite(trace.target_nc.values).all()
 
 
-def test_bf16_autocast_training_step_runs(tmp_path):
-    """The bf16 autocast path of the training step (used on CUDA) also runs on the CPU;
-    metrics stay in float32 or better, so they are finite."""
-    spec = tiny(precision="bf16", steps=3, eval_steps=[], gc_penalty=1e-3)
-    assert run(spec, tmp_path / "bf16", progress=False) == "complete"
-    trace = traces.read(tmp_path / "bf16" / "trace.h5")
-    assert all(np.isfinite(trace[name].values).all() for name in trace.data_vars)
+# --- the training options act -------------------------------------------------------------
+
+PENALTIES = {"plain": {}, "l2": {"l2": 0.1}, "gc_penalty": {"gc_penalty": 1e-4},
+             "both": {"l2": 0.1, "gc_penalty": 1e-4}}  # fmt: skip
+# each penalty's gradient is of the order of the cross-entropy's at initialisation, so
+# removing it moves the weights after one step by ~1e-3 to 1e-1, far beyond the tolerance
 
 
-def test_gc_penalty_run_completes(tmp_path):
-    assert (
-        run(tiny(gc_penalty=1e-3, steps=4, eval_steps=[]), tmp_path / "p", progress=False)
-        == "complete"
-    )
+def one_step_spec(penalty: str) -> RunSpec:
+    return tiny(steps=1, eval_steps=[], gc_examples=20, feature_examples=40, test_examples=40,
+                bn_recalibration_examples=32, **PENALTIES[penalty])  # fmt: skip
+
+
+def one_sgd_step(spec: RunSpec) -> dict[str, torch.Tensor]:
+    """The weights after step 0, by an independent autograd computation of SGD on
+    ``CE + l2 ||theta||^2 + gc_penalty * mean_i ||v_i^T J_f(x_i)||^2`` (the run's own
+    initialisation, batch of step 0 and Rademacher probes; train mode, fp32)."""
+    data = load_run_data(spec, torch.device("cpu"))
+    torch.manual_seed(spec.seed)
+    model = build(spec.model, data.num_classes, 1, spec.width).train()
+    index = batch_indices(len(data.train_targets), spec.batch_size, spec.seed, 0)
+    mean, std = (t.view(1, -1, 1, 1) for t in (data.mean, data.std))
+    x = ((data.train_images[index].float() / 255 - mean) / std).requires_grad_(True)
+    embedding = model.embed(x)
+    loss = F.cross_entropy(model.head(embedding), data.train_targets[index])
+    loss = loss + spec.l2 * sum(p.square().sum() for p in model.parameters())
+    probes = torch.Generator().manual_seed(derived_seed(spec.seed, 0, 2))
+    v = torch.randint(0, 2, embedding.shape, generator=probes).float() * 2 - 1
+    (vjp,) = torch.autograd.grad((embedding * v).sum(), x, create_graph=True)
+    loss = loss + spec.gc_penalty * vjp.square().sum(dim=(1, 2, 3)).mean()
+    names, params = zip(*model.named_parameters(), strict=True)
+    grads = torch.autograd.grad(loss, params)
+    return {n: (p - spec.lr * g).detach() for n, p, g in zip(names, params, grads, strict=True)}
+
+
+@pytest.fixture(scope="module")
+def one_step_runs(tmp_path_factory) -> dict[str, dict[str, torch.Tensor]]:
+    """The weights after one training step of a run with each penalty setting."""
+    weights = {}
+    for name in PENALTIES:
+        out = tmp_path_factory.mktemp(name)
+        assert run(one_step_spec(name), out, progress=False) == "complete"
+        saved = torch.load(out / "model.pt", weights_only=True)["state_dict"]
+        buffers = ("running_mean", "running_var", "num_batches_tracked")
+        weights[name] = {k: v for k, v in saved.items() if not k.endswith(buffers)}
+    return weights
+
+
+@pytest.mark.parametrize("penalty", PENALTIES)
+def test_one_training_step_is_sgd_on_the_penalised_loss(one_step_runs, penalty):
+    expected = one_sgd_step(one_step_spec(penalty))
+    assert expected.keys() == one_step_runs[penalty].keys()
+    for name, value in one_step_runs[penalty].items():
+        torch.testing.assert_close(value, expected[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("penalty", ["l2", "gc_penalty", "both"])
+def test_penalised_runs_differ_from_the_plain_run(one_step_runs, penalty):
+    plain, penalised = one_step_runs["plain"], one_step_runs[penalty]
+    change = max((penalised[k] - plain[k]).abs().max().item() for k in plain)
+    assert change > 1e-3
+
+
+def forward_dtypes(monkeypatch) -> list[tuple[str, torch.dtype]]:
+    """Record, for every conv and linear layer call of the next run's model, the phase
+    (a training step: train mode with gradients; BatchNorm recalibration: train mode
+    without; measurement: eval mode) and the dtype of the layer's output."""
+    import gcstudy.train
+
+    seen = []
+
+    def record(module, args, output):
+        if not module.training:
+            phase = "measure"
+        else:
+            phase = "train" if torch.is_grad_enabled() else "recalibrate"
+        seen.append((phase, output.dtype))
+
+    def build_with_hooks(*args, **kwargs):
+        model = build(*args, **kwargs)
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv2d | torch.nn.Linear):
+                module.register_forward_hook(record)
+        return model
+
+    monkeypatch.setattr(gcstudy.train, "build", build_with_hooks)
+    return seen
+
+
+def test_bf16_run_trains_in_bf16_and_measures_in_float32(tmp_path, monkeypatch):
+    """bf16 autocast (the CUDA default; also runs on the CPU) acts on the training
+    forward, with the GC penalty's double backward; every measurement runs in float32, so
+    at step 0 (before any update) the bf16 run measures exactly what an fp32 run does."""
+    spec = dict(steps=2, eval_steps=[], gc_penalty=1e-4)
+    seen = forward_dtypes(monkeypatch)
+    assert run(tiny(precision="bf16", **spec), tmp_path / "bf16", progress=False) == "complete"
+    dtypes = {phase: {d for p, d in seen if p == phase} for phase, _ in seen}
+    expected = {"train": torch.bfloat16, "recalibrate": torch.float32, "measure": torch.float32}
+    assert dtypes == {phase: {dtype} for phase, dtype in expected.items()}
+    seen.clear()
+    run(tiny(precision="fp32", **spec), tmp_path / "fp32", progress=False)
+    assert {d for p, d in seen if p == "train"} == {torch.float32}
+    bf16, fp32 = (traces.read(tmp_path / d / "trace.h5") for d in ("bf16", "fp32"))
+    for name in set(bf16.data_vars) - {"wall_time"}:
+        np.testing.assert_array_equal(bf16[name][0], fp32[name][0], err_msg=name)
+    assert not np.array_equal(bf16.train_loss[-1], fp32.train_loss[-1])  # training differed
 
 
 def test_divergence_ends_the_run_with_its_trace_so_far(tmp_path):
