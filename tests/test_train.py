@@ -1,11 +1,10 @@
 """One pre-training run: spec validation, traces, penalties, divergence, checkpoints, resume."""
 
+import logging
 import os
-import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -39,11 +38,12 @@ def write_spec(path: Path, **changes) -> Path:
     return path
 
 
-def gcstudy(*args, **kwargs) -> subprocess.CompletedProcess:
+def gcstudy(*args, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "gcstudy.cli", "-q", *map(str, args)],
         capture_output=True,
         text=True,
+        timeout=timeout,
         **kwargs,
     )
 
@@ -316,69 +316,97 @@ def test_finished_run_is_not_redone_or_overwritten(tmp_path):
         traces.write(out / "trace.h5", np.array([0]), np.array([0]), {}, {}, "complete")
 
 
-def test_killed_run_resumes_to_the_same_trace_and_weights(tmp_path):
-    """SIGKILL at a random point after a checkpoint, then rerun: bitwise identical results
-    to an uninterrupted run; a truncated newest checkpoint is skipped for the previous one."""
-    spec = write_spec(tmp_path / "s.yaml", steps=16, eval_steps=[0, 2, 9], checkpoint_every=2)
-    reference = gcstudy("train", spec, "--out", tmp_path / "reference")
-    assert reference.returncode == 0, reference.stderr
-    rng = random.Random()
+# `gcstudy train` in a child that sends itself a signal at a fixed point of the run, so
+# that no test races a running trainer: after the update of training step AT ("step"), or
+# once the temporary file of the checkpoint of step AT is written and synced, before it is
+# renamed into place ("checkpoint").
+STOP_AT = """
+import os, signal, sys
+import gcstudy.train
+from gcstudy import cli
+
+point, at, signum = sys.argv[1], int(sys.argv[2]), signal.Signals[sys.argv[3]]
+if point == "step":
+    train_step = gcstudy.train.train_step
+
+    def stopping_step(model, optimizer, data, spec, step, forward):
+        loss = train_step(model, optimizer, data, spec, step, forward)
+        if step == at:
+            os.kill(os.getpid(), signum)
+        return loss
+
+    gcstudy.train.train_step = stopping_step
+else:
+    replace = os.replace
+
+    def stopping_replace(source, destination):
+        if os.path.basename(destination) == f"step-{at:08d}.pt":
+            os.kill(os.getpid(), signum)
+        replace(source, destination)
+
+    os.replace = stopping_replace
+sys.exit(cli.main(sys.argv[4:]))
+"""
+
+
+def train_until(spec: Path, out: Path, point: str, at: int, signum: signal.Signals):
+    """Run ``gcstudy train spec --out out`` in a child that signals itself at ``point``."""
+    return subprocess.run(
+        [sys.executable, "-c", STOP_AT, point, str(at), signum.name, "-q", "train", str(spec),
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("point", "at", "left"),
+    [
+        ("step", 6, ["step-00000004.pt", "step-00000006.pt"]),  # mid-way to the next one
+        ("checkpoint", 8, ["step-00000004.pt", "step-00000006.pt", "step-00000008.pt.tmp"]),
+    ],
+)
+def test_killed_run_resumes_to_the_same_trace_and_weights(tmp_path, caplog, point, at, left):
+    """SIGKILL after a checkpoint (during a later step, or while the next checkpoint is
+    being written), then rerun: bitwise identical results to an uninterrupted run; a
+    truncated newest checkpoint is skipped for the previous one."""
+    changes = dict(steps=16, eval_steps=[0, 2, 9], checkpoint_every=2)
     victim = tmp_path / "victim"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gcstudy.cli", "-q", "train", str(spec), "--out", str(victim)],
-        stderr=subprocess.DEVNULL,
-    )
-    wanted = rng.choice([4, 6, 8, 10])
-    deadline = time.monotonic() + 120
-    while not list((victim / "ckpt").glob(f"step-{wanted:08d}.pt")):
-        assert process.poll() is None and time.monotonic() < deadline
-        time.sleep(0.02)
-    time.sleep(rng.uniform(0, 0.3))
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    killed = train_until(write_spec(tmp_path / "s.yaml", **changes), victim, point, at,
+                         signal.SIGKILL)  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert not (victim / "trace.h5").exists()
-    newest = sorted((victim / "ckpt").glob("step-*.pt"))[-1]
+    assert sorted(p.name for p in (victim / "ckpt").iterdir()) == left
+    newest = victim / "ckpt" / "step-00000006.pt"
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # truncate it
-    resumed = gcstudy("train", spec, "--out", victim)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "unreadable" in resumed.stderr and "resuming from checkpoint" in resumed.stderr
+    caplog.set_level(logging.INFO, logger="gcstudy")
+    assert run(tiny(**changes), victim, progress=False) == "complete"
+    assert "step-00000006.pt is unreadable" in caplog.text
+    assert "step-00000004.pt (step 4)" in caplog.text  # resumed from the one before
+    run(tiny(**changes), tmp_path / "reference", progress=False)
     same_results(tmp_path / "reference", victim)
 
 
 def test_sigterm_checkpoints_then_resumes_to_the_same_results(tmp_path):
-    spec = write_spec(tmp_path / "s.yaml", steps=16, eval_steps=[0, 9], checkpoint_every=100)
-    assert gcstudy("train", spec, "--out", tmp_path / "reference").returncode == 0
+    """A stop signal during step 5 ends the run after that step with a checkpoint (none
+    is due: checkpoint_every is 100) and the exit status 128 + signal."""
+    changes = dict(steps=16, eval_steps=[0, 9], checkpoint_every=100)
     out = tmp_path / "stopped"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gcstudy.cli", "-q", "train", str(spec), "--out", str(out)],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    while not (out / "trace.running.h5").exists():  # step 0 measured: training has begun
-        assert process.poll() is None
-        time.sleep(0.02)
-    process.send_signal(signal.SIGUSR1)
-    _, stderr = process.communicate(timeout=120)
-    if process.returncode == 0:
-        pytest.fail("the run finished before the signal arrived; make it longer")
-    assert process.returncode == 128 + signal.SIGUSR1, stderr
-    assert "a checkpoint was written" in stderr
-    assert list((out / "ckpt").glob("step-*.pt"))
-    assert gcstudy("train", spec, "--out", out).returncode == 0
+    stopped = train_until(write_spec(tmp_path / "s.yaml", **changes), out, "step", 5,
+                          signal.SIGUSR1)  # fmt: skip
+    assert stopped.returncode == 128 + signal.SIGUSR1, stopped.stderr
+    assert "stopped by signal SIGUSR1 at step 6; a checkpoint was written" in stopped.stderr
+    assert [p.name for p in (out / "ckpt").iterdir()] == ["step-00000006.pt"]
+    assert not (out / "trace.h5").exists()
+    assert run(tiny(**changes), out, progress=False) == "complete"
+    run(tiny(**changes), tmp_path / "reference", progress=False)
     same_results(tmp_path / "reference", out)
 
 
 def test_checkpoint_of_another_spec_is_refused(tmp_path):
     spec = write_spec(tmp_path / "s.yaml", steps=16, eval_steps=[], checkpoint_every=2)
     out = tmp_path / "run"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gcstudy.cli", "-q", "train", str(spec), "--out", str(out)],
-        stderr=subprocess.DEVNULL,
-    )
-    while not list((out / "ckpt").glob("step-*.pt")):
-        time.sleep(0.02)
-    process.kill()
-    process.wait()
+    assert train_until(spec, out, "step", 3, signal.SIGKILL).returncode == -signal.SIGKILL
+    assert list((out / "ckpt").glob("step-*.pt"))
     other = write_spec(tmp_path / "t.yaml", steps=16, eval_steps=[], checkpoint_every=2, lr=0.01)
     result = gcstudy("train", other, "--out", out)
     assert result.returncode == 2
