@@ -369,7 +369,8 @@ def test_killed_run_resumes_to_the_same_trace_and_weights(tmp_path, caplog, poin
     """SIGKILL after a checkpoint (during a later step, or while the next checkpoint is
     being written), then rerun: bitwise identical results to an uninterrupted run; a
     truncated newest checkpoint is skipped for the previous one."""
-    changes = dict(steps=16, eval_steps=[0, 2, 9], checkpoint_every=2)
+    # with momentum, so that the optimizer has state to resume
+    changes = dict(steps=16, eval_steps=[0, 2, 9], checkpoint_every=2, momentum=0.9)
     victim = tmp_path / "victim"
     killed = train_until(write_spec(tmp_path / "s.yaml", **changes), victim, point, at,
                          signal.SIGKILL)  # fmt: skip
@@ -389,7 +390,7 @@ def test_killed_run_resumes_to_the_same_trace_and_weights(tmp_path, caplog, poin
 def test_sigterm_checkpoints_then_resumes_to_the_same_results(tmp_path):
     """A stop signal during step 5 ends the run after that step with a checkpoint (none
     is due: checkpoint_every is 100) and the exit status 128 + signal."""
-    changes = dict(steps=16, eval_steps=[0, 9], checkpoint_every=100)
+    changes = dict(steps=16, eval_steps=[0, 9], checkpoint_every=100, momentum=0.9)
     out = tmp_path / "stopped"
     stopped = train_until(write_spec(tmp_path / "s.yaml", **changes), out, "step", 5,
                           signal.SIGUSR1)  # fmt: skip
