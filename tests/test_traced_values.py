@@ -14,8 +14,9 @@ written from SCIENCE.md, without the measurement code (``gcstudy.evaluation`` an
   and the few-shot episodes are the indices of ``gcstudy.metrics.fewshot.sample_episodes``
   (the episode draw itself is checked for validity and uniformity in test_fewshot.py).
 
-A newly traced variable is one more entry in ``ORACLES``; ``test_every_traced_variable_is
-_recomputed`` fails until it has one.
+A newly traced variable is one more entry in ``ORACLES`` (pieces such as features,
+Jacobians and same-probe Hutchinson estimates are shared properties of ``FinalState``);
+``test_every_traced_variable_is_recomputed`` fails until the entry exists.
 """
 
 from __future__ import annotations
