@@ -157,20 +157,25 @@ def test_stop_on_submitits_signal_is_handed_to_submitit_at_once(submitit_handler
 # A submitit job that stopped on a lone SIGTERM, in a child process: a stand-in for
 # submitit's handler of SIGUSR2 (like submitit's after a requeue, it exits with
 # SystemExit, which no `except Exception` on the way swallows), then gcstudy's hand-over
-# with a grace period of argv[1] seconds.
+# with a grace period of argv[1] seconds. It prints whether the signal came while the
+# hand-over was still running.
 LONE_SIGTERM = """
 import signal, sys
 from gcstudy import launch
 from gcstudy.train import Interrupted
 
+handing_over = False
+
 def submitit_handler(signum, frame):
-    print("requeued", flush=True)
+    print("requeued" if handing_over else "signal after the hand-over", flush=True)
     sys.exit(3)
 
 signal.signal(signal.SIGUSR2, submitit_handler)
 launch.SIGTERM_GRACE_S = float(sys.argv[1])
+handing_over = True
 launch.hand_over(Interrupted(signal.SIGTERM, 12))
-print("returned")
+handing_over = False
+print("returned", flush=True)
 """
 
 
