@@ -17,7 +17,7 @@ import pytest
 @pytest.fixture(scope="session")
 def slurm() -> None:
     """A SLURM that answers (scripts/slurm/start.sh if needed, left running); skips without
-    one on a developer machine, fails under CI=true (see slurm_support.py)."""
+    one on a developer machine, fails in CI (CI set, not false/0; see slurm_support.py)."""
     from slurm_support import ensure_slurm
 
     ensure_slurm()

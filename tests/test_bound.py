@@ -101,6 +101,46 @@ def test_cdnv_bound_nonvacuous_with_nonzero_error(means, ids):
     assert 0.0 < err <= bound < 1.0
 
 
+def _chebyshev_extremal_classes(pairs, p, n, seed, gap=1.05, noise=0.01):
+    """``2 * pairs`` classes in 2-D on which Chebyshev and the union bound are nearly
+    tight: the classes of a pair have centres 1 apart along e1 (pairs 100 apart); each
+    example sits, up to a little noise, either at a bulk point away from the partner class
+    (probability 1 - p) or just past the midpoint towards it (probability p, offset
+    ``gap / 2``), the bulk offset chosen so that the class mean stays at the centre."""
+    rng = np.random.default_rng(seed)
+    out, bulk = gap / 2, p * gap / 2 / (1 - p)
+    xs, ys = [], []
+    for k in range(pairs):
+        for side, centre in ((1.0, 100.0 * k), (-1.0, 100.0 * k + 1.0)):
+            along = centre + side * np.where(rng.random(n) < p, out, -bulk)
+            xs.append(np.stack([along, np.zeros(n)], axis=1) + noise * rng.standard_normal((n, 2)))
+            ys.append(np.full(n, len(ys)))
+    return torch.tensor(np.concatenate(xs)), torch.tensor(np.concatenate(ys))
+
+
+@pytest.mark.parametrize(("pairs", "p"), [(1, 0.1), (1, 0.25), (2, 0.2), (3, 0.15)])
+def test_bounds_hold_where_they_are_nearly_tight(pairs, p):
+    """NCC error about p (the outliers) against bounds of about p / (1 - p) * gap^2: both
+    bounds hold, and each is less than twice the error, so a constant 2x too small fails.
+    The GC form uses f(x) = x_1 (GC = 1 exactly for every class) and the Gaussian-proxy
+    Poincare constant of the inputs, which the variance along e1 attains."""
+    num = 2 * pairs
+    xtr, ytr = _chebyshev_extremal_classes(pairs, p, 2000, seed=pairs)
+    xte, yte = _chebyshev_extremal_classes(pairs, p, 4000, seed=pairs + 50)
+    h, h_test = xtr[:, :1], xte[:, :1]
+    err = ncc_error(h, ytr, h_test, yte)
+    gcol = geometric_collapse(torch.ones(num, dtype=torch.float64), class_stats(h, ytr).means)
+    _, constants = poincare_constants(xtr, ytr)
+    bound = ncc_bound(
+        num, nc=neural_collapse(h, ytr).value, geometric_collapse=gcol.value,
+        poincare_constant=constants,
+    )  # fmt: skip
+    assert err > 0.09
+    assert err <= bound.cdnv < 2 * err
+    assert err <= bound.gc < 2 * err
+    assert ncc_error(xtr, ytr, xte, yte) <= ncc_bound(num, nc=neural_collapse(xtr, ytr).value).cdnv
+
+
 def test_fewshot_bound_is_above_fewshot_error():
     (x, y), _ = _gaussian_classes(5, 8, 5.0, 60, seed=11, ids=[3, 9, 12, 20, 41])
     nc = neural_collapse(x, y).value

@@ -1,6 +1,7 @@
 """Per-run evaluations from the final weights: few-shot table and GC-estimator study."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -60,22 +61,37 @@ def test_fewshot_table_matches_a_direct_evaluation(trained):
     assert (table.accuracy > 0.2).all()  # better than 5-way chance
 
 
+# One budget per estimator precise enough on 24 examples that 12 repeats pin each mean to
+# under 2 % of the exact GC (measured: 0.9-1.8 %).
+ESTIMATOR_STUDY = EvaluationSettings(
+    gc_examples=24, gc_repeats=12,
+    budgets={"examples": [12], "hutchinson": [2, 4], "outputs": [8], "mask": [0.05]},
+)  # fmt: skip
+
+
 def test_gc_estimator_study_is_centred_on_the_exact_gc(trained):
-    (path,) = evaluate(trained, fewshot=False, gc_estimators=True, settings=SETTINGS, device="cpu")
+    settings = ESTIMATOR_STUDY
+    (path,) = evaluate(trained, fewshot=False, gc_estimators=True, settings=settings, device="cpu")
     study = xr.open_dataset(path, engine="h5netcdf").load()
-    assert study.estimate.dims == ("setting", "repeat") and study.sizes["repeat"] == 4
-    assert study.estimator.values.tolist() == [
-        "examples", "examples", "hutchinson", "hutchinson", "outputs", "mask"]  # fmt: skip
+    assert study.estimate.dims == ("setting", "repeat")
+    assert study.sizes["repeat"] == settings.gc_repeats
+    assert study.estimator.values.tolist() == ["examples", "hutchinson", "hutchinson", "outputs",
+                                               "mask"]  # fmt: skip
     model, _, data, _ = load_trained(trained, torch.device("cpu"))
-    sample = stratified_sample(data.train_targets, 20, torch.Generator().manual_seed(1))
-    exact = geometric_complexity(model.embed, data.normalise(data.train_images[sample]))
-    assert study.exact.item() == pytest.approx(exact.value, rel=1e-9)
-    # every setting's 4 estimates scatter around the exact value, within 4 standard errors
-    # of their mean (the reported error also covers example sampling, so it is generous)
-    error = study.reported_stderr.mean("repeat") / 2
-    assert (abs(study.estimate.mean("repeat") - study.exact) < 4 * error).all()
-    assert (study.estimate.std("repeat") > 0).all()
-    assert (study.cost.sel(setting=study.estimator == "hutchinson").values == [1, 3]).all()
+    sample = stratified_sample(data.train_targets, 24, torch.Generator().manual_seed(1))
+    oracle = geometric_complexity(model.embed, data.normalise(data.train_images[sample]))
+    assert study.exact.item() == pytest.approx(oracle.value, rel=1e-9)
+    # On the fixed sample each estimator is unbiased for the exact GC: the mean of the
+    # repeats lies within 4 of its standard errors (from the repeats' own spread); that
+    # error is under 2 % of the exact value, so a 10 % bias of any setting fails.
+    exact, spread = study.exact.item(), study.estimate.std("repeat").values
+    error = spread / math.sqrt(settings.gc_repeats)
+    deviation = abs(study.estimate.mean("repeat").values - exact)
+    assert (error < 0.02 * exact).all(), error / exact
+    assert (deviation < 4 * error).all(), deviation / error
+    # the reported error (spread over the examples) covers the estimator's own randomness
+    assert (study.reported_stderr.mean("repeat").values > spread).all()
+    assert (study.cost.sel(setting=study.estimator == "hutchinson").values == [2, 4]).all()
     assert (study.seconds > 0).all()
 
 

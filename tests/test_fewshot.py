@@ -147,41 +147,41 @@ def test_large_offset_does_not_change_ncc_decisions():
     assert torch.equal(a.per_episode, b.per_episode)
 
 
-def test_logreg_matches_sklearn_probe(monkeypatch):
+def test_logreg_matches_sklearn_probe_at_its_default_iterations(monkeypatch):
+    """The probe at its defaults (l2 1e-2, 100 accelerated steps) against sklearn run to
+    convergence, per episode. Classes of very different spreads make the intercept matter:
+    here a probe that never fits it differs by up to 19 of an episode's 80 queries and by
+    0.025 on average (measured); the fitted one by none."""
     from sklearn.linear_model import LogisticRegression
 
     # several sampling chunks and evaluation sub-chunks
     monkeypatch.setattr(fewshot, "_MAX_CHUNK", 5)
-    monkeypatch.setattr(fewshot, "_FEATURE_BUDGET", 2 * 4 * 8 * 12)
+    monkeypatch.setattr(fewshot, "_FEATURE_BUDGET", 2 * 4 * 25 * 6)
 
-    x, y = _clusters(IDS, 20, d=12, sep=0.6, seed=7)
-    ways, shots, queries, episodes, l2 = 4, 3, 5, 12, 1e-2
-    res = fewshot_eval(
-        x,
-        y,
-        ways=ways,
-        shots=shots,
-        queries=queries,
-        episodes=episodes,
-        seed=2,
-        classifier="logreg",
-        logreg_l2=l2,
-        logreg_iters=300,
+    rng = np.random.default_rng(0)
+    spreads = [0.1, 3.0, 0.1, 3.0, 0.2, 2.5, 0.15, 2.0]
+    means = rng.standard_normal((len(spreads), 6))
+    x = np.concatenate(
+        [m + s * rng.standard_normal((60, 6)) for m, s in zip(means, spreads, strict=True)]
     )
-    eps = sample_episodes(y, ways=ways, shots=shots, queries=queries, episodes=episodes, seed=2)
-    xn = x.numpy().astype(np.float64)
-    n = ways * shots
+    y = torch.tensor(np.repeat(IDS, 60))
+    ways, shots, queries, episodes, l2 = 4, 5, 20, 30, 1e-2
+    protocol = dict(ways=ways, shots=shots, queries=queries, episodes=episodes, seed=2)
+    res = fewshot_eval(torch.tensor(x, dtype=torch.float32), y, classifier="logreg", **protocol)
+    eps = sample_episodes(y, **protocol)
+    x = x.astype(np.float32).astype(np.float64)
     expected = []
     for e in range(episodes):
-        sup = xn[eps.support[e].reshape(-1).numpy()]
+        sup = x[eps.support[e].reshape(-1).numpy()]
         mean = sup.mean(0)
         rms = np.sqrt(np.mean(np.sum((sup - mean) ** 2, axis=1)))
-        clf = LogisticRegression(C=1.0 / (l2 * n), tol=1e-10, max_iter=10000)
+        clf = LogisticRegression(C=1.0 / (l2 * ways * shots), tol=1e-10, max_iter=10000)
         clf.fit((sup - mean) / rms, np.repeat(np.arange(ways), shots))
-        pred = clf.predict((xn[eps.query[e].reshape(-1).numpy()] - mean) / rms)
+        pred = clf.predict((x[eps.query[e].reshape(-1).numpy()] - mean) / rms)
         expected.append(float(np.mean(pred == np.repeat(np.arange(ways), queries))))
-    np.testing.assert_allclose(res.per_episode.numpy(), expected, atol=0.051)
-    assert abs(res.accuracy - np.mean(expected)) < 0.01
+    difference = np.abs(res.per_episode.numpy() - expected)
+    assert difference.max() <= 0.025  # at most 2 of an episode's 80 queries
+    assert difference.mean() <= 0.005
 
 
 def test_errors_name_classes_and_counts():

@@ -5,6 +5,7 @@ hand-over of gcstudy's stop to submitit's requeue, and the local executor end to
 from __future__ import annotations
 
 import os
+import queue
 import re
 import signal
 import subprocess
@@ -226,16 +227,54 @@ def test_stop_on_submitits_signal_is_handed_to_submitit_at_once(submitit_handler
     assert submitit_handler == [signal.SIGUSR2]
 
 
-def test_lone_sigterm_waits_for_submitits_signal(submitit_handler, monkeypatch):
-    monkeypatch.setattr(launch, "SIGTERM_GRACE_S", 20.0)
-    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGUSR2)).start()
-    start = time.monotonic()
-    with pytest.raises(Requeued):
-        launch.hand_over(Interrupted(signal.SIGTERM, 12))
-    assert time.monotonic() - start < 10
+# A submitit job that stopped on a lone SIGTERM, in a child process: a stand-in for
+# submitit's handler of SIGUSR2 (like submitit's after a requeue, it exits with
+# SystemExit, which no `except Exception` on the way swallows), then gcstudy's hand-over
+# with a grace period of argv[1] seconds. It prints whether the signal came while the
+# hand-over was still running.
+LONE_SIGTERM = """
+import signal, sys
+from gcstudy import launch
+from gcstudy.train import Interrupted
 
+handing_over = False
+
+def submitit_handler(signum, frame):
+    print("requeued" if handing_over else "signal after the hand-over", flush=True)
+    sys.exit(3)
+
+signal.signal(signal.SIGUSR2, submitit_handler)
+launch.SIGTERM_GRACE_S = float(sys.argv[1])
+handing_over = True
+launch.hand_over(Interrupted(signal.SIGTERM, 12))
+handing_over = False
+print("returned", flush=True)
+"""
+
+
+def test_lone_sigterm_waits_for_submitits_signal():
+    """With an hour of grace, the hand-over waits (it says so) and requeues as soon as
+    submitit's signal arrives: the child ends long before the grace is over."""
+    child = subprocess.Popen([sys.executable, "-c", LONE_SIGTERM, "3600"], text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        said = queue.Queue()
+        threading.Thread(target=lambda: said.put(child.stderr.readline()), daemon=True).start()
+        assert "waiting up to 3600 s for SIGUSR2" in said.get(timeout=120)
+        child.send_signal(signal.SIGUSR2)
+        out, err = child.communicate(timeout=120)
+    finally:
+        child.kill()
+        child.wait()
+    assert (child.returncode, out) == (3, "requeued\n"), err
+
+
+def test_lone_sigterm_without_submitits_signal_returns_after_the_grace(
+    submitit_handler, monkeypatch
+):
     monkeypatch.setattr(launch, "SIGTERM_GRACE_S", 0.3)
     launch.hand_over(Interrupted(signal.SIGTERM, 12))  # nothing came: the caller re-raises
+    assert submitit_handler == []
 
 
 def test_outside_submitit_nothing_is_requeued():

@@ -1,23 +1,24 @@
 """One pre-training run: spec validation, traces, penalties, divergence, checkpoints, resume."""
 
+import logging
 import os
-import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import xarray as xr
 import yaml
 
 from gcstudy import traces
-from gcstudy.rundata import stratified_sample
+from gcstudy.models import build
+from gcstudy.rundata import load_run_data, stratified_sample
 from gcstudy.spec import RunSpec, SpecError, example_yaml
-from gcstudy.train import batch_gc, batch_indices, run
+from gcstudy.train import batch_gc, batch_indices, derived_seed, run
 from gcstudy.yamlio import loads
 
 # A run small enough for a test on 2 CPU cores: a 1/16-width VGG-11 on digits.
@@ -37,11 +38,12 @@ def write_spec(path: Path, **changes) -> Path:
     return path
 
 
-def gcstudy(*args, **kwargs) -> subprocess.CompletedProcess:
+def gcstudy(*args, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "gcstudy.cli", "-q", *map(str, args)],
         capture_output=True,
         text=True,
+        timeout=timeout,
         **kwargs,
     )
 
@@ -186,20 +188,112 @@ def test_transfer_run_traces_target_collapse_and_fewshot(tmp_path):
     assert np.isfinite(trace.target_nc.values).all()
 
 
-def test_bf16_autocast_training_step_runs(tmp_path):
-    """The bf16 autocast path of the training step (used on CUDA) also runs on the CPU;
-    metrics stay in float32 or better, so they are finite."""
-    spec = tiny(precision="bf16", steps=3, eval_steps=[], gc_penalty=1e-3)
-    assert run(spec, tmp_path / "bf16", progress=False) == "complete"
-    trace = traces.read(tmp_path / "bf16" / "trace.h5")
-    assert all(np.isfinite(trace[name].values).all() for name in trace.data_vars)
+# --- the training options act -------------------------------------------------------------
+
+PENALTIES = {"plain": {}, "l2": {"l2": 0.1}, "gc_penalty": {"gc_penalty": 1e-4},
+             "both": {"l2": 0.1, "gc_penalty": 1e-4}}  # fmt: skip
+# each penalty's gradient is of the order of the cross-entropy's at initialisation, so
+# removing it moves the weights after one step by ~1e-3 to 1e-1, far beyond the tolerance
 
 
-def test_gc_penalty_run_completes(tmp_path):
-    assert (
-        run(tiny(gc_penalty=1e-3, steps=4, eval_steps=[]), tmp_path / "p", progress=False)
-        == "complete"
-    )
+def one_step_spec(penalty: str) -> RunSpec:
+    return tiny(steps=1, eval_steps=[], gc_examples=20, feature_examples=40, test_examples=40,
+                bn_recalibration_examples=32, **PENALTIES[penalty])  # fmt: skip
+
+
+def one_sgd_step(spec: RunSpec) -> dict[str, torch.Tensor]:
+    """The weights after step 0, by an independent autograd computation of SGD on
+    ``CE + l2 ||theta||^2 + gc_penalty * mean_i ||v_i^T J_f(x_i)||^2`` (the run's own
+    initialisation, batch of step 0 and Rademacher probes; train mode, fp32)."""
+    data = load_run_data(spec, torch.device("cpu"))
+    torch.manual_seed(spec.seed)
+    model = build(spec.model, data.num_classes, 1, spec.width).train()
+    index = batch_indices(len(data.train_targets), spec.batch_size, spec.seed, 0)
+    mean, std = (t.view(1, -1, 1, 1) for t in (data.mean, data.std))
+    x = ((data.train_images[index].float() / 255 - mean) / std).requires_grad_(True)
+    embedding = model.embed(x)
+    loss = F.cross_entropy(model.head(embedding), data.train_targets[index])
+    loss = loss + spec.l2 * sum(p.square().sum() for p in model.parameters())
+    probes = torch.Generator().manual_seed(derived_seed(spec.seed, 0, 2))
+    v = torch.randint(0, 2, embedding.shape, generator=probes).float() * 2 - 1
+    (vjp,) = torch.autograd.grad((embedding * v).sum(), x, create_graph=True)
+    loss = loss + spec.gc_penalty * vjp.square().sum(dim=(1, 2, 3)).mean()
+    names, params = zip(*model.named_parameters(), strict=True)
+    grads = torch.autograd.grad(loss, params)
+    return {n: (p - spec.lr * g).detach() for n, p, g in zip(names, params, grads, strict=True)}
+
+
+@pytest.fixture(scope="module")
+def one_step_runs(tmp_path_factory) -> dict[str, dict[str, torch.Tensor]]:
+    """The weights after one training step of a run with each penalty setting."""
+    weights = {}
+    for name in PENALTIES:
+        out = tmp_path_factory.mktemp(name)
+        assert run(one_step_spec(name), out, progress=False) == "complete"
+        saved = torch.load(out / "model.pt", weights_only=True)["state_dict"]
+        buffers = ("running_mean", "running_var", "num_batches_tracked")
+        weights[name] = {k: v for k, v in saved.items() if not k.endswith(buffers)}
+    return weights
+
+
+@pytest.mark.parametrize("penalty", PENALTIES)
+def test_one_training_step_is_sgd_on_the_penalised_loss(one_step_runs, penalty):
+    expected = one_sgd_step(one_step_spec(penalty))
+    assert expected.keys() == one_step_runs[penalty].keys()
+    for name, value in one_step_runs[penalty].items():
+        torch.testing.assert_close(value, expected[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("penalty", ["l2", "gc_penalty", "both"])
+def test_penalised_runs_differ_from_the_plain_run(one_step_runs, penalty):
+    plain, penalised = one_step_runs["plain"], one_step_runs[penalty]
+    change = max((penalised[k] - plain[k]).abs().max().item() for k in plain)
+    assert change > 1e-3
+
+
+def forward_dtypes(monkeypatch) -> list[tuple[str, torch.dtype]]:
+    """Record, for every conv and linear layer call of the next run's model, the phase
+    (a training step: train mode with gradients; BatchNorm recalibration: train mode
+    without; measurement: eval mode) and the dtype of the layer's output."""
+    import gcstudy.train
+
+    seen = []
+
+    def record(module, args, output):
+        if not module.training:
+            phase = "measure"
+        else:
+            phase = "train" if torch.is_grad_enabled() else "recalibrate"
+        seen.append((phase, output.dtype))
+
+    def build_with_hooks(*args, **kwargs):
+        model = build(*args, **kwargs)
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv2d | torch.nn.Linear):
+                module.register_forward_hook(record)
+        return model
+
+    monkeypatch.setattr(gcstudy.train, "build", build_with_hooks)
+    return seen
+
+
+def test_bf16_run_trains_in_bf16_and_measures_in_float32(tmp_path, monkeypatch):
+    """bf16 autocast (the CUDA default; also runs on the CPU) acts on the training
+    forward, with the GC penalty's double backward; every measurement runs in float32, so
+    at step 0 (before any update) the bf16 run measures exactly what an fp32 run does."""
+    spec = dict(steps=2, eval_steps=[], gc_penalty=1e-4)
+    seen = forward_dtypes(monkeypatch)
+    assert run(tiny(precision="bf16", **spec), tmp_path / "bf16", progress=False) == "complete"
+    dtypes = {phase: {d for p, d in seen if p == phase} for phase, _ in seen}
+    expected = {"train": torch.bfloat16, "recalibrate": torch.float32, "measure": torch.float32}
+    assert dtypes == {phase: {dtype} for phase, dtype in expected.items()}
+    seen.clear()
+    run(tiny(precision="fp32", **spec), tmp_path / "fp32", progress=False)
+    assert {d for p, d in seen if p == "train"} == {torch.float32}
+    bf16, fp32 = (traces.read(tmp_path / d / "trace.h5") for d in ("bf16", "fp32"))
+    for name in set(bf16.data_vars) - {"wall_time"}:
+        np.testing.assert_array_equal(bf16[name][0], fp32[name][0], err_msg=name)
+    assert not np.array_equal(bf16.train_loss[-1], fp32.train_loss[-1])  # training differed
 
 
 def test_divergence_ends_the_run_with_its_trace_so_far(tmp_path):
@@ -222,69 +316,98 @@ def test_finished_run_is_not_redone_or_overwritten(tmp_path):
         traces.write(out / "trace.h5", np.array([0]), np.array([0]), {}, {}, "complete")
 
 
-def test_killed_run_resumes_to_the_same_trace_and_weights(tmp_path):
-    """SIGKILL at a random point after a checkpoint, then rerun: bitwise identical results
-    to an uninterrupted run; a truncated newest checkpoint is skipped for the previous one."""
-    spec = write_spec(tmp_path / "s.yaml", steps=16, eval_steps=[0, 2, 9], checkpoint_every=2)
-    reference = gcstudy("train", spec, "--out", tmp_path / "reference")
-    assert reference.returncode == 0, reference.stderr
-    rng = random.Random()
+# `gcstudy train` in a child that sends itself a signal at a fixed point of the run, so
+# that no test races a running trainer: after the update of training step AT ("step"), or
+# once the temporary file of the checkpoint of step AT is written and synced, before it is
+# renamed into place ("checkpoint").
+STOP_AT = """
+import os, signal, sys
+import gcstudy.train
+from gcstudy import cli
+
+point, at, signum = sys.argv[1], int(sys.argv[2]), signal.Signals[sys.argv[3]]
+if point == "step":
+    train_step = gcstudy.train.train_step
+
+    def stopping_step(model, optimizer, data, spec, step, forward):
+        loss = train_step(model, optimizer, data, spec, step, forward)
+        if step == at:
+            os.kill(os.getpid(), signum)
+        return loss
+
+    gcstudy.train.train_step = stopping_step
+else:
+    replace = os.replace
+
+    def stopping_replace(source, destination):
+        if os.path.basename(destination) == f"step-{at:08d}.pt":
+            os.kill(os.getpid(), signum)
+        replace(source, destination)
+
+    os.replace = stopping_replace
+sys.exit(cli.main(sys.argv[4:]))
+"""
+
+
+def train_until(spec: Path, out: Path, point: str, at: int, signum: signal.Signals):
+    """Run ``gcstudy train spec --out out`` in a child that signals itself at ``point``."""
+    return subprocess.run(
+        [sys.executable, "-c", STOP_AT, point, str(at), signum.name, "-q", "train", str(spec),
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("point", "at", "left"),
+    [
+        ("step", 6, ["step-00000004.pt", "step-00000006.pt"]),  # mid-way to the next one
+        ("checkpoint", 8, ["step-00000004.pt", "step-00000006.pt", "step-00000008.pt.tmp"]),
+    ],
+)
+def test_killed_run_resumes_to_the_same_trace_and_weights(tmp_path, caplog, point, at, left):
+    """SIGKILL after a checkpoint (during a later step, or while the next checkpoint is
+    being written), then rerun: bitwise identical results to an uninterrupted run; a
+    truncated newest checkpoint is skipped for the previous one."""
+    # with momentum, so that the optimizer has state to resume
+    changes = dict(steps=16, eval_steps=[0, 2, 9], checkpoint_every=2, momentum=0.9)
     victim = tmp_path / "victim"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gcstudy.cli", "-q", "train", str(spec), "--out", str(victim)],
-        stderr=subprocess.DEVNULL,
-    )
-    wanted = rng.choice([4, 6, 8, 10])
-    deadline = time.monotonic() + 120
-    while not list((victim / "ckpt").glob(f"step-{wanted:08d}.pt")):
-        assert process.poll() is None and time.monotonic() < deadline
-        time.sleep(0.02)
-    time.sleep(rng.uniform(0, 0.3))
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    killed = train_until(write_spec(tmp_path / "s.yaml", **changes), victim, point, at,
+                         signal.SIGKILL)  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert not (victim / "trace.h5").exists()
-    newest = sorted((victim / "ckpt").glob("step-*.pt"))[-1]
+    assert sorted(p.name for p in (victim / "ckpt").iterdir()) == left
+    newest = victim / "ckpt" / "step-00000006.pt"
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # truncate it
-    resumed = gcstudy("train", spec, "--out", victim)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "unreadable" in resumed.stderr and "resuming from checkpoint" in resumed.stderr
+    caplog.set_level(logging.INFO, logger="gcstudy")
+    assert run(tiny(**changes), victim, progress=False) == "complete"
+    assert "step-00000006.pt is unreadable" in caplog.text
+    assert "step-00000004.pt (step 4)" in caplog.text  # resumed from the one before
+    run(tiny(**changes), tmp_path / "reference", progress=False)
     same_results(tmp_path / "reference", victim)
 
 
 def test_sigterm_checkpoints_then_resumes_to_the_same_results(tmp_path):
-    spec = write_spec(tmp_path / "s.yaml", steps=16, eval_steps=[0, 9], checkpoint_every=100)
-    assert gcstudy("train", spec, "--out", tmp_path / "reference").returncode == 0
+    """A stop signal during step 5 ends the run after that step with a checkpoint (none
+    is due: checkpoint_every is 100) and the exit status 128 + signal."""
+    changes = dict(steps=16, eval_steps=[0, 9], checkpoint_every=100, momentum=0.9)
     out = tmp_path / "stopped"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gcstudy.cli", "-q", "train", str(spec), "--out", str(out)],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    while not (out / "trace.running.h5").exists():  # step 0 measured: training has begun
-        assert process.poll() is None
-        time.sleep(0.02)
-    process.send_signal(signal.SIGUSR1)
-    _, stderr = process.communicate(timeout=120)
-    if process.returncode == 0:
-        pytest.fail("the run finished before the signal arrived; make it longer")
-    assert process.returncode == 128 + signal.SIGUSR1, stderr
-    assert "a checkpoint was written" in stderr
-    assert list((out / "ckpt").glob("step-*.pt"))
-    assert gcstudy("train", spec, "--out", out).returncode == 0
+    stopped = train_until(write_spec(tmp_path / "s.yaml", **changes), out, "step", 5,
+                          signal.SIGUSR1)  # fmt: skip
+    assert stopped.returncode == 128 + signal.SIGUSR1, stopped.stderr
+    assert "stopped by signal SIGUSR1 at step 6; a checkpoint was written" in stopped.stderr
+    assert [p.name for p in (out / "ckpt").iterdir()] == ["step-00000006.pt"]
+    assert not (out / "trace.h5").exists()
+    assert run(tiny(**changes), out, progress=False) == "complete"
+    run(tiny(**changes), tmp_path / "reference", progress=False)
     same_results(tmp_path / "reference", out)
 
 
 def test_checkpoint_of_another_spec_is_refused(tmp_path):
     spec = write_spec(tmp_path / "s.yaml", steps=16, eval_steps=[], checkpoint_every=2)
     out = tmp_path / "run"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gcstudy.cli", "-q", "train", str(spec), "--out", str(out)],
-        stderr=subprocess.DEVNULL,
-    )
-    while not list((out / "ckpt").glob("step-*.pt")):
-        time.sleep(0.02)
-    process.kill()
-    process.wait()
+    assert train_until(spec, out, "step", 3, signal.SIGKILL).returncode == -signal.SIGKILL
+    assert list((out / "ckpt").glob("step-*.pt"))
     other = write_spec(tmp_path / "t.yaml", steps=16, eval_steps=[], checkpoint_every=2, lr=0.01)
     result = gcstudy("train", other, "--out", out)
     assert result.returncode == 2
