@@ -1,5 +1,9 @@
 # From the study file to answers: statistics, figures and one self-contained report.
 # Light CPU work on one file, like aggregate: run where Snakemake runs, not as cluster jobs.
+# The config's `stats` keys (level, summary window, permutations, seed) reach both verbs.
+from gcstudy.cli import stats_options
+
+
 localrules:
     stats,
     figures,
@@ -16,12 +20,14 @@ rule stats:
             caption="../report/stats.rst",
             category="Statistics",
         ),
+    params:
+        settings=stats_options(config["stats"]),
     log:
         "logs/stats.log",
     benchmark:
         result("benchmarks/stats.tsv")
     shell:
-        "gcstudy stats {input.study:q} --out {output:q} > {log:q} 2>&1"
+        "gcstudy stats {input.study:q} --out {output:q} {params.settings} > {log:q} 2>&1"
 
 
 rule figures:
@@ -34,12 +40,14 @@ rule figures:
             caption="../report/figures.rst",
             category="Figures",
         ),
+    params:
+        settings=stats_options(config["stats"]),
     log:
         "logs/figures.log",
     benchmark:
         result("benchmarks/figures.tsv")
     shell:
-        "gcstudy figures {input.study:q} --out {output:q} > {log:q} 2>&1"
+        "gcstudy figures {input.study:q} --out {output:q} {params.settings} > {log:q} 2>&1"
 
 
 rule report:
