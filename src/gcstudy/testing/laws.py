@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import xarray as xr
 
+from gcstudy.analysis.aggregate import final_values
 from gcstudy.testing.layouts import GENERATED_BY, Layout
 
 # d log GC / d axis_f of a planted effect of realistic size (an estimate: GC falls ~2x over
@@ -293,8 +294,8 @@ def _final_tables(ds: xr.Dataset, rng) -> None:
     the GC-estimator study (estimates around the final GC)."""
     if "fewshot_target_nc" in ds:
         rows = np.isfinite(ds["fewshot_target_nc"].values)
-        final_nc = _last(ds["target_nc"].values)
-        final_acc = _last(ds["fewshot_5shot_accuracy"].values)
+        final_nc = final_values(ds, "target_nc")
+        final_acc = final_values(ds, "fewshot_5shot_accuracy")
         ds["fewshot_target_nc"].values = np.where(rows, final_nc, np.nan)
         accuracy = np.stack([final_acc - 0.1, final_acc], axis=1)[:, None, :]
         accuracy = accuracy + 0.003 * rng.standard_normal(accuracy.shape)
@@ -304,7 +305,7 @@ def _final_tables(ds: xr.Dataset, rng) -> None:
         )
     if "gcest_exact" in ds:
         rows = np.isfinite(ds["gcest_exact"].values)
-        exact = _last(ds["gc"].values)
+        exact = final_values(ds, "gc")
         budgets = ds["budget"].values
         spread = 0.4 / np.sqrt(np.where(budgets >= 1, budgets, budgets * 1000))
         estimate = exact[:, None, None] * (
@@ -313,17 +314,10 @@ def _final_tables(ds: xr.Dataset, rng) -> None:
         ds["gcest_exact"].values = np.where(rows, exact, np.nan)
         ds["gcest_estimate"].values = np.where(rows[:, None, None], estimate, np.nan)
         ds["gcest_reported_stderr"].values = np.where(
-            rows[:, None, None], estimate * 0 + exact[:, None, None] * spread[None, :, None], np.nan
+            rows[:, None, None],
+            np.broadcast_to(exact[:, None, None] * spread[None, :, None], estimate.shape),
+            np.nan,
         )
-
-
-def _last(values: np.ndarray) -> np.ndarray:
-    out = np.full(values.shape[0], np.nan)
-    for i, row in enumerate(values):
-        finite = np.flatnonzero(np.isfinite(row))
-        if len(finite):
-            out[i] = row[finite[-1]]
-    return out
 
 
 def diverge(ds: xr.Dataset, run_ids, keep: float = 0.5) -> xr.Dataset:
