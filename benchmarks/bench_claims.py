@@ -2,6 +2,7 @@
 
     python benchmarks/bench_claims.py [--replicates 200] [--sizes default paper]
                                       [--config FILE] [--workers 2] [--permutations 2000]
+                                      [--scenarios planted seed_1.0 ...]
 
 Generates studies in memory with ``gcstudy.testing`` (the layout of a real ``study.nc``,
 filled by known laws; no files), runs ``gcstudy.analysis.claims.analyse`` on each (the
@@ -106,6 +107,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--permutations", type=int, default=2000)
     parser.add_argument("--chunk", type=int, default=25)
+    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS))
     args = parser.parse_args()
 
     sizes = list(args.sizes) + ([os.path.basename(args.config)] if args.config else [])
@@ -119,7 +121,7 @@ def main() -> None:
             args.permutations,
         )
         for size in sizes
-        for scenario in SCENARIOS
+        for scenario in args.scenarios
         for start in range(0, args.replicates, args.chunk)
     ]
     load = os.getloadavg()[0]

@@ -29,8 +29,9 @@ Natural logs throughout; ``r`` a run, ``t`` an evaluation step, ``T`` the run's 
   tight); ``violated``: twice the noise-free GC bound (above both bounds); ``independent``:
   the ``below`` law on the study's mean trajectory times a run-level factor, so the error
   falls like the bound but does not follow it across runs or within a run.
-* **Transfer** target NC like NC with ``target_coupling``; 5-shot accuracy ``acc0 +
-  accuracy_slope (log target NC - log target_final)``; the final table (``fewshot.nc``)
+* **Transfer** target NC like NC with ``target_coupling`` (measured with NC's noise);
+  5-shot accuracy ``acc0 + accuracy_slope (log target NC - log target_final)`` of the
+  noise-free target NC; the final table (``fewshot.nc``)
   holds the last step's target NC and accuracy (10,000 episodes: noise 0.003).
 * **Training loss** ``log loss = log log C + (log loss_final - log log C) p`` (plus
   ``loss_noise``): a function of progress only.
@@ -156,9 +157,10 @@ def simulate(layout: Layout, laws: Laws, rng: np.random.Generator) -> xr.Dataset
     values.update(_errors(ds, laws, values, progress, classes, rng))
     transfer = np.isfinite(ds["target_nc"].values).any(axis=1) if "target_nc" in ds else None
     if transfer is not None:
-        target = trajectory(laws.target_start, laws.target_final, d_target)
+        true_target = trajectory(laws.target_start, laws.target_final, d_target)
+        target = true_target * np.exp(laws.nc_noise * z(n_runs, n_steps))  # measured
         acc = laws.accuracy_final + laws.accuracy_slope * (
-            np.log(target) - np.log(laws.target_final)
+            np.log(true_target) - np.log(laws.target_final)
         )
         acc = np.clip(acc + 0.003 * z(n_runs, n_steps), 0.2, 1.0)
         values.update(
