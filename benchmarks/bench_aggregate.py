@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gcstudy.analysis import aggregate, synthetic
+from gcstudy import testing
+from gcstudy.analysis import aggregate
 
 
 def main() -> None:
@@ -28,7 +29,7 @@ def main() -> None:
     parser.add_argument("--keep", help="generate into this folder (reused if it exists)")
     args = parser.parse_args()
 
-    config = synthetic.small_config(steps=args.steps, studies=("sweeps",))
+    config = testing.small_config(steps=args.steps, studies=("sweeps",))
     study = config["studies"]["sweeps"]
     points = 1 + sum(len(v) for v in study["sweeps"].values())
     study["seeds"] = list(range(math.ceil(args.runs / points)))
@@ -39,14 +40,14 @@ def main() -> None:
     if (root / "run_table.json").exists():
         table = aggregate.load_table(root / "run_table.json")
     else:
-        table = synthetic.make_study(root, config, seed=0)
+        table, _ = testing.make_study(root, config, seed=0)
     generated = time.perf_counter() - start
     table["runs"] = table["runs"][: args.runs]
     n = len(table["runs"])
     print(f"generated {n} traces in {generated:.1f} s ({root})")
 
     start = time.perf_counter()
-    dataset = aggregate.aggregate(table, root / "runs")
+    dataset = aggregate.aggregate(table, root / "runs", allow_generated=True)
     read = time.perf_counter() - start
     aggregate.write(dataset, root / "study.nc")
     total = time.perf_counter() - start

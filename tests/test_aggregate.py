@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from gcstudy import cli, traces
-from gcstudy.analysis import aggregate, synthetic
+from gcstudy import cli, testing, traces
+from gcstudy.analysis import aggregate
 
 DIVERGED = "sweeps/lr-0.1_bs-32_l2-0_gcp-0_seed-1"
 
@@ -17,8 +17,8 @@ DIVERGED = "sweeps/lr-0.1_bs-32_l2-0_gcp-0_seed-1"
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
-    config = synthetic.small_config(steps=30, seeds=(0, 1))
-    table = synthetic.make_study(root, config, diverge=(DIVERGED,))
+    config = testing.small_config(steps=30, seeds=(0, 1))
+    table, _ = testing.make_study(root, config, diverged=(DIVERGED,))
     return root, table
 
 
@@ -41,6 +41,7 @@ def test_values_round_trip_exactly(generated, tmp_path):
                 str(root / "runs"),
                 "--out",
                 str(out),
+                "--allow-generated",
             ]
         )
         == 0
@@ -78,7 +79,7 @@ def test_values_round_trip_exactly(generated, tmp_path):
 
 def test_diverged_runs_are_kept_and_marked(generated):
     root, table = generated
-    study = aggregate.aggregate(root / "run_table.json", root / "runs")
+    study = aggregate.aggregate(root / "run_table.json", root / "runs", allow_generated=True)
     assert study["status"].sel(run=DIVERGED).item() == "diverged"
     assert (study["status"] == "complete").sum().item() == len(table["runs"]) - 1
     diverged = study.sel(run=DIVERGED)
@@ -88,7 +89,7 @@ def test_diverged_runs_are_kept_and_marked(generated):
 
 def test_evaluations_are_merged(generated):
     root, table = generated
-    study = aggregate.aggregate(root / "run_table.json", root / "runs")
+    study = aggregate.aggregate(root / "run_table.json", root / "runs", allow_generated=True)
     transfer = study["study"].values == "transfer"
     accuracy = study["fewshot_accuracy"].sel(classifier="ncc", shots=5).values
     assert np.isfinite(accuracy[transfer]).all() and np.isnan(accuracy[~transfer]).all()
@@ -102,7 +103,7 @@ def test_evaluations_are_merged(generated):
 
 def test_sweep_selection(generated):
     root, _ = generated
-    study = aggregate.aggregate(root / "run_table.json", root / "runs")
+    study = aggregate.aggregate(root / "run_table.json", root / "runs", allow_generated=True)
     lr = aggregate.sweep_runs(study, "sweeps", "lr")
     assert sorted(set(lr["lr"].values)) == [0.02, 0.05, 0.1]
     assert (lr["batch_size"].values == 32).all()
@@ -114,7 +115,7 @@ def test_corrupt_trace_is_named(generated, tmp_path):
     data = bad.read_bytes()
     bad.write_bytes(data[: len(data) // 3])
     with pytest.raises(aggregate.AggregateError, match=str(bad)):
-        aggregate.aggregate(root / "run_table.json", root / "runs")
+        aggregate.aggregate(root / "run_table.json", root / "runs", allow_generated=True)
     assert (
         cli.main(
             [
@@ -147,13 +148,13 @@ def test_running_and_missing_traces_are_refused(generated, tmp_path):
         "running",
     )
     with pytest.raises(aggregate.AggregateError, match="running"):
-        aggregate.aggregate(root / "run_table.json", root / "runs")
+        aggregate.aggregate(root / "run_table.json", root / "runs", allow_generated=True)
     (running / "trace.h5").rename(running / "trace.running.h5")
     with pytest.raises(aggregate.AggregateError, match="still running"):
-        aggregate.aggregate(root / "run_table.json", root / "runs")
+        aggregate.aggregate(root / "run_table.json", root / "runs", allow_generated=True)
     (running / "trace.running.h5").unlink()
     with pytest.raises(aggregate.AggregateError, match="does not exist"):
-        aggregate.aggregate(root / "run_table.json", root / "runs")
+        aggregate.aggregate(root / "run_table.json", root / "runs", allow_generated=True)
 
 
 def test_missing_evaluation_and_stale_spec(generated, tmp_path):
@@ -161,12 +162,12 @@ def test_missing_evaluation_and_stale_spec(generated, tmp_path):
     entry = next(e for e in table["runs"] if e["study"] == "transfer")
     (root / "runs" / entry["run_id"] / "fewshot.nc").unlink()
     with pytest.raises(aggregate.AggregateError, match=r"fewshot\.nc"):
-        aggregate.aggregate(root / "run_table.json", root / "runs")
+        aggregate.aggregate(root / "run_table.json", root / "runs", allow_generated=True)
     stale = json.loads((root / "run_table.json").read_text())
     stale["runs"] = [e for e in stale["runs"] if e["study"] == "sweeps"]
     stale["runs"][0]["spec"]["steps"] = 999
     with pytest.raises(aggregate.AggregateError, match="different run spec"):
-        aggregate.aggregate(stale, root / "runs")
+        aggregate.aggregate(stale, root / "runs", allow_generated=True)
 
 
 def test_skip_bad_lists_the_skipped(generated, tmp_path):
@@ -185,6 +186,7 @@ def test_skip_bad_lists_the_skipped(generated, tmp_path):
         "--out",
         str(out),
         "--skip-bad",
+        "--allow-generated",
     ]
     assert cli.main(args) == 0
     study = aggregate.open_study(out)

@@ -1,4 +1,5 @@
-"""gcstudy figures: one figure per experiment, laid out like the paper's, as PNG and PDF."""
+"""gcstudy figures: the plotted lines are read back from the matplotlib axes and compared
+with the study file's values for that panel's metric, runs and steps."""
 
 from __future__ import annotations
 
@@ -6,106 +7,187 @@ import json
 
 import numpy as np
 import pytest
+from matplotlib.colors import to_rgba
 
-from gcstudy import cli
-from gcstudy.analysis import aggregate, figures, synthetic
+from gcstudy import cli, testing
+from gcstudy.analysis import aggregate, claims, figures, summaries
 
 DIVERGED = "sweeps/lr-0.1_bs-32_l2-0_gcp-0_seed-1"
+# what each column of a sweep figure must show (the paper's Fig. 1 and Fig. 4 layouts)
+COLUMNS = {
+    "E1": ("gc", "geometric_collapse", "nc_train"),
+    "E5": ("gc", "geometric_collapse", "nc_train"),
+    "E4": ("gc", "target_nc", "fewshot_5shot_accuracy"),
+}
+SETTINGS = claims.Settings(permutations=199)
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    root = tmp_path_factory.mktemp("figures")
-    config = synthetic.small_config(steps=20, seeds=(0, 1))
-    synthetic.make_study(root, config, diverge=(DIVERGED,))
-    dataset = aggregate.aggregate(root / "run_table.json", root / "runs")
-    aggregate.write(dataset, root / "study.nc")
-    return root, dataset
+def dataset():
+    chosen = testing.layout(testing.small_config(steps=40, seeds=(0, 1, 2)))
+    ds = testing.simulate(chosen, testing.Laws(), np.random.default_rng(0))
+    return testing.diverge(ds, [DIVERGED])
 
 
 @pytest.fixture(scope="module")
-def drawn(study):
-    return {item.name: item for item in figures.build(study[1])}
+def drawn(dataset):
+    return {item.name: item for item in figures.build(dataset, SETTINGS)}
 
 
 def panels(figure):
     return [ax for ax in figure.axes if ax.get_visible()]
 
 
-def test_one_figure_per_experiment(drawn):
+def run_lines(ax):
+    return [line for line in ax.get_lines() if str(line.get_gid()).count("/") == 1]
+
+
+def test_one_figure_per_experiment_and_per_claim(drawn):
     assert set(drawn) == {
         "sweeps_E1",
         "transfer_E4",
         "estimators_E2",
         "bound_E3",
         "penalty_E5",
-        "scatter_nc_gc",
+        "claim1_gc_vs_factors",
+        "claim2_nc_vs_gc",
+        "claim3_transfer",
+        "claim4_bound_ratio",
     }
     for item in drawn.values():
         assert len(item.caption) > 60
 
 
-def test_e1_layout(drawn):
-    figure = drawn["sweeps_E1"].figure
-    axes = panels(figure)
-    assert len(axes) == 9  # 3 sweeps x (GC, geometric collapse, NC)
-    rows = np.array(axes).reshape(3, 3)
-    assert [row[0].get_title(loc="left") for row in rows] == [
-        "learning rate sweep",
-        "batch size sweep",
-        "L2 penalty sweep",
-    ]
-    for row in rows:
-        assert row[0].get_ylabel().startswith("GC")
-        assert row[1].get_ylabel() == "geometric collapse"
-        assert row[2].get_ylabel().startswith("NC")
-        for ax in row:
-            assert ax.get_xlabel() == figures.STEP_LABEL
-        legend = row[2].get_legend()
-        assert legend is not None and len(legend.get_texts()) >= 3
-    # one mean line per swept value (3) in each panel; the lr row also has a diverged run
-    lines = [line for line in rows[1][0].get_lines() if line.get_linestyle() == "-"]
-    assert len(lines) == 3
-    lr_legend = [t.get_text() for t in rows[0][2].get_legend().get_texts()]
-    assert lr_legend == ["0.02", "0.05", "0.1", "diverged"]
-    # mean lines use distinct colours of a sequential map
-    colours = {tuple(line.get_color()) for line in lines}
-    assert len(colours) == 3
+@pytest.mark.parametrize("name", ["sweeps_E1", "transfer_E4", "penalty_E5"])
+def test_sweep_panels_show_each_runs_own_metric_against_its_steps(drawn, dataset, name):
+    study, experiment = name.rsplit("_", 1)
+    info = summaries.studies_of(dataset)[study]
+    factors = summaries.swept_factors(info)
+    axes = np.array(panels(drawn[name].figure)).reshape(len(factors), 3)
+    steps = dataset["step"].values
+    for factor, row in zip(factors, axes, strict=True):
+        members = aggregate.sweep_runs(dataset, study, factor)
+        legend = {
+            t.get_text(): h.get_color()
+            for t, h in zip(
+                row[-1].get_legend().get_texts(), row[-1].get_legend().legend_handles, strict=True
+            )
+        }
+        for ax, metric in zip(row, COLUMNS[experiment], strict=True):
+            lines = {line.get_gid(): line for line in run_lines(ax)}
+            assert set(lines) == set(members["run"].values), (factor, metric)
+            for run_id, line in lines.items():
+                values = dataset[metric].sel(run=run_id).values
+                shown = np.isfinite(values) & ((values > 0) if ax.get_yscale() == "log" else True)
+                np.testing.assert_array_equal(line.get_xdata(), steps[shown])
+                np.testing.assert_array_equal(line.get_ydata(), values[shown])
+                value = float(dataset[factor].sel(run=run_id))
+                label = figures.format_value(factor, value)
+                assert to_rgba(line.get_color()) == to_rgba(legend[label]), (run_id, metric)
+                assert (line.get_linestyle() == ":") == (run_id == DIVERGED)
 
 
-def test_e4_e2_e3_e5_layouts(drawn):
-    transfer = panels(drawn["transfer_E4"].figure)
-    assert len(transfer) == 6  # 2 sweeps x (source GC, target NC, 5-shot accuracy)
-    assert transfer[1].get_ylabel().startswith("target NC")
-    assert "5-shot" in transfer[2].get_ylabel()
+def test_bound_figure_shows_every_runs_error_and_bounds(drawn, dataset):
+    (ax,) = panels(drawn["bound_E3"].figure)
+    runs = dataset["run"].values[dataset["study"].values == "bound"]
+    colours = {"k": "ncc_test_error", "C0": "bound_cdnv", "C3": "bound_gc"}
+    seen = set()
+    for line in run_lines(ax):
+        metric = colours[next(c for c in colours if to_rgba(c) == to_rgba(line.get_color()))]
+        values = dataset[metric].sel(run=line.get_gid()).values
+        shown = np.isfinite(values) & (values > 0)
+        np.testing.assert_array_equal(line.get_xdata(), dataset["step"].values[shown])
+        np.testing.assert_array_equal(line.get_ydata(), values[shown])
+        seen.add((line.get_gid(), metric))
+    assert seen == {(r, m) for r in runs for m in colours.values()}
+    assert ax.get_legend().get_texts()[0].get_text() == "NCC test error"
+
+
+def test_claim1_points_and_fit_are_the_deciding_ones(drawn, dataset):
+    results = claims.analyse(dataset, SETTINGS, extras=False)
+    slopes = results.tables["sweep_slopes"].set_index(["study", "sweep"])
+    frame = results.tables["runs"]
+    labels = {v: k for k, v in summaries.FACTOR_LABELS.items()}
+    for ax in panels(drawn["claim1_gc_vs_factors"].figure):
+        study, label = ax.get_title().split("\n")[0].split(": ")
+        factor = labels[label]
+        members = summaries.sweep_members(frame, study, factor)
+        members = members[members["complete"]]
+        for line in ax.get_lines():
+            if str(line.get_gid()).startswith("seed-"):
+                seed = int(line.get_gid().split("-")[1])
+                runs = members[members["seed"] == seed]
+                np.testing.assert_allclose(line.get_ydata(), np.exp(runs["log_gc"]))
+                positive = runs[factor].to_numpy(float) > 0
+                np.testing.assert_allclose(line.get_xdata()[positive], runs[factor][positive])
+        fit = next(line for line in ax.get_lines() if line.get_gid() == "fit")
+        x, y = np.log(fit.get_xdata()), np.log(fit.get_ydata())
+        assert (y[-1] - y[0]) / (x[-1] - x[0]) == pytest.approx(
+            slopes.loc[(study, factor), "slope"]
+        )
+
+
+def test_claim2_and_3_added_variable_slopes_are_the_deciding_slopes(drawn, dataset):
+    results = claims.analyse(dataset, SETTINGS, extras=False)
+    deciding = {(t.study, t.part): t.estimate for t in results.tests if t.claim in (2, 3)}
+    checked = 0
+    for name in ("claim2_nc_vs_gc", "claim3_transfer"):
+        for ax in panels(drawn[name].figure):
+            title = ax.get_title().split("\n")[0]
+            study, _, rest = title.partition(": ")
+            part = "2a" if name.startswith("claim2") else rest.split(" ")[0]
+            if (study or title, part) not in deciding:
+                continue
+            points = [line for line in ax.get_lines() if str(line.get_gid()).startswith("seed-")]
+            x = np.concatenate([line.get_xdata() for line in points])
+            y = np.concatenate([line.get_ydata() for line in points])
+            fit = next(line for line in ax.get_lines() if line.get_gid() == "fit")
+            slope = (fit.get_ydata()[-1] - fit.get_ydata()[0]) / (
+                fit.get_xdata()[-1] - fit.get_xdata()[0]
+            )
+            assert slope == pytest.approx(deciding[(study or title, part)])
+            assert (x @ y) / (x @ x) == pytest.approx(slope)  # the points are the fit's data
+            checked += 1
+    assert checked == 3 + 2  # claim 2 in three studies, 3a and 3b in one
+
+
+def test_claim4_shows_bound_over_error_with_the_line_at_one(drawn, dataset):
+    axes = panels(drawn["claim4_bound_ratio"].figure)
+    assert len(axes) == 2
+    error = summaries.error_plus_half_count(dataset)
+    for ax, name in zip(axes, ("bound_cdnv", "bound_gc"), strict=True):
+        assert any(
+            line.get_gid() == "ratio-1" and set(line.get_ydata()) == {1.0}
+            for line in ax.get_lines()
+        )
+        lines = run_lines(ax)
+        assert {line.get_gid() for line in lines} == set(
+            dataset["run"].values[dataset["study"].values == "bound"]
+        )
+        for line in lines:
+            i = int(np.flatnonzero(dataset["run"].values == line.get_gid())[0])
+            ratio = dataset[name].values[i] / error[i]
+            np.testing.assert_allclose(line.get_ydata(), ratio[np.isfinite(ratio)])
+            np.testing.assert_array_equal(
+                line.get_xdata(), dataset["step"].values[np.isfinite(ratio)]
+            )
+
+
+def test_estimator_figure_layout(drawn):
     estimators = panels(drawn["estimators_E2"].figure)
-    assert len(estimators) == 4  # one per estimator
+    assert len(estimators) == 4
     for ax in estimators:
         assert ax.get_xscale() == "log" and ax.get_xlabel().startswith("sampling budget")
         assert any(line.get_linestyle() == "--" for line in ax.get_lines())  # exact GC
-    bound = panels(drawn["bound_E3"].figure)
-    assert len(bound) == 1 and bound[0].get_yscale() == "log"
-    labels = [t.get_text() for t in bound[0].get_legend().get_texts()]
-    assert labels[0] == "NCC test error" and len(labels) == 3
-    assert len(panels(drawn["penalty_E5"].figure)) == 3
-    scatter = panels(drawn["scatter_nc_gc"].figure)
-    assert len(scatter) == 4  # studies with at least 2 runs: sweeps, transfer, bound, penalty
 
 
-def test_log_axes_only_where_values_span_decades():
-    assert figures.spans_decades(np.array([1.0, 50.0]))
-    assert not figures.spans_decades(np.array([1.0, 5.0]))
-    mean, low, high = figures.seed_band(np.array([[1.0, 10.0], [100.0, 10.0]]), log=True)
-    assert mean == pytest.approx([10.0, 10.0])
-    assert low[0] < 10 < high[0] and low[1] == high[1] == pytest.approx(10.0)
-
-
-def test_files_are_valid_png_and_pdf(study, tmp_path):
-    root, _ = study
+def test_files_are_valid_png_and_pdf(dataset, tmp_path):
+    aggregate.write(dataset, tmp_path / "study.nc")
     out = tmp_path / "figures"
-    assert cli.main(["figures", str(root / "study.nc"), "--out", str(out)]) == 0
+    args = ["figures", str(tmp_path / "study.nc"), "--out", str(out), "--permutations", "199"]
+    assert cli.main(args) == 0
     index = json.loads((out / "figures.json").read_text())
-    assert len(index) == 6
+    assert len(index) == 9
     for item in index:
         png = (out / item["png"]).read_bytes()
         pdf = (out / item["pdf"]).read_bytes()

@@ -1,4 +1,5 @@
-"""gcstudy report: one self-contained HTML file with every section, figure and verdict."""
+"""gcstudy report: one self-contained HTML file with every section, figure and verdict, the
+verdicts said in words, warnings on runs lost to divergence and a flag on generated data."""
 
 from __future__ import annotations
 
@@ -8,22 +9,28 @@ from html.parser import HTMLParser
 
 import pytest
 
-from gcstudy import cli
-from gcstudy.analysis import aggregate, stats, synthetic
+from gcstudy import cli, testing
+from gcstudy.analysis import aggregate, claims
 
 SKIPPED = "sweeps/lr-0.02_bs-32_l2-0_gcp-0_seed-0"
+DIVERGED = "sweeps/lr-0.1_bs-32_l2-0_gcp-0_seed-1"
 
 
 class Collect(HTMLParser):
-    """Sections, images, links and table rows of the report."""
+    """Sections, images, links, the claims table's rows and the text before the title."""
 
     def __init__(self):
         super().__init__()
         self.sections, self.images, self.links, self.rows = [], [], [], []
+        self.before_title, self._seen_title, self._in_body = [], False, False
         self._table_class, self._row, self._cell, self._in_cell = None, None, None, False
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
+        if tag == "h1":
+            self._seen_title = True
+        if tag == "body":
+            self._in_body = True
         if tag == "section":
             self.sections.append(attrs.get("id"))
         elif tag == "img":
@@ -51,38 +58,37 @@ class Collect(HTMLParser):
     def handle_data(self, data):
         if self._in_cell:
             self._cell.append(data)
+        if self._in_body and not self._seen_title and data.strip():
+            self.before_title.append(data.strip())
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
-    config = synthetic.small_config(
-        steps=20, seeds=(0, 1), studies=("sweeps", "estimators", "bound")
-    )
-    config["studies"]["sweeps"]["sweeps"] = {"lr": [0.02, 0.1], "batch_size": [16, 64]}
-    synthetic.make_study(root, config, diverge=("sweeps/lr-0.1_bs-32_l2-0_gcp-0_seed-1",))
+    config = testing.small_config(steps=20, seeds=(0, 1), studies=("sweeps", "estimators", "bound"))
+    testing.make_study(root, config, diverged=(DIVERGED,))
     (root / "runs" / SKIPPED / "trace.h5").unlink()
     study = root / "study.nc"
     common = ["--table", str(root / "run_table.json"), "--runs", str(root / "runs")]
-    assert cli.main(["aggregate", *common, "--out", str(study), "--skip-bad"]) == 0
-    assert cli.main(["stats", str(study), "--out", str(root / "stats"), "--bootstrap", "100"]) == 0
-    assert cli.main(["figures", str(study), "--out", str(root / "figures")]) == 0
-    out = root / "report.html"
     assert (
-        cli.main(
-            [
-                "report",
-                str(study),
-                "--stats",
-                str(root / "stats"),
-                "--figures",
-                str(root / "figures"),
-                "--out",
-                str(out),
-            ]
-        )
+        cli.main(["aggregate", *common, "--out", str(study), "--skip-bad", "--allow-generated"])
         == 0
     )
+    settings = ["--permutations", "199", "--summary-window", "2"]
+    assert cli.main(["stats", str(study), "--out", str(root / "stats"), *settings]) == 0
+    assert cli.main(["figures", str(study), "--out", str(root / "figures"), *settings]) == 0
+    out = root / "report.html"
+    args = [
+        "report",
+        str(study),
+        "--stats",
+        str(root / "stats"),
+        "--figures",
+        str(root / "figures"),
+        "--out",
+        str(out),
+    ]
+    assert cli.main(args) == 0
     text = out.read_text()
     parsed = Collect()
     parsed.feed(text)
@@ -102,35 +108,60 @@ def test_sections_present(report):
     ]
 
 
+def test_a_generated_study_says_so_first(report):
+    _, _, parsed = report
+    assert parsed.before_title[0].startswith("GENERATED STUDY, NOT MEASUREMENTS")
+
+
 def test_images_are_embedded(report):
     root, _, parsed = report
     index = json.loads((root / "figures" / "figures.json").read_text())
-    assert len(parsed.images) == len(index) == 4  # E1, E2, E3 and the NC-GC scatter
+    # E1, E2, E3 and a figure per claim (claim 3: no transfer study here)
+    assert len(parsed.images) == len(index) == 6
     for src in parsed.images:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1])[:4] == b"\x89PNG"
     assert parsed.links == []  # nothing fetched from elsewhere
 
 
-def test_claims_table_rows_match_the_statistics(report):
-    root, _, parsed = report
+def test_claims_table_rows_match_the_statistics_and_say_the_rule(report):
+    root, text, parsed = report
     summary = json.loads((root / "stats" / "claims.json").read_text())
-    claims = summary["claims"]
-    assert len(parsed.rows) == len(claims) == len(stats.CLAIMS) + len(stats.PARTS)
-    for row, claim in zip(parsed.rows, claims, strict=True):
+    rows = summary["claims"]
+    assert len(parsed.rows) == len(rows) == len(claims.CLAIMS) + len(claims.PARTS)
+    for row, claim in zip(parsed.rows, rows, strict=True):
         assert row[0] == str(claim["claim"])
-        assert row[2] == claim["verdict"] and row[2] in stats.VERDICTS
+        assert row[2].startswith(claim["verdict"]) and claim["verdict"] in claims.VERDICTS
+        assert claim["detail"] in row[3]
+    # no transfer study: claim 3 is inconclusive, its parts named as not tested
+    claim3 = next(r for r in parsed.rows if r[0] == "3")
+    assert claim3[2].startswith("inconclusive") and "3a, 3b not tested" in claim3[3]
     part = next(r for r in parsed.rows if r[0] == "1a")
-    assert "final GC vs learning rate" in part[3]
+    assert "GC vs learning rate" in part[3]
+    assert "supported only when every part is supported" in text
+    for word in ("claim 1:", "claim 2:", "claim 3:", "claim 4:"):
+        assert word in text
 
 
-def test_inventory_defaults_and_provenance(report):
-    _, text, _ = report
-    assert "1 diverged" in text and "sweeps/lr-0.1_bs-32_l2-0_gcp-0_seed-1" in text
+def test_verdicts_resting_on_lost_runs_carry_a_warning(report):
+    root, text, parsed = report
+    warnings = json.loads((root / "stats" / "claims.json").read_text())["warnings"]
+    assert any("lr 0.1 seed 1 (diverged)" in w for w in warnings)
+    assert any("lr 0.02 seed 0 (not aggregated)" in w for w in warnings)
+    assert "Warning: runs lost" in text
+    part = next(r for r in parsed.rows if r[0] == "1a")
+    assert "runs lost" in part[2] and part[2].startswith("inconclusive")
+
+
+def test_inventory_runs_defaults_and_provenance(report):
+    root, text, _ = report
+    assert "1 diverged" in text and DIVERGED in text
     assert "1 skipped" in text and SKIPPED in text and "does not exist" in text
+    assert "Every run" in text and "20 / 20" in text  # the per-run table: step of budget
     for key in ("bn_recalibration_examples", "poincare_constant", "fewshot_ways", "momentum"):
         assert key in text
     assert "SCIENCE.md default?" in text
-    dataset = aggregate.open_study(report[0] / "study.nc")
+    dataset = aggregate.open_study(root / "study.nc")
     assert dataset.attrs["config_hash"] in text
     assert "git commit" in text and "version: xarray" in text
+    assert "summary window = last 2 evaluations, 199 permutations" in text

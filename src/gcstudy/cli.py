@@ -85,21 +85,23 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="leave out runs with a missing, corrupt or unfinished file (listed in the report)",
     )
+    aggregate.add_argument(
+        "--allow-generated",
+        action="store_true",
+        help="read traces written by gcstudy.testing (tests only; the report flags them)",
+    )
     aggregate.set_defaults(handler=aggregate_runs)
 
     stats = verbs.add_parser("stats", help="statistics and the claims table from a study file")
     stats.add_argument("study", help="study file (results/study.nc)")
     stats.add_argument("--out", required=True, help="output folder (results/stats)")
-    stats.add_argument("--alpha", type=float, default=0.05, help="test level (default 0.05)")
-    stats.add_argument(
-        "--bootstrap", type=int, default=2000, help="bootstrap resamples (default 2000)"
-    )
-    stats.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    add_stats_settings(stats)
     stats.set_defaults(handler=stats_run)
 
     figures = verbs.add_parser("figures", help="the paper's figures from a study file")
     figures.add_argument("study", help="study file (results/study.nc)")
     figures.add_argument("--out", required=True, help="output folder (results/figures)")
+    add_stats_settings(figures)
     figures.set_defaults(handler=figures_run)
 
     report = verbs.add_parser("report", help="one self-contained HTML report")
@@ -158,6 +160,36 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as error:
         log.error("%s", error)
         return 2
+
+
+def add_stats_settings(parser) -> None:
+    """The config's ``stats`` keys (defaults as in the config schema)."""
+    parser.add_argument("--alpha", type=float, default=0.05, help="test level (0.05)")
+    parser.add_argument(
+        "--summary-window",
+        type=int,
+        default=3,
+        help="run-level summary: mean log metric over the last K evaluations (3)",
+    )
+    parser.add_argument(
+        "--permutations", type=int, default=2000, help="within-seed permutations per test (2000)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="permutation seed (0)")
+
+
+def stats_options(keys: dict) -> str:
+    """The config's ``stats`` section as the options of ``add_stats_settings`` (for the
+    workflow's stats and figures rules)."""
+    return (
+        f"--alpha {keys['alpha']} --summary-window {keys['summary_window']} "
+        f"--permutations {keys['permutations']} --seed {keys['seed']}"
+    )
+
+
+def stats_settings(args):
+    from gcstudy.analysis.claims import Settings
+
+    return Settings(args.alpha, args.summary_window, args.permutations, args.seed)
 
 
 def prepare_data(args, parser) -> int:
@@ -250,7 +282,9 @@ def study_status(args, parser) -> int:
 def aggregate_runs(args, parser) -> int:
     from gcstudy.analysis import aggregate
 
-    dataset = aggregate.aggregate(args.table, args.runs, skip_bad=args.skip_bad)
+    dataset = aggregate.aggregate(
+        args.table, args.runs, skip_bad=args.skip_bad, allow_generated=args.allow_generated
+    )
     aggregate.write(dataset, args.out)
     skipped = json.loads(dataset.attrs["skipped"])
     for item in skipped:
@@ -265,9 +299,7 @@ def aggregate_runs(args, parser) -> int:
 def stats_run(args, parser) -> int:
     from gcstudy.analysis import stats
 
-    written = stats.run(
-        args.study, args.out, alpha=args.alpha, n_boot=args.bootstrap, seed=args.seed
-    )
+    written = stats.run(args.study, args.out, stats_settings(args))
     print(f"{args.out}: {len(written)} files")
     return 0
 
@@ -275,7 +307,7 @@ def stats_run(args, parser) -> int:
 def figures_run(args, parser) -> int:
     from gcstudy.analysis import figures
 
-    written = figures.run(args.study, args.out)
+    written = figures.run(args.study, args.out, stats_settings(args))
     print(f"{args.out}: {len(written)} files")
     return 0
 

@@ -42,7 +42,7 @@ STUDY_KEYS = (
     "evaluations",
     "description",
 )
-TOP_KEYS = ("results", "data_root", "defaults", "studies", "evaluate", "resources")
+TOP_KEYS = ("results", "data_root", "defaults", "studies", "evaluate", "resources", "stats")
 # Training examples of each data set's `train` split (published counts; digits: our split).
 TRAIN_SIZES = {
     "digits": 1442,

@@ -1,5 +1,9 @@
 # From the study file to answers: statistics, figures and one self-contained report.
 # Light CPU work on one file, like aggregate: run where Snakemake runs, not as cluster jobs.
+# The config's `stats` keys (level, summary window, permutations, seed) reach both verbs.
+from gcstudy.cli import stats_options
+
+
 localrules:
     stats,
     figures,
@@ -18,6 +22,8 @@ rule stats:
             category="Claims and statistics",
             labels={"table": "{name}"},
         ),
+    params:
+        settings=stats_options(config["stats"]),
     log:
         "logs/stats.log",
     benchmark:
@@ -25,7 +31,7 @@ rule stats:
     conda:
         "../envs/gcstudy.yaml"
     shell:
-        "gcstudy stats {input.study:q} --out {output:q} > {log:q} 2>&1"
+        "gcstudy stats {input.study:q} --out {output:q} {params.settings} > {log:q} 2>&1"
 
 
 rule figures:
@@ -39,6 +45,8 @@ rule figures:
             category="Figures",
             labels={"figure": "{name}"},
         ),
+    params:
+        settings=stats_options(config["stats"]),
     log:
         "logs/figures.log",
     benchmark:
@@ -46,7 +54,7 @@ rule figures:
     conda:
         "../envs/gcstudy.yaml"
     shell:
-        "gcstudy figures {input.study:q} --out {output:q} > {log:q} 2>&1"
+        "gcstudy figures {input.study:q} --out {output:q} {params.settings} > {log:q} 2>&1"
 
 
 rule report:

@@ -23,6 +23,11 @@ Layout of ``study.nc`` (see ``aggregate``):
 A missing, truncated, corrupt or still-running trace (or a missing or unreadable evaluation
 file the study asks for) is refused with the file named; ``skip_bad=True`` leaves such runs
 out and lists them in the ``skipped`` attribute instead.
+
+A trace written by a generator (``gcstudy.testing``: its ``generated_by`` attribute) is
+refused: generated values are not measurements. ``allow_generated=True`` (tests,
+benchmarks) reads it and copies the marker into the study file's ``generated_by``
+attribute, and the report then says in its first line that the study is generated.
 """
 
 from __future__ import annotations
@@ -67,6 +72,10 @@ class AggregateError(ValueError):
     """A run whose files cannot be aggregated; the message names the file."""
 
 
+class GeneratedError(AggregateError):
+    """A generated trace (``gcstudy.testing``) offered as a measurement; never skipped."""
+
+
 @dataclass
 class RunRecord:
     """What one run contributes: its table entry, its trace and its evaluations."""
@@ -96,7 +105,7 @@ def load_table(path: str | os.PathLike) -> dict:
         raise AggregateError(f"run table {path} is not valid JSON: {error}") from None
 
 
-def read_run(entry: dict, runs_dir: Path) -> RunRecord:
+def read_run(entry: dict, runs_dir: Path, allow_generated: bool = False) -> RunRecord:
     """Read and check one run's trace and the evaluation files its study asks for."""
     folder = runs_dir / entry["run_id"]
     path = folder / "trace.h5"
@@ -106,6 +115,11 @@ def read_run(entry: dict, runs_dir: Path) -> RunRecord:
             f"({folder / 'trace.running.h5'} is its partial trace)"
         )
     trace = read_trace(path)
+    if "generated_by" in trace.attrs and not allow_generated:
+        raise GeneratedError(
+            f"trace {path} was written by a generator ({trace.attrs['generated_by']}), not "
+            "by training: refusing to aggregate it into a study (tests pass allow_generated)"
+        )
     _check_spec(trace, entry, path)
     record = RunRecord(entry, trace)
     evaluations = entry.get("evaluations", [])
@@ -158,6 +172,7 @@ def aggregate(
     table: dict | str | os.PathLike,
     runs_dir: str | os.PathLike,
     skip_bad: bool = False,
+    allow_generated: bool = False,
 ) -> xr.Dataset:
     """Read every run of the run table into one dataset (layout in the module docstring).
 
@@ -171,9 +186,9 @@ def aggregate(
     skipped: list[dict] = []
     for entry in table["runs"]:
         try:
-            records.append(read_run(entry, runs_dir))
+            records.append(read_run(entry, runs_dir, allow_generated))
         except AggregateError as error:
-            if not skip_bad:
+            if not skip_bad or isinstance(error, GeneratedError):
                 raise
             skipped.append(
                 {"run_id": entry["run_id"], "study": entry["study"], "reason": str(error)}
@@ -184,6 +199,11 @@ def aggregate(
             + (f" ({len(skipped)} skipped)" if skipped else "")
         )
     dataset = build_dataset(records, table)
+    markers = {
+        str(r.trace.attrs["generated_by"]) for r in records if "generated_by" in r.trace.attrs
+    }
+    if markers:
+        dataset.attrs["generated_by"] = "; ".join(sorted(markers))
     dataset.attrs["skipped"] = json.dumps(skipped)
     dataset.attrs["runs_in_table"] = len(table["runs"])
     return dataset

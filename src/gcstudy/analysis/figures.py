@@ -3,17 +3,17 @@
 One figure per study, laid out after the experiment it reproduces (SCIENCE.md section 5):
 
 * E1 / E1b / E5 (``curves``): one row per sweep, columns GC, geometric collapse and NC
-  against step; one colour per swept value on a sequential colormap (dark = small value);
-  the line is the mean over seeds (geometric mean on log axes) and the band +/- one sd over
-  seeds (in log space on log axes); diverged runs are drawn dotted, ending where they stopped.
+  against step; one thin line per run (each seed its own line: 2-5 seeds are too few for a
+  band), one colour per swept value on a sequential colormap (dark = small value); diverged
+  runs are drawn dotted, ending in an x where they stopped.
 * E4 (``transfer``): the same layout with source GC, target NC and 5-shot accuracy.
 * E2 (``estimators``): one panel per estimator, mean +/- sd of the repeated estimates
   against the sampling budget, the exact GC as a horizontal line.
-* E3 (``bound``): NCC test error and both bounds against step, mean +/- sd over seeds.
-* ``scatter_nc_gc``: final NC against final GC for every complete run, one panel per study.
+* E3 (``bound``): NCC test error and both bounds against step, one thin line per run.
+* one figure per claim (``claim_figures``): the run-level summaries and fits that decide it.
 
-PNG (150 dpi) and PDF under the output folder, plus ``figures.json`` with every figure's
-file names and caption (used by the report).
+Every run's line carries its run id as its ``gid``. PNG (150 dpi) and PDF under the output
+folder, plus ``figures.json`` with every figure's file names and caption (for the report).
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
 
 from gcstudy.analysis import aggregate
-from gcstudy.analysis.stats import FACTOR_LABELS, studies_of, swept_factors
+from gcstudy.analysis.claims import Settings
+from gcstudy.analysis.summaries import FACTOR_LABELS, studies_of, swept_factors
 
 STEP_LABEL = "training step (SGD updates)"
 QUANTITIES = {
@@ -92,19 +93,6 @@ def _tick_text(value, _position=None) -> str:
     mantissa = value / 10**exponent
     head = "" if np.isclose(mantissa, 1) else f"{mantissa:g}\\times"
     return f"${head}10^{{{int(exponent)}}}$"
-
-
-def seed_band(values: np.ndarray, log: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and +/- one sd over runs (rows), in log space when ``log``; NaN-aware."""
-    with np.errstate(invalid="ignore", divide="ignore"), _quiet():
-        data = np.log10(np.where(values > 0, values, np.nan)) if log else values
-        mean = np.nanmean(data, axis=0)
-        count = np.isfinite(data).sum(axis=0)
-        sd = np.where(count > 1, np.nanstd(data, axis=0, ddof=1) if len(data) > 1 else 0, 0)
-    low, high = mean - sd, mean + sd
-    if log:
-        return 10**mean, 10**low, 10**high
-    return mean, low, high
 
 
 class _quiet:
@@ -176,22 +164,16 @@ def draw_sweep_row(axes, runs: xr.Dataset, factor: str, quantities: tuple[str, .
             continue
         data = runs[name].values
         log = name != "fewshot_5shot_accuracy" and spans_decades(data[complete])
-        for value in values:
-            chosen = (runs[factor].values == value) & complete
-            if chosen.any():
-                mean, low, high = seed_band(data[chosen], log)
-                ok = np.isfinite(mean)
-                ax.plot(steps[ok], mean[ok], color=colors[value], lw=1.8)
-                if chosen.sum() > 1:
-                    ax.fill_between(
-                        steps[ok], low[ok], high[ok], color=colors[value], alpha=0.2, lw=0
-                    )
-            for i in np.flatnonzero((runs[factor].values == value) & ~complete):
-                row = data[i]
-                ok = np.isfinite(row) & ((row > 0) if log else True)
-                ax.plot(steps[ok], row[ok], color=colors[value], lw=1, ls=":")
-                if ok.any():
-                    ax.plot(steps[ok][-1], row[ok][-1], "x", color=colors[value], ms=6)
+        for i, value in enumerate(runs[factor].values):
+            draw_run(
+                ax,
+                steps,
+                data[i],
+                colors[float(value)],
+                str(runs["run"].values[i]),
+                complete[i],
+                log,
+            )
         if log:
             ax.set_yscale("log")
             tidy_log_axis(ax.yaxis, data[complete])
@@ -213,6 +195,15 @@ def draw_sweep_row(axes, runs: xr.Dataset, factor: str, quantities: tuple[str, .
     axes[0].set_title(f"{FACTOR_LABELS[factor]} sweep", loc="left", fontsize=10, fontweight="bold")
 
 
+def draw_run(ax, steps, row, color, run_id: str, complete: bool, log: bool) -> None:
+    """One run's curve: thin and solid, or dotted ending in an x where it diverged."""
+    ok = np.isfinite(row) & ((row > 0) if log else True)
+    style = {"lw": 1.0, "alpha": 0.85} if complete else {"lw": 1.0, "ls": ":"}
+    ax.plot(steps[ok], row[ok], color=color, gid=run_id, **style)
+    if not complete and ok.any():
+        ax.plot(steps[ok][-1], row[ok][-1], "x", color=color, ms=6)
+
+
 def seeds_text(runs: xr.Dataset) -> str:
     seeds = len(np.unique(runs["seed"].values))
     return f"{seeds} seed{'s' if seeds != 1 else ''}"
@@ -224,7 +215,7 @@ def seeds_text(runs: xr.Dataset) -> str:
 def sweep_figure(
     dataset: xr.Dataset, study: str, info: dict, quantities: tuple[str, ...]
 ) -> Drawn | None:
-    factors = swept_factors(dataset, study, info)
+    factors = swept_factors(info)
     runs_all = aggregate.study_runs(dataset, study)
     rows = factors or ["base"]
     fig = Figure(figsize=(13, 3.0 * len(rows) + 0.6), layout="constrained")
@@ -247,10 +238,9 @@ def sweep_figure(
     caption = (
         f"{experiment} on {runs_all['dataset'].values[0]}: {names} against training step, one "
         f"row per sweep ({', '.join(FACTOR_LABELS[f] for f in factors) or 'none'}), one "
-        "colour per swept value (dark = smallest). Lines: mean over seeds (geometric mean on "
-        "log axes); bands: +/- one sd over seeds (in log space on log axes). Dotted lines "
-        "ending in x: diverged runs. Measured on the fixed training sample (target NC and "
-        "few-shot accuracy: target classes)."
+        "colour per swept value (dark = smallest), one thin line per run (seed). Dotted "
+        "lines ending in x: diverged runs. Measured on the fixed training sample (target NC "
+        "and few-shot accuracy: target classes)."
     )
     return Drawn(f"{study}_{experiment}", fig, caption)
 
@@ -331,11 +321,13 @@ def bound_figure(dataset: xr.Dataset, study: str, info: dict) -> Drawn | None:
     ax = fig.subplots()
     styles = {"ncc_test_error": ("k", "-"), "bound_cdnv": ("C0", "--"), "bound_gc": ("C3", "-.")}
     for name, (color, style) in styles.items():
-        mean, low, high = seed_band(runs[name].values, log=True)
-        ok = np.isfinite(mean)
-        ax.plot(steps[ok], mean[ok], color=color, ls=style, lw=1.8, label=QUANTITIES[name])
-        if runs.sizes["run"] > 1:
-            ax.fill_between(steps[ok], low[ok], high[ok], color=color, alpha=0.15, lw=0)
+        for i, run_id in enumerate(runs["run"].values):
+            row = runs[name].values[i]
+            ok = np.isfinite(row) & (row > 0)
+            ax.plot(steps[ok], row[ok], color=color, ls=style, lw=1.0, alpha=0.85, gid=str(run_id))
+    handles = [
+        Line2D([], [], color=c, ls=ls, lw=1.5, label=QUANTITIES[n]) for n, (c, ls) in styles.items()
+    ]
     ax.axhline(1.0, color="grey", lw=0.8, ls=":")
     ax.text(
         steps.max(),
@@ -351,7 +343,9 @@ def bound_figure(dataset: xr.Dataset, study: str, info: dict) -> Drawn | None:
     ax.set_ylabel("NCC error / bound")
     step_axis(ax, steps)
     ax.grid(alpha=0.3)
-    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False, fontsize=9)
+    ax.legend(
+        handles=handles, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False, fontsize=9
+    )
     ax.set_title(
         f"{study} ({info.get('experiment', 'E3')}): {runs['model'].values[0]} on "
         f"{runs['dataset'].values[0]}, {seeds_text(runs)}",
@@ -359,80 +353,16 @@ def bound_figure(dataset: xr.Dataset, study: str, info: dict) -> Drawn | None:
     )
     caption = (
         "E3: NCC test error and its two bounds against training step, computed from training "
-        f"statistics; lines are geometric means over {seeds_text(runs)}, bands +/- one sd in "
-        "log space. The bound holds where its curve lies above the error; above 1 it is "
-        "vacuous."
+        f"statistics; one thin line per run ({seeds_text(runs)}). The bound holds where its "
+        "curve lies above the error; above 1 it is vacuous."
     )
     return Drawn(f"{study}_{info.get('experiment', 'E3')}", fig, caption)
 
 
-def scatter_figure(dataset: xr.Dataset, studies: dict) -> Drawn | None:
-    chosen = [s for s in studies if (dataset["study"].values == s).sum() >= 2]
-    if not chosen:
-        return None
-    cols = min(3, len(chosen))
-    rows = int(np.ceil(len(chosen) / cols))
-    fig = Figure(figsize=(4.4 * cols + 1.5, 3.8 * rows), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    markers = {"base": "*", "lr": "o", "batch_size": "s", "l2": "^", "gc_penalty": "D"}
-    for ax, study in zip(axes, chosen, strict=False):
-        runs = dataset.isel(
-            run=np.flatnonzero(
-                (dataset["study"].values == study) & (dataset["status"].values == "complete")
-            )
-        )
-        gc = aggregate.final_values(runs, "gc")
-        nc = aggregate.final_values(runs, "nc_train")
-        factors = runs["swept_factor"].values
-        for factor in dict.fromkeys(factors):
-            pick = factors == factor
-            if factor == "base":
-                color = "k"
-            else:
-                values = runs[factor].values[pick]
-                color = None
-                cmap = colormaps["viridis"]
-                lo, hi = np.log10(values.min() or 1e-12), np.log10(values.max() or 1e-12)
-                color = [
-                    cmap(
-                        0.05 + 0.8 * ((np.log10(v) - lo) / (hi - lo) if hi > lo and v > 0 else 0.5)
-                    )
-                    for v in values
-                ]
-            ax.scatter(
-                gc[pick],
-                nc[pick],
-                c=color,
-                marker=markers.get(factor, "o"),
-                s=36,
-                edgecolors="k",
-                linewidths=0.4,
-                label="base point" if factor == "base" else FACTOR_LABELS[factor],
-            )
-        if spans_decades(gc, 0.5):
-            ax.set_xscale("log")
-            tidy_log_axis(ax.xaxis, gc)
-        if spans_decades(nc, 0.5):
-            ax.set_yscale("log")
-            tidy_log_axis(ax.yaxis, nc)
-        ax.set_xlabel("final GC: mean $\\|J_f(x)\\|_F^2$")
-        ax.set_ylabel("final NC: mean CDNV (train)")
-        ax.set_title(f"{study} ({studies[study].get('experiment', '')})", fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best", title="sweep (colour: value)", title_fontsize=7)
-    for ax in axes[len(chosen) :]:
-        ax.set_visible(False)
-    fig.suptitle("Final NC against final GC, every complete run", fontsize=11)
-    caption = (
-        "Final NC (mean CDNV on the training sample) against final GC for every complete run, "
-        "one panel per study; marker = sweep, colour = swept value on a log scale (dark = "
-        "smallest), star = base point."
-    )
-    return Drawn("scatter_nc_gc", fig, caption)
-
-
-def build(dataset: xr.Dataset) -> list[Drawn]:
+def build(dataset: xr.Dataset, settings: Settings | None = None) -> list[Drawn]:
     """Every figure the study file supports (nothing written)."""
+    from gcstudy.analysis import claim_figures
+
     drawn: list[Drawn] = []
     studies = studies_of(dataset)
     for study, info in studies.items():
@@ -447,10 +377,7 @@ def build(dataset: xr.Dataset) -> list[Drawn]:
             figure = sweep_figure(dataset, study, info, CURVES)
         if figure is not None:
             drawn.append(figure)
-    scatter = scatter_figure(dataset, studies)
-    if scatter is not None:
-        drawn.append(scatter)
-    return drawn
+    return drawn + claim_figures.build(dataset, settings or Settings())
 
 
 def write(drawn: list[Drawn], out_dir: str | os.PathLike) -> list[Path]:
@@ -468,9 +395,11 @@ def write(drawn: list[Drawn], out_dir: str | os.PathLike) -> list[Path]:
     return written
 
 
-def run(study_path: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path]:
+def run(
+    study_path: str | os.PathLike, out_dir: str | os.PathLike, settings: Settings
+) -> list[Path]:
     """``gcstudy figures``: draw every figure of the study file into ``out_dir``."""
-    return write(build(aggregate.open_study(study_path)), out_dir)
+    return write(build(aggregate.open_study(study_path), settings), out_dir)
 
 
 __all__ = ["build", "run", "write"]

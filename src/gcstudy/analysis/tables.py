@@ -1,28 +1,21 @@
-"""Write one table (a ``pandas.DataFrame``) as CSV, Markdown and LaTeX, numbers rounded alike."""
+"""Tables as CSV (full precision), Markdown and LaTeX (pandas ``to_markdown`` and
+``Styler.to_latex``) and HTML (``Styler.to_html``), numbers rounded alike by ``fmt``."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
-LATEX_SPECIAL = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-}
+LATEX_SPECIAL = str.maketrans({c: "\\" + c for c in "&%$#_{}"} | {"~": r"\~{}", "^": r"\^{}"})
 
 
 def fmt(value, digits: int = 3) -> str:
     """A number with ``digits`` significant digits (scientific when very large or small)."""
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -38,47 +31,26 @@ def fmt(value, digits: int = 3) -> str:
             return "0"
         if abs(value) >= 1e5 or abs(value) < 1e-3:
             return f"{value:.{digits - 1}e}"
-        if float(value).is_integer() and abs(value) < 1e5:
+        if value.is_integer():
             return str(int(value))
         return f"{value:.{digits}g}"
     return str(value)
 
 
-def cells(frame: pd.DataFrame) -> list[list[str]]:
-    return [[fmt(_plain(v)) for v in row] for row in frame.itertuples(index=False)]
-
-
-def _plain(value):
-    if hasattr(value, "item") and not isinstance(value, str):
-        return value.item()
-    return value
-
-
 def markdown(frame: pd.DataFrame) -> str:
-    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    rows = ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells(frame)]
-    return "\n".join([header, rule, *rows]) + "\n"
-
-
-def latex_escape(text: str) -> str:
-    return "".join(LATEX_SPECIAL.get(ch, ch) for ch in text)
+    return frame.map(fmt).to_markdown(index=False) + "\n"
 
 
 def latex(frame: pd.DataFrame, caption: str = "") -> str:
-    columns = "l" * len(frame.columns)
-    lines = [r"\begin{table}[ht]", r"\centering", r"\small", rf"\begin{{tabular}}{{{columns}}}"]
-    lines.append(r"\hline")
-    lines.append(" & ".join(latex_escape(str(c)) for c in frame.columns) + r" \\")
-    lines.append(r"\hline")
-    for row in cells(frame):
-        lines.append(" & ".join(latex_escape(c) for c in row) + r" \\")
-    lines.append(r"\hline")
-    lines.append(r"\end{tabular}")
-    if caption:
-        lines.append(rf"\caption{{{latex_escape(caption)}}}")
-    lines.append(r"\end{table}")
-    return "\n".join(lines) + "\n"
+    styler = frame.style.format(fmt, escape="latex").format_index(escape="latex", axis=1)
+    styler = styler.hide(axis="index")
+    return styler.to_latex(caption=caption.translate(LATEX_SPECIAL) or None, hrules=True)
+
+
+def html_table(frame: pd.DataFrame, cell: Callable[[object], str] = fmt) -> str:
+    """An HTML table; ``cell`` turns each (HTML-escaped) value into its content."""
+    styler = frame.style.format(cell, escape="html").format_index(escape="html", axis=1)
+    return styler.hide(axis="index").to_html()
 
 
 def write_table(frame: pd.DataFrame, folder: Path, name: str, caption: str = "") -> list[Path]:

@@ -1,0 +1,345 @@
+"""The laws a generated study follows, filled into a study-file layout in memory.
+
+Natural logs throughout; ``r`` a run, ``t`` an evaluation step, ``T`` the run's budget.
+
+* **Progress** ``p(r, t) = 1 - exp(-rate_r t / (tau T))``, with a run-specific speed
+  ``rate_r = (lr / lr_base)^a (batch_base / batch)^b exp(rate_sd z_r)``: equal step is not
+  equal progress across learning rates and batch sizes.
+* **GC** ``log GC = log gc_start + (log gc_final + dG_r - log gc_start) p + seed``, where
+  ``dG_r = sum_f effects[f] axis_f(r) + run_sd z`` is the run's planted GC shift:
+  ``axis_f = log(x_f / base_f)``, or ``log(1 + x_f / smallest positive x_f)`` for a factor
+  whose base is 0 (L2 and GC penalty off).
+* **Seed effect** ``seed = u_(study, seed) (0.2 + 0.8 exp(-5 t / T))``, ``u ~ N(0, seed_sd)``,
+  shared by GC, NC and target NC of every run of that seed (runs of one seed share
+  initialisation and data order): large early in training, a fifth of it at the end.
+* **NC** (the planted value) ``log NC = log nc_start + (log nc_final + nc_coupling dG_r +
+  run_sd z' - log nc_start) p + seed``; ``nc_coupling = 0`` makes NC independent of GC.
+* **Per class**, following the definitions: per-class GC ``GC_c = GC w_c`` (class weights of
+  mean 1); within-class variances below their Poincare ceiling, ``Var_c = kappa c_c GC_c
+  exp(-|0.2 z|) <= c_c GC_c``; squared class-mean distances ``d_ij^2 = s D_ij`` with a fixed
+  pattern ``D`` and the scale ``s`` that gives the planted NC. Measured per-class GC and
+  variances carry noise; ``gc`` is their class mean, NC the mean over pairs of ``(Var_i +
+  Var_j) / (2 d_ij^2)`` and geometric collapse the same with ``GC_c``, so geometric collapse
+  is built from per-class GC over class-mean separation and ``NC <= max_c c_c geometric
+  collapse`` holds.
+* **Bounds** ``4 (C - 1) NC`` and ``4 (C - 1) c geometric collapse`` (``c = max_c c_c``).
+  **NCC test error** (binomial on ``test_examples`` examples) with true value, by
+  ``error``: ``below``: ``error_fraction B / (1 + B)`` with ``B`` the noise-free CDNV bound
+  (below both bounds, tracking them); ``boundary``: ``B`` itself (the CDNV bound exactly
+  tight); ``violated``: twice the noise-free GC bound (above both bounds); ``independent``:
+  the ``below`` law on the study's mean trajectory times a run-level factor, so the error
+  falls like the bound but does not follow it across runs or within a run.
+* **Transfer** target NC like NC with ``target_coupling`` (measured with NC's noise);
+  5-shot accuracy ``acc0 + accuracy_slope (log target NC - log target_final)`` of the
+  noise-free target NC; the final table (``fewshot.nc``)
+  holds the last step's target NC and accuracy (10,000 episodes: noise 0.003).
+* **Training loss** ``log loss = log log C + (log loss_final - log log C) p`` (plus
+  ``loss_noise``): a function of progress only.
+
+``progress_only=True`` removes every run-level shift (effects and run noise): GC, NC,
+target NC and the loss then depend only on progress, at run-specific rates.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import xarray as xr
+
+from gcstudy.analysis.aggregate import final_values
+from gcstudy.testing.layouts import GENERATED_BY, Layout
+
+# d log GC / d axis_f of a planted effect of realistic size (an estimate: GC falls ~2x over
+# a 20x learning-rate sweep, ~1.5x over the L2 and penalty sweeps; run noise sd 0.15).
+REALISTIC_EFFECTS = {"lr": -0.3, "batch_size": 0.3, "l2": -0.1, "gc_penalty": -0.1}
+FACTORS = ("lr", "batch_size", "l2", "gc_penalty")
+
+
+@dataclass
+class Laws:
+    """Parameters of the laws in the module docstring."""
+
+    effects: dict[str, float] = field(default_factory=lambda: dict(REALISTIC_EFFECTS))
+    nc_coupling: float = 1.0
+    target_coupling: float = 1.0
+    accuracy_slope: float = -0.05
+    progress_only: bool = False
+    seed_sd: float = 0.0
+    run_sd: float = 0.15
+    rate_sd: float = 0.2
+    speed_exponents: tuple[float, float] = (0.5, 0.5)  # (lr, batch size)
+    tau: float = 0.2
+    gc_start: float = 40.0
+    gc_final: float = 10.0
+    nc_start: float = 0.5
+    nc_final: float = 0.003
+    target_start: float = 0.5
+    target_final: float = 0.1
+    accuracy_final: float = 0.8
+    kappa: float = 0.5
+    poincare: float = 2.0
+    gc_noise: float = 0.03
+    nc_noise: float = 0.03
+    loss_noise: float = 0.01
+    loss_final: float = 1e-3
+    error: str = "below"
+    error_fraction: float = 0.4
+    test_examples: int = 355
+
+    def __post_init__(self):
+        if self.error not in ("below", "boundary", "violated", "independent"):
+            raise ValueError(f"error law {self.error!r}: below, boundary, violated, independent")
+
+
+def simulate(layout: Layout, laws: Laws, rng: np.random.Generator) -> xr.Dataset:
+    """A generated study: ``layout.template`` with every value drawn from ``laws``."""
+    ds = layout.template.copy(deep=True)
+    studies = ds.attrs["studies"]
+    studies = json.loads(studies) if isinstance(studies, str) else studies
+    measured = np.isfinite(ds["gc"].values)
+    steps = ds["step"].values.astype(float)[None, :]
+    budget = ds["steps_planned"].values.astype(float)[:, None]
+    n_runs, n_steps = measured.shape
+    study = ds["study"].values.astype(str)
+    seed = ds["seed"].values
+
+    def z(*shape):
+        return rng.standard_normal(shape)
+
+    a_lr, a_bs = laws.speed_exponents
+    base = {f: np.array([float(studies[s]["base"][f]) for s in study]) for f in FACTORS}
+    rate = np.exp(
+        a_lr * np.log(ds["lr"].values / base["lr"])
+        - a_bs * np.log(ds["batch_size"].values / base["batch_size"])
+        + laws.rate_sd * z(n_runs)
+    )[:, None]
+    progress = 1 - np.exp(-rate * steps / (laws.tau * budget))
+    early = 0.2 + 0.8 * np.exp(-5 * steps / budget)
+    keys = list(dict.fromkeys(zip(study, seed, strict=True)))
+    shift = dict(zip(keys, laws.seed_sd * z(len(keys)), strict=True))
+    seed_term = np.array([shift[k] for k in zip(study, seed, strict=True)])[:, None] * early
+    if laws.progress_only:
+        d_gc = d_nc = d_target = np.zeros(n_runs)
+    else:
+        d_gc = sum(laws.effects.get(f, 0.0) * _axis(ds, f, studies) for f in FACTORS)
+        d_gc = d_gc + laws.run_sd * z(n_runs)
+        d_nc = laws.nc_coupling * d_gc + laws.run_sd * z(n_runs)
+        d_target = laws.target_coupling * d_gc + laws.run_sd * z(n_runs)
+
+    def trajectory(start, final, run_shift):
+        log = np.log(start) + (np.log(final) + run_shift[:, None] - np.log(start)) * progress
+        return np.exp(log + seed_term)
+
+    gc_true = trajectory(laws.gc_start, laws.gc_final, d_gc)
+    nc_true = trajectory(laws.nc_start, laws.nc_final, d_nc)
+    values = _per_class(ds, laws, gc_true, nc_true, rng)
+    values["nc_true"] = nc_true
+    classes = np.isfinite(ds["gc_per_class"].values).any(axis=1).sum(axis=1)[:, None]
+    log_c = np.log(classes)
+    loss = np.exp(
+        np.log(log_c)
+        + (np.log(laws.loss_final) - np.log(log_c)) * progress
+        + laws.loss_noise * z(n_runs, n_steps)
+    )
+    accuracy = 1 - (1 - 1 / classes) * np.exp(-8 * progress)
+    values.update(
+        train_loss=loss,
+        train_accuracy=accuracy,
+        test_loss=1.5 * loss + 0.1,
+        test_accuracy=accuracy - 0.05 * progress,
+        examples_seen=steps * ds["batch_size"].values[:, None].astype(float),
+        wall_time=np.broadcast_to(0.01 * steps, (n_runs, n_steps)),
+        nc_test=values["nc_train"] * 1.3,
+        nc1_train=values["nc_train"] * 3.0,
+    )
+    values.update(_errors(ds, laws, values, progress, classes, rng))
+    transfer = np.isfinite(ds["target_nc"].values).any(axis=1) if "target_nc" in ds else None
+    if transfer is not None:
+        true_target = trajectory(laws.target_start, laws.target_final, d_target)
+        target = true_target * np.exp(laws.nc_noise * z(n_runs, n_steps))  # measured
+        acc = laws.accuracy_final + laws.accuracy_slope * (
+            np.log(true_target) - np.log(laws.target_final)
+        )
+        acc = np.clip(acc + 0.003 * z(n_runs, n_steps), 0.2, 1.0)
+        values.update(
+            target_nc=target,
+            fewshot_5shot_accuracy=acc,
+            fewshot_1shot_accuracy=np.clip(acc - 0.1, 0, 1),
+            fewshot_5shot_ci95=np.full_like(acc, 0.01),
+            fewshot_1shot_ci95=np.full_like(acc, 0.012),
+            fewshot_5shot_bound=16 * 1.2 * target,
+            fewshot_1shot_bound=16 * 2.0 * target,
+        )
+    for name, array in values.items():
+        if name not in ds:
+            continue
+        if name == "gc_per_class":
+            ds[name].values = np.where(np.isfinite(ds[name].values), array, np.nan)
+            continue
+        array = np.where(measured, array, np.nan)
+        if name == "target_nc" or name.startswith("fewshot_"):
+            array = np.where(transfer[:, None], array, np.nan)
+        ds[name].values = array
+    _final_tables(ds, rng)
+    ds = ds.assign_coords(
+        poincare_constant=("run", np.full(n_runs, laws.poincare)),
+        test_examples=("run", np.full(n_runs, float(laws.test_examples))),
+    )
+    ds.attrs["generated_by"] = GENERATED_BY
+    return ds
+
+
+def _axis(ds: xr.Dataset, factor: str, studies: dict) -> np.ndarray:
+    """Each run's position on a factor's axis: log(x / base), or log(1 + x / smallest
+    positive value of the study's sweep) when the base is 0."""
+    values = ds[factor].values.astype(float)
+    out = np.zeros(len(values))
+    for i, name in enumerate(ds["study"].values.astype(str)):
+        base = float(studies[name]["base"][factor])
+        if base > 0:
+            out[i] = np.log(values[i] / base)
+        elif values[i] > 0:
+            swept = [v for v in studies[name].get("sweeps", {}).get(factor, []) if v > 0]
+            out[i] = np.log(1 + values[i] / min(swept or [values[i]]))
+    return out
+
+
+def _per_class(ds, laws: Laws, gc_true, nc_true, rng) -> dict:
+    """Per-class GC and variances, class-mean separations, and what is built from them."""
+    mask = np.isfinite(ds["gc_per_class"].values).any(axis=1)  # (run, class)
+    shape = ds["gc"].shape
+    out = {k: np.full(shape, np.nan) for k in ("gc", "geometric_collapse", "nc_train")}
+    out["gc_per_class"] = np.full(ds["gc_per_class"].shape, np.nan)
+    out["geometric_collapse_true"] = np.full(shape, np.nan)
+    for pattern in {tuple(row) for row in mask}:
+        runs = np.flatnonzero((mask == np.array(pattern)).all(axis=1))
+        cols = np.flatnonzero(pattern)
+        c = len(cols)
+        r = len(runs)
+        weights = np.exp(0.3 * rng.standard_normal((r, 1, c)))
+        weights /= weights.mean(axis=2, keepdims=True)
+        ceilings = rng.uniform(0.5, 1.0, (r, 1, c))
+        ceilings = laws.poincare * ceilings / ceilings.max(axis=2, keepdims=True)
+        points = rng.standard_normal((r, 1, c, 4))  # class-mean directions, one per run
+        pattern = ((points[..., :, None, :] - points[..., None, :, :]) ** 2).sum(-1)
+        pattern /= pattern[..., ~np.eye(c, dtype=bool)].mean(axis=-1)[..., None, None]
+
+        def pair_mean_at(per_class, scale, pattern=pattern):  # squared distances s * pattern
+            return pair_mean(per_class, pattern) / scale
+
+        gc_class = gc_true[runs][:, :, None] * weights
+        variance = (
+            laws.kappa * ceilings * gc_class * np.exp(-np.abs(0.2 * rng.standard_normal((r, 1, c))))
+        )
+        scale = pair_mean_at(variance, 1.0) / nc_true[runs]
+        noise = np.sqrt(c)
+        gc_meas = gc_class * np.exp(laws.gc_noise * noise * rng.standard_normal(gc_class.shape))
+        var_meas = variance * np.exp(laws.nc_noise * noise * rng.standard_normal(variance.shape))
+        out["gc_per_class"][np.ix_(runs, np.arange(shape[1]), cols)] = gc_meas
+        out["gc"][runs] = gc_meas.mean(axis=2)
+        out["nc_train"][runs] = pair_mean_at(var_meas, scale)
+        out["geometric_collapse"][runs] = pair_mean_at(gc_meas, scale)
+        out["geometric_collapse_true"][runs] = pair_mean_at(gc_class, scale)
+    out["gc_stderr"] = laws.gc_noise * out["gc"]
+    return out
+
+
+def pair_mean(per_class: np.ndarray, squared_distances: np.ndarray) -> np.ndarray:
+    """``mean_{i<j} (v_i + v_j) / (2 d_ij^2)`` over the last axis of ``per_class`` (C) with
+    squared class-mean distances ``(..., C, C)``: the CDNV form of NC (``v`` = within-class
+    variances) and of geometric collapse (``v`` = per-class GC). Computed as
+    ``sum_i v_i sum_(j != i) 1 / d_ij^2 / (C (C - 1))``."""
+    c = per_class.shape[-1]
+    off = ~np.eye(c, dtype=bool)
+    inverse = np.where(off, 1 / np.where(off, squared_distances, 1.0), 0.0).sum(axis=-1)
+    return (per_class * inverse).sum(axis=-1) / (c * (c - 1))
+
+
+def _errors(ds, laws: Laws, values: dict, progress, classes, rng) -> dict:
+    """Both bounds and the NCC errors (binomial on the test and feature samples)."""
+    factor = 4 * (classes - 1)
+    nc_true_bound = factor * values.pop("nc_true")
+    gc_true_bound = factor * laws.poincare * values.pop("geometric_collapse_true")
+    if laws.error == "below":
+        error = laws.error_fraction * nc_true_bound / (1 + nc_true_bound)
+    elif laws.error == "boundary":
+        error = nc_true_bound
+    elif laws.error == "violated":
+        error = 2 * gc_true_bound
+    else:  # independent: the mean trajectory's law, a run-level factor, step noise
+        mean_progress = 1 - np.exp(
+            -ds["step"].values[None, :] / (laws.tau * ds["steps_planned"].values[:, None])
+        )
+        mean_nc = np.exp(
+            np.log(laws.nc_start) + (np.log(laws.nc_final) - np.log(laws.nc_start)) * mean_progress
+        )
+        bound = factor * mean_nc
+        run = np.exp(0.3 * rng.standard_normal((len(bound), 1)))
+        error = laws.error_fraction * bound / (1 + bound) * run
+        error = error * np.exp(0.1 * rng.standard_normal(error.shape))
+    error = np.clip(np.nan_to_num(error, nan=0.5), 0, 0.95)
+    test = rng.binomial(laws.test_examples, error) / laws.test_examples
+    features = 400
+    train = rng.binomial(features, 0.5 * error) / features
+    return {
+        "bound_cdnv": factor * values["nc_train"],
+        "bound_gc": factor * laws.poincare * values["geometric_collapse"],
+        "ncc_test_error": test,
+        "ncc_train_error": train,
+    }
+
+
+def _final_tables(ds: xr.Dataset, rng) -> None:
+    """``fewshot.nc`` values (the last step's target NC and accuracy, 10,000 episodes) and
+    the GC-estimator study (estimates around the final GC)."""
+    if "fewshot_target_nc" in ds:
+        rows = np.isfinite(ds["fewshot_target_nc"].values)
+        final_nc = final_values(ds, "target_nc")
+        final_acc = final_values(ds, "fewshot_5shot_accuracy")
+        ds["fewshot_target_nc"].values = np.where(rows, final_nc, np.nan)
+        accuracy = np.stack([final_acc - 0.1, final_acc], axis=1)[:, None, :]
+        accuracy = accuracy + 0.003 * rng.standard_normal(accuracy.shape)
+        ds["fewshot_accuracy"].values = np.where(rows[:, None, None], accuracy, np.nan)
+        ds["fewshot_ci95"].values = np.where(
+            rows[:, None, None], np.full(accuracy.shape, 0.003), np.nan
+        )
+    if "gcest_exact" in ds:
+        rows = np.isfinite(ds["gcest_exact"].values)
+        exact = final_values(ds, "gc")
+        budgets = ds["budget"].values
+        spread = 0.4 / np.sqrt(np.where(budgets >= 1, budgets, budgets * 1000))
+        estimate = exact[:, None, None] * (
+            1 + spread[None, :, None] * rng.standard_normal(ds["gcest_estimate"].shape)
+        )
+        ds["gcest_exact"].values = np.where(rows, exact, np.nan)
+        ds["gcest_estimate"].values = np.where(rows[:, None, None], estimate, np.nan)
+        ds["gcest_reported_stderr"].values = np.where(
+            rows[:, None, None],
+            np.broadcast_to(exact[:, None, None] * spread[None, :, None], estimate.shape),
+            np.nan,
+        )
+
+
+def diverge(ds: xr.Dataset, run_ids, keep: float = 0.5) -> xr.Dataset:
+    """Mark runs as diverged: their values stop after the first ``keep`` of their steps."""
+    ds = ds.copy(deep=True)
+    status = ds["status"].values.astype(object)
+    final = ds["final_step"].values.copy()
+    for run_id in run_ids:
+        found = np.flatnonzero(ds["run"].values == run_id)
+        if not len(found):
+            raise KeyError(f"no run {run_id!r} in the generated study")
+        i = int(found[0])
+        measured = np.flatnonzero(np.isfinite(ds["gc"].values[i]))
+        kept = measured[: max(2, int(len(measured) * keep))]
+        cut = np.setdiff1d(np.arange(ds.sizes["step"]), kept)
+        for name, var in ds.data_vars.items():
+            if var.dims[:2] == ("run", "step"):
+                var.values[i, cut] = np.nan
+            elif var.dims[:1] == ("run",) and name.startswith(("fewshot_", "gcest_")):
+                var.values[i] = np.nan
+        status[i] = "diverged"
+        final[i] = int(ds["step"].values[kept[-1]])
+    return ds.assign_coords(status=("run", status.astype(str)), final_step=("run", final))

@@ -1,0 +1,25 @@
+"""Layouts of generated studies shared by the statistics, figure and report tests."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+
+from gcstudy import testing
+
+NULL = {"nc_coupling": 0.0, "target_coupling": 0.0, "speed_exponents": (0.0, 0.0)}
+NO_EFFECT = {"effects": dict.fromkeys(testing.REALISTIC_EFFECTS, 0.0)}
+
+
+@cache
+def default_layout() -> testing.Layout:
+    """The default study's shape: every sweep 4 values x 3 seeds, E3 with 3 seeds."""
+    return testing.layout(testing.shaped_config(values=4, seeds=3, bound_seeds=3))
+
+
+def study(seed: int = 0, layout: testing.Layout | None = None, **laws):
+    """A generated study in memory, laws as ``testing.Laws(**laws)``."""
+    return testing.simulate(
+        layout or default_layout(), testing.Laws(**laws), np.random.default_rng(seed)
+    )
