@@ -220,12 +220,12 @@ def test_tiny_study_report_uses_the_configs_stats_keys(tiny_study):
     keyed["stats"] = {"alpha": 0.01, "summary_window": 1, "permutations": 199}
     (tiny_study / "cfg_stats.yaml").write_text(yaml.safe_dump(keyed))
     result = snakemake(
-        tiny_study, "--configfile", "cfg_stats.yaml", "--cores", "2", "results/report.html"
+        tiny_study, "--configfile", "cfg_stats.yaml", "--cores", "2", f"{RESULTS}/report.html"
     )
     assert result.returncode == 0, result.stderr[-4000:]
-    summary = json.loads((tiny_study / "results" / "stats" / "claims.json").read_text())
+    summary = json.loads((tiny_study / RESULTS / "stats" / "claims.json").read_text())
     assert (summary["alpha"], summary["summary_window"], summary["permutations"]) == (0.01, 1, 199)
     assert summary["settings"]["seed"] == 0  # the schema's default
     assert not summary["generated_by"]  # trained, not generated
-    text = (tiny_study / "results" / "report.html").read_text()
+    text = (tiny_study / RESULTS / "report.html").read_text()
     assert "GENERATED STUDY" not in text and "claim 1:" in text
