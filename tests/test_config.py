@@ -59,7 +59,7 @@ BROKEN = [
     (broken("studies.fig1.seeds", [0, 1.5]), r"studies\.fig1\.seeds = \[0, 1\.5\]: expected a non-empty list of non-negative integers"),
     (broken("studies.fig1.seeds", [1, 1]), r"studies\.fig1\.seeds = \[1, 1\]: seeds repeat"),
     (broken("studies.fig1.sweeps.batch_size", [32, 5000]), r"batch_size 5000 is larger than the 1442 training examples of 'digits'"),
-    (broken("studies.fig1.evaluations", ["fewshot"]), r"'fewshot' needs a data set with target classes \(cifar_fs, digits_fs\), but dataset is 'digits'"),
+    (broken("studies.fig1.evaluations", ["fewshot"]), r"'fewshot' needs a data set with target classes \(glyphs, cifar_fs, digits_fs\), but dataset is 'digits'"),
     (broken("studies.fig1.sweeps.momentum", [0.9]), r"studies\.fig1\.sweeps\.momentum: cannot sweep 'momentum'; sweepable: lr, batch_size, l2, gc_penalty"),
     (broken("studies.fig1.experiment", "E9"), r"studies\.fig1\.experiment = 'E9': expected one of E1, E1b, E2, E3, E4, E5"),
     (broken("studies.fig1.experiment", ...), r"studies\.fig1\.experiment = None: expected one of"),
@@ -135,8 +135,82 @@ def test_shipped_configs_are_valid():
     assert len(paper["studies"]["E3_bound"]["seeds"]) == 5
     assert paper["studies"]["E5_penalty"]["sweeps"]["gc_penalty"] == [0.0, 1e-7, 1e-6, 1e-4]
     default_runs = study_config.expand(default)
-    assert {r.spec.dataset for r in default_runs} == {"digits", "digits_fs"}
+    assert {r.spec.dataset for r in default_runs} == {"mnist_5k", "glyphs"}
     assert len(default["studies"]["bound"]["seeds"]) >= 3
+
+
+def test_default_study_is_sized_to_decide():
+    """Issue 10: >= 3 seeds at every point of every study, >= 4 values of each E1 factor,
+    E3 with >= 3 seeds, E5 with >= 3 GC-penalty values, VGG-11 on real MNIST, few-shot on
+    the glyph target classes."""
+    default = study_config.load(REPO / "config" / "config.yaml")
+    runs = study_config.expand(default)
+    by_study: dict[str, list] = {}
+    for run in runs:
+        by_study.setdefault(run.study, []).append(run)
+    for name, study in default["studies"].items():
+        points = {tuple(sorted(r.point.items())) for r in by_study[name]}
+        seeds = {p: {r.seed for r in by_study[name] if tuple(sorted(r.point.items())) == p}
+                 for p in points}  # fmt: skip
+        assert all(len(s) >= 3 for s in seeds.values()), name
+        if study["experiment"] in ("E1", "E1b"):
+            assert {r.spec.model for r in by_study[name]} == {"vgg11"}
+            assert {r.spec.dataset for r in by_study[name]} == {"mnist_5k"}
+            for factor in ("lr", "batch_size", "l2"):
+                assert len({r.point[factor] for r in by_study[name]}) >= 4, factor
+        if study["experiment"] == "E5":
+            assert len({r.point["gc_penalty"] for r in by_study[name]}) >= 4  # 0 and 3 more
+        if study["experiment"] == "E4":
+            assert {r.spec.dataset for r in by_study[name]} == {"glyphs"}
+            assert study["evaluations"] == ["fewshot"]
+    experiments = {s["experiment"] for s in default["studies"].values()}
+    assert {"E2", "E3", "E4", "E5"} <= experiments and experiments & {"E1", "E1b"}
+
+
+def test_runs_with_one_spec_are_trained_once_and_keep_their_study():
+    config = copy.deepcopy(GOOD)
+    config["studies"]["bound"] = {
+        "experiment": "E3", "dataset": "digits", "base": {"lr": 0.05, "batch_size": 32},
+        "seeds": [0, 1, 2], "evaluations": ["bound"],
+    }  # fmt: skip
+    runs = validate(copy.deepcopy(config))
+    bound = [r for r in runs if r.study == "bound"]
+    assert [r.trained_in for r in bound] == [
+        "fig1/lr-0.05_bs-32_l2-0_gcp-0_seed-0", "fig1/lr-0.05_bs-32_l2-0_gcp-0_seed-1",
+        "bound/lr-0.05_bs-32_l2-0_gcp-0_seed-2",  # fig1 has no seed 2
+    ]  # fmt: skip
+    assert bound[0].run_id == "bound/lr-0.05_bs-32_l2-0_gcp-0_seed-0"
+    trained = study_config.trained_runs(runs)
+    assert len(trained) == len(runs) - 2
+    assert len({r.run_id for r in trained}) == len(trained)
+    table = run_table(copy.deepcopy(config))
+    entry = next(e for e in table["runs"] if e["run_id"] == bound[0].run_id)
+    assert entry["study"] == "bound" and entry["folder"] == bound[0].trained_in
+    config["share_runs"] = False
+    assert all(r.trained_in == r.run_id for r in validate(copy.deepcopy(config)))
+
+
+def test_train_groups_cover_every_run_once_with_balanced_cost():
+    default = study_config.load(REPO / "config" / "config.yaml")
+    runs = study_config.expand(default)
+    trained = study_config.trained_runs(runs)
+    for per_job in (1, 7, 29, 1000):
+        groups = study_config.train_groups(runs, per_job)
+        assert len(groups) == -(-len(trained) // per_job)
+        ids = [r.run_id for g in groups for r in g]
+        assert sorted(ids) == sorted(r.run_id for r in trained)
+        assert groups == study_config.train_groups(runs, per_job)  # deterministic
+        costs = [sum(study_config.expected_cost(r.spec, r.evaluations) for r in g) for g in groups]
+        heaviest = groups[costs.index(max(costs))]
+        # LPT: the heaviest job's last run went to the least-loaded job, so the jobs differ
+        # by at most that run's cost
+        assert (
+            max(costs) - min(costs)
+            <= study_config.expected_cost(heaviest[-1].spec, heaviest[-1].evaluations) * 1.000001
+        )
+        for group in groups:
+            group_costs = [study_config.expected_cost(r.spec, r.evaluations) for r in group]
+            assert group_costs == sorted(group_costs, reverse=True)  # longest first
 
 
 def test_config_readme_documents_every_key():

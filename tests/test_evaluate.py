@@ -11,7 +11,7 @@ import torch
 import xarray as xr
 
 from gcstudy.evaluate import EvaluationSettings, evaluate, load_trained
-from gcstudy.evaluation import embed
+from gcstudy.measurements import embed
 from gcstudy.metrics.fewshot import fewshot_eval
 from gcstudy.metrics.gc import geometric_complexity
 from gcstudy.rundata import stratified_sample

@@ -3,7 +3,7 @@
 A tiny transfer run (digits_fs: source digits 0-4, target digits 5-9) is trained once with
 ``gcstudy.train.run``. The test reloads its ``model.pt`` and the run's fixed samples and
 recomputes the final step's traced values with plain torch autograd and numpy formulas
-written from SCIENCE.md, without the measurement code (``gcstudy.evaluation`` and the
+written from SCIENCE.md, without the measurement code (``gcstudy.measurements`` and the
 ``gcstudy.metrics`` functions it calls). What the recomputation takes from the run:
 
 * the weights, including the BatchNorm running statistics saved after the final step's
@@ -152,6 +152,37 @@ class Features:
     logits: np.ndarray
 
 
+@dataclass
+class GCSample:
+    """A fixed GC sample under the final model: normalised images, labels, probe seed."""
+
+    model: torch.nn.Module
+    inputs: torch.Tensor
+    labels: np.ndarray
+    probe_seed: int
+
+    @cached_property
+    def jacobians(self) -> np.ndarray:
+        """``J_f(x_i)``, N x p x d (float64), one backward per output row (eval mode: row k
+        of every example's Jacobian is the gradient of sum_i f_k(x_i))."""
+        x = self.inputs.clone().requires_grad_(True)
+        h = self.model.embed(x)
+        rows = [
+            torch.autograd.grad(h[:, k].sum(), x, retain_graph=True)[0].flatten(1)
+            for k in range(h.shape[1])
+        ]
+        return torch.stack(rows, dim=1).double().numpy()
+
+    @cached_property
+    def hutchinson_per_example(self) -> np.ndarray:
+        """``||v_i^T J_f(x_i)||^2`` with the run's Rademacher probes: one float32 draw of
+        N x p from a generator seeded with the probe seed."""
+        generator = torch.Generator().manual_seed(int(self.probe_seed))
+        shape = self.jacobians.shape[:2]
+        v = torch.randint(0, 2, shape, generator=generator, dtype=torch.float32) * 2 - 1
+        return np.square(np.einsum("np,npd->nd", v.double().numpy(), self.jacobians)).sum(1)
+
+
 class FinalState:
     """``model.pt`` in eval mode with the run's data, and the pieces the oracles share."""
 
@@ -194,40 +225,34 @@ class FinalState:
         return self.embed(self.data.target_images, self.data.target_labels)
 
     @cached_property
-    def gc_inputs(self) -> tuple[torch.Tensor, np.ndarray]:
-        index = self.data.gc_sample
-        return self.inputs(self.data.train_images[index]), self.data.train_targets[index].numpy()
+    def gc_samples(self) -> dict[str, GCSample]:
+        """The GC sample of the training set and that of the test set (a stratified part of
+        the test sample), each with its probe stream (SeedSequence([seed, step, s]))."""
+        data, seed = self.data, self.spec.seed
+        return {
+            "train": GCSample(
+                self.model,
+                self.inputs(data.train_images[data.gc_sample]),
+                data.train_targets[data.gc_sample].numpy(),
+                np.random.SeedSequence([seed, self.step, 1]).generate_state(1)[0],
+            ),
+            "test": GCSample(
+                self.model,
+                self.inputs(data.test_images[data.gc_test_sample]),
+                data.test_targets[data.gc_test_sample].numpy(),
+                np.random.SeedSequence([seed, self.step, 4]).generate_state(1)[0],
+            ),
+        }
 
-    @cached_property
-    def jacobians(self) -> np.ndarray:
-        """``J_f(x_i)`` of the GC sample, N x p x d (float64), one backward per output row
-        (eval mode: row k of every example's Jacobian is the gradient of sum_i f_k(x_i))."""
-        x = self.gc_inputs[0].clone().requires_grad_(True)
-        h = self.model.embed(x)
-        rows = [
-            torch.autograd.grad(h[:, k].sum(), x, retain_graph=True)[0].flatten(1)
-            for k in range(h.shape[1])
-        ]
-        return torch.stack(rows, dim=1).double().numpy()
-
-    @cached_property
-    def hutchinson_per_example(self) -> np.ndarray:
-        """``||v_i^T J_f(x_i)||^2`` with the run's Rademacher probes for this step: one
-        float32 draw of N x p from a generator seeded with SeedSequence([seed, step, 1])."""
-        seed = int(np.random.SeedSequence([self.spec.seed, self.step, 1]).generate_state(1)[0])
-        shape = self.jacobians.shape[:2]
-        generator = torch.Generator().manual_seed(seed)
-        v = (torch.randint(0, 2, shape, generator=generator, dtype=torch.float32) * 2 - 1).numpy()
-        return np.square(np.einsum("np,npd->nd", v.astype(np.float64), self.jacobians)).sum(1)
-
-    def gc_per_class(self) -> np.ndarray:
-        labels = self.gc_inputs[1]
-        per_example = self.hutchinson_per_example
+    def gc_per_class(self, split: str = "train") -> np.ndarray:
+        sample = self.gc_samples[split]
+        per_example, labels = sample.hutchinson_per_example, sample.labels
         return np.array([per_example[labels == c].mean() for c in np.unique(labels)])
 
-    def geometric_collapse(self) -> float:
-        _, means, _ = class_moments(self.train.features, self.train.labels)
-        return pair_mean(self.gc_per_class(), means)
+    def geometric_collapse(self, split: str = "train") -> float:
+        features = self.train if split == "train" else self.test
+        _, means, _ = class_moments(features.features, features.labels)
+        return pair_mean(self.gc_per_class(split), means)
 
     def poincare_constant(self) -> float:
         if self.spec.poincare_constant is not None:
@@ -261,10 +286,13 @@ ORACLES: dict[str, Oracle] = {
     "train_accuracy": Oracle(lambda s: accuracy(s.train), atol=0),
     "test_loss": Oracle(lambda s: cross_entropy(s.test.logits, s.test.labels)),
     "test_accuracy": Oracle(lambda s: accuracy(s.test), atol=0),
-    "gc": Oracle(lambda s: s.hutchinson_per_example.mean()),
-    "gc_stderr": Oracle(lambda s: stderr(s.hutchinson_per_example)),
-    "gc_per_class": Oracle(FinalState.gc_per_class),
-    "geometric_collapse": Oracle(FinalState.geometric_collapse),
+    "gc": Oracle(lambda s: s.gc_samples["train"].hutchinson_per_example.mean()),
+    "gc_stderr": Oracle(lambda s: stderr(s.gc_samples["train"].hutchinson_per_example)),
+    "gc_per_class": Oracle(lambda s: s.gc_per_class("train")),
+    "geometric_collapse": Oracle(lambda s: s.geometric_collapse("train")),
+    "gc_test": Oracle(lambda s: s.gc_samples["test"].hutchinson_per_example.mean()),
+    "gc_test_stderr": Oracle(lambda s: stderr(s.gc_samples["test"].hutchinson_per_example)),
+    "geometric_collapse_test": Oracle(lambda s: s.geometric_collapse("test")),
     "nc_train": Oracle(lambda s: nc(s.train.features, s.train.labels)),
     "nc_test": Oracle(lambda s: nc(s.test.features, s.test.labels)),
     "nc1_train": Oracle(lambda s: nc1(s.train.features, s.train.labels)),
@@ -306,18 +334,19 @@ def test_traced_value_matches_independent_recomputation(final, name):
     np.testing.assert_allclose(traced, oracle.value(final), rtol=oracle.rtol, atol=oracle.atol)
 
 
-def test_traced_gc_is_the_exact_gc_within_probe_noise_and_reported_error(final):
-    """The exact ``mean ||J_f(x_i)||_F^2`` of the GC sample against the traced one-probe
+@pytest.mark.parametrize("split, name", [("train", "gc"), ("test", "gc_test")])
+def test_traced_gc_is_the_exact_gc_within_probe_noise_and_reported_error(final, split, name):
+    """The exact ``mean ||J_f(x_i)||_F^2`` of each GC sample against the traced one-probe
     estimate: they differ only by probe noise, whose variance is known exactly from the
     Jacobians (Rademacher: ``Var ||v^T J||^2 = 2 (||J J^T||_F^2 - sum_k (J J^T)_kk^2)``)."""
-    j = final.jacobians
+    j = final.gc_samples[split].jacobians
     exact = np.square(j).sum(axis=(1, 2)).mean()
     gram = np.einsum("npd,nqd->npq", j, j)
     variance = 2 * (np.square(gram).sum(axis=(1, 2)) - np.square(np.diagonal(gram, 0, 1, 2)).sum(1))
     probe_sd = math.sqrt(variance.sum()) / len(j)
-    traced = final.trace.gc.values[-1]
+    traced = final.trace[name].values[-1]
     assert abs(traced - exact) <= 4 * probe_sd
-    assert abs(traced - exact) <= 3 * final.trace.gc_stderr.values[-1]
+    assert abs(traced - exact) <= 3 * final.trace[f"{name}_stderr"].values[-1]
     assert probe_sd < 0.1 * exact  # the check has teeth: a 40 % error cannot pass
 
 

@@ -1,7 +1,9 @@
 """The ``gcstudy`` command: what the workflow rules and the launchers call.
 
-gcstudy prepare-data NAME --root DIR     download a data set (needs internet)
+gcstudy prepare-data NAME --root DIR     download a data set (or write an embedded one)
+gcstudy show-data NAME --root DIR --out FILE.png   example images of each split
 gcstudy train RUN.yaml --out DIR         one pre-training run (resumable)
+gcstudy train --runs DIR [DIR ...]       several runs in one process (DIR/spec.yaml each)
 gcstudy train --example                  print a complete, commented run spec
 gcstudy aggregate --table T --runs D --out results/study.nc   all traces into one file
 gcstudy stats STUDY.nc --out results/stats                    regressions, claims table
@@ -32,17 +34,46 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    prepare = verbs.add_parser("prepare-data", help="download a data set through torchvision")
+    prepare = verbs.add_parser(
+        "prepare-data",
+        help="download a data set through torchvision (mnist_5k, glyphs: write it, offline)",
+    )
     prepare.add_argument(
         "name",
-        help="data set name (digits, mnist, fashion_mnist, cifar10, cifar100, cifar_fs, digits_fs)",
+        help="data set name (digits, digits_fs, mnist, mnist_5k, fashion_mnist, cifar10, "
+        "cifar100, cifar_fs, glyphs)",
     )
     prepare.add_argument("--root", required=True, help="data root folder")
     prepare.set_defaults(handler=prepare_data)
 
-    train = verbs.add_parser("train", help="train one run and trace its metrics")
+    show = verbs.add_parser("show-data", help="a figure of example images of each split")
+    show.add_argument("name", help="data set name (e.g. glyphs)")
+    show.add_argument("--root", help="data root folder (not needed for digits)")
+    show.add_argument("--out", required=True, help="image file to write (PNG, PDF, SVG)")
+    show.add_argument("--classes", type=int, default=16, help="classes shown per split")
+    show.set_defaults(handler=show_data)
+
+    train = verbs.add_parser("train", help="train one run (or several) and trace its metrics")
     train.add_argument("spec", nargs="?", help="run spec YAML (see --example)")
     train.add_argument("--out", help="run folder (trace.h5, model.pt, ckpt/)")
+    train.add_argument(
+        "--runs",
+        nargs="+",
+        metavar="DIR",
+        help="train these run folders one after another in this process, each from its "
+        "spec.yaml (a failing run fails alone; exit status 1 if any failed)",
+    )
+    train.add_argument(
+        "--table",
+        help="with --runs: take each run's spec from this run table (results/run_table.json; "
+        "run folders under its results/runs) and write it to the folder's spec.yaml first",
+    )
+    train.add_argument(
+        "--settings",
+        help="with --table: after each run, also write the evaluations the run table asks "
+        "for (fewshot.nc, gc_estimators.nc) with these settings (JSON of the config's "
+        "`evaluate`)",
+    )
     train.add_argument("--example", action="store_true", help="print an example run spec")
     train.set_defaults(handler=train_run)
 
@@ -200,6 +231,13 @@ def prepare_data(args, parser) -> int:
     return 0
 
 
+def show_data(args, parser) -> int:
+    from gcstudy.data.examples import example_grid
+
+    print(example_grid(args.name, args.root, args.out, classes=args.classes))
+    return 0
+
+
 def train_run(args, parser) -> int:
     from gcstudy import yamlio
     from gcstudy.spec import RunSpec, example_yaml
@@ -207,18 +245,53 @@ def train_run(args, parser) -> int:
     if args.example:
         sys.stdout.write(example_yaml())
         return 0
-    if not args.spec or not args.out:
-        parser.error("train needs RUN.yaml and --out DIR (or --example)")
-    from gcstudy.train import Interrupted, run
+    if args.runs and (args.spec or args.out):
+        parser.error("train takes either RUN.yaml --out DIR or --runs DIR ...")
+    if not args.runs and not (args.spec and args.out):
+        parser.error("train needs RUN.yaml and --out DIR (or --runs DIR ..., or --example)")
+    from pathlib import Path
 
-    spec = RunSpec.from_dict(yamlio.load(args.spec) or {}, source=args.spec)
+    from gcstudy.train import Interrupted, run, run_many
+
+    def read_spec(path):
+        return RunSpec.from_dict(yamlio.load(path) or {}, source=str(path))
+
+    if args.settings and not args.table:
+        parser.error("train --settings needs --table (the run table says what to evaluate)")
     try:
-        status = run(spec, args.out, progress=not args.quiet)
+        if not args.runs:
+            print(run(read_spec(args.spec), args.out, progress=not args.quiet))
+            return 0
+        evaluations = {}
+        if args.table:
+            from gcstudy import config
+
+            evaluations = config.write_specs(args.table, args.runs)
+        # every spec is checked before any run starts
+        runs = [(read_spec(Path(folder) / "spec.yaml"), Path(folder)) for folder in args.runs]
+        then = None
+        if args.settings:
+            from gcstudy.evaluate import EvaluationSettings, evaluate
+
+            settings = EvaluationSettings.from_dict(json.loads(args.settings))
+
+            def then(out: Path) -> None:
+                wanted = evaluations[str(out)]
+                if "fewshot" in wanted or "gc_estimators" in wanted:
+                    kinds = ("fewshot" in wanted, "gc_estimators" in wanted)
+                    for path in evaluate(out, *kinds, settings):
+                        log.info("wrote %s", path)
+
+        outcomes = run_many(runs, progress=not args.quiet, then=then)
     except Interrupted as stop:
         log.warning("%s", stop)
         return 128 + stop.signum
-    print(status)
-    return 0
+    for folder, status in outcomes.items():
+        print(f"{folder}\t{status}")
+    failed = [str(folder) for folder, status in outcomes.items() if status == "failed"]
+    if failed:
+        log.error("%d of %d runs failed: %s", len(failed), len(outcomes), ", ".join(failed))
+    return 1 if failed else 0
 
 
 def evaluate_run(args, parser) -> int:

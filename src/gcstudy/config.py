@@ -12,13 +12,23 @@ Run ids are ``<study>/lr-<lr>_bs-<batch>_l2-<l2>_gcp-<penalty>_seed-<seed>`` wit
 written exactly (the shortest repr that round-trips: ``1e-05``, ``0.05``, ``0``), so an id
 names its values without float-formatting surprises. The Snakefile, ``gcstudy runs`` and
 the submitit launcher all call ``expand``.
+
+Runs of different studies with the same resolved run spec are trained once
+(``share_runs``, default true): each keeps its own run id and study in the run table, and
+its ``folder`` names the run folder it reads, that of the first run (in config order) with
+that spec. ``trained_runs`` lists the distinct folders to train.
+
+``train_groups`` splits the runs to train into jobs of several runs each
+(``resources.runs_per_job``), balanced by an estimate of their cost.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.resources
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,17 +52,30 @@ STUDY_KEYS = (
     "evaluations",
     "description",
 )
-TOP_KEYS = ("results", "data_root", "defaults", "studies", "evaluate", "resources", "stats")
-# Training examples of each data set's `train` split (published counts; digits: our split).
-TRAIN_SIZES = {
-    "digits": 1442,
-    "digits_fs": 723,
-    "mnist": 60000,
-    "fashion_mnist": 60000,
-    "cifar10": 50000,
-    "cifar100": 50000,
-    "cifar_fs": 32000,
+TOP_KEYS = (
+    "results",
+    "data_root",
+    "defaults",
+    "studies",
+    "evaluate",
+    "resources",
+    "share_runs",
+    "stats",
+)
+# Examples of each data set's train and test split and of its target classes (published
+# counts; digits, mnist_5k, glyphs: gcstudy's splits).
+SIZES = {
+    "digits": (1442, 355, 0),
+    "digits_fs": (723, 178, 895),
+    "mnist": (60000, 10000, 0),
+    "mnist_5k": (4000, 1000, 0),
+    "fashion_mnist": (60000, 10000, 0),
+    "cifar10": (50000, 10000, 0),
+    "cifar100": (50000, 10000, 0),
+    "cifar_fs": (32000, 6400, 12000),
+    "glyphs": (6400, 1280, 2400),
 }
+TRAIN_SIZES = {name: sizes[0] for name, sizes in SIZES.items()}
 # Package data (found in a wheel as in a checkout): the JSON schema of a study config.
 SCHEMA = importlib.resources.files("gcstudy") / "schemas" / "config.schema.yaml"
 
@@ -72,10 +95,17 @@ class Run:
     seed: int
     spec: RunSpec
     evaluations: tuple[str, ...]
+    folder: str = ""  # the run folder (under results/runs) it is trained in; "" = run_id
+
+    @property
+    def trained_in(self) -> str:
+        """The run folder (relative to ``results/runs``) that holds this run's files."""
+        return self.folder or self.run_id
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
+            "folder": self.trained_in,
             "study": self.study,
             "sweeps": list(self.sweeps),
             "point": self.point,
@@ -152,11 +182,93 @@ def fill_defaults(config: dict[str, Any], source: str = "config") -> dict[str, A
 
 
 def expand(config: dict[str, Any], source: str = "config") -> list[Run]:
-    """All runs of all studies, in config order, each id once per study."""
+    """All runs of all studies, in config order, each id once per study; with
+    ``share_runs`` (default true) a run whose spec an earlier run already has is trained in
+    that run's folder."""
     runs: list[Run] = []
     for name, study in config["studies"].items():
         runs.extend(_expand_study(config, name, study, source))
-    return runs
+    if not config.get("share_runs", True):
+        return runs
+    first: dict[str, str] = {}
+    shared = []
+    for run in runs:
+        key = json.dumps(run.spec.to_dict(), sort_keys=True)
+        shared.append(dataclasses.replace(run, folder=first.setdefault(key, run.run_id)))
+    return shared
+
+
+def trained_runs(runs: list[Run]) -> list[Run]:
+    """One run per distinct run folder, in order: what must be trained for ``runs``. A
+    run that reads another's folder stands for it under that folder's id; its evaluations
+    are those of every run that reads the folder."""
+    chosen: dict[str, Run] = {}
+    evaluations: dict[str, dict[str, None]] = {}
+    for run in runs:
+        evaluations.setdefault(run.trained_in, {}).update(dict.fromkeys(run.evaluations))
+        if run.trained_in not in chosen:
+            study = run.trained_in.split("/")[0]
+            chosen[run.trained_in] = dataclasses.replace(
+                run, run_id=run.trained_in, study=study, folder=""
+            )
+    return [
+        dataclasses.replace(run, evaluations=tuple(evaluations[folder]))
+        for folder, run in chosen.items()
+    ]
+
+
+def expected_cost(spec: RunSpec, evaluations: tuple[str, ...] = ()) -> float:
+    """A rough cost of a run in image passes (forward = 1, training step = 3 per image, the
+    GC penalty's double backward ~2.3x), to balance jobs; an estimate, not a measurement.
+
+    Training: ``steps * (batch_size + 20) * 3`` (a step costs about 20 images more than its
+    batch: benchmarks/bench_study.py's per-batch step times of a narrow VGG-11 on 2 CPU
+    cores); each evaluation embeds the BatchNorm, feature, test and target samples once and
+    runs ``gc_probes`` VJPs (~2 passes) on the training and test GC samples. Scaled by the
+    model (VGG-11 1, VGG-13 1.4, ResNet-18 3.2; FACTS.md step times) and ``width ** 2``.
+    """
+    train_size, test_size, target_size = SIZES[spec.dataset]
+    if spec.train_examples:
+        train_size = min(train_size, spec.train_examples)
+    penalty = 2.3 if spec.gc_penalty else 1.0
+    training = spec.steps * (spec.batch_size + 20) * 3 * penalty
+    embedded = (
+        min(spec.bn_recalibration_examples, train_size)
+        + (spec.feature_examples or train_size)
+        + (spec.test_examples or test_size)
+        + (spec.target_examples or target_size)
+        + 2 * 2 * spec.gc_probes * spec.gc_examples
+    )
+    model = {"vgg11": 1.0, "vgg13": 1.4, "resnet18": 3.2}[spec.model]
+    final = sum(EVALUATION_COST[kind] for kind in evaluations if kind in EVALUATION_COST)
+    return (training + (len(spec.evaluation_steps) + final) * embedded) * model * spec.width**2
+
+
+# A run's final evaluations cost about this many of its own evaluation steps: on the
+# default study's runs (2-core CPU, load ~2.7), gcstudy.evaluate took 0.85 s for the few-shot
+# table (10,000 episodes of each shot) of a transfer run, whose evaluation steps take
+# ~0.37 s, and 3.9 s for the GC-estimator study of an E1 run, whose steps take ~0.17 s.
+EVALUATION_COST = {"fewshot": 2.5, "gc_estimators": 23.0}
+
+
+def train_groups(runs: list[Run], runs_per_job: int) -> list[list[Run]]:
+    """The trained runs of ``runs`` split into ``ceil(n / runs_per_job)`` jobs of about
+    equal expected cost: longest first, each to the job with the least cost so far (LPT),
+    so that parallel jobs end at about the same time. Each job lists its runs longest
+    first; the split depends only on the runs, so it is the same on every call."""
+
+    def cost(run: Run) -> float:
+        return expected_cost(run.spec, run.evaluations)
+
+    todo = sorted(trained_runs(runs), key=lambda r: (-cost(r), r.run_id))
+    count = max(1, math.ceil(len(todo) / runs_per_job)) if todo else 0
+    groups: list[list[Run]] = [[] for _ in range(count)]
+    loads = [0.0] * count
+    for run in todo:
+        lightest = min(range(count), key=lambda k: (loads[k], k))
+        groups[lightest].append(run)
+        loads[lightest] += cost(run)
+    return groups
 
 
 def run_table(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
@@ -172,6 +284,32 @@ def run_table(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
 def write_json(data: Any, path: str | Path) -> None:
     """Write data as JSON (see ``write_if_changed``)."""
     write_if_changed(json.dumps(data, indent=1, sort_keys=True) + "\n", path)
+
+
+def write_specs(table_path: str | Path, folders: list[str | Path]) -> dict[str, tuple[str, ...]]:
+    """Write the spec of each run folder (``<results>/runs/<folder>``, results = the folder of
+    the run table) from the run table into its ``spec.yaml`` (what the ``run_spec`` rule
+    writes); return each folder's evaluations (those of every run that reads it), keyed by
+    ``str(Path(folder))``. Refuses a folder the table does not list."""
+    table_path = Path(table_path)
+    runs_root = (table_path.parent / "runs").resolve()
+    table = json.loads(table_path.read_text())
+    specs: dict[Path, dict] = {}
+    evaluations: dict[Path, dict[str, None]] = {}
+    for entry in table["runs"]:
+        path = runs_root / entry["folder"]
+        specs[path] = entry["spec"]
+        evaluations.setdefault(path, {}).update(dict.fromkeys(entry.get("evaluations", [])))
+    wanted = {}
+    for folder in folders:
+        path = Path(folder).resolve()
+        if path not in specs:
+            raise ConfigError(
+                f"run folder {folder} is not a run of {table_path} (under {runs_root})"
+            )
+        write_yaml(specs[path], Path(folder) / "spec.yaml")
+        wanted[str(Path(folder))] = tuple(evaluations[path])
+    return wanted
 
 
 def write_yaml(data: Any, path: str | Path) -> None:
@@ -297,7 +435,10 @@ def _check_study(name: str, study: Any, defaults: dict, source: str) -> None:
     base.update({k: study[k] for k in ("model", "width", "dataset") if k in study})
     base_spec = _as_spec(base, f"{where} (base with defaults)")
     try:
-        check_sample_sizes(base_spec, len(DATASETS[base_spec.dataset].split_classes("train")))
+        dataset_spec = DATASETS[base_spec.dataset]
+        check_sample_sizes(
+            base_spec, len(dataset_spec.split_classes("train")), len(dataset_spec.target_classes)
+        )
     except SpecError as error:
         raise ConfigError(f"{where} (base with defaults): {error}") from None
     sweeps = study.get("sweeps", {})
@@ -346,6 +487,8 @@ def _check_study(name: str, study: Any, defaults: dict, source: str) -> None:
     batches = [base.get("batch_size", RunSpec().batch_size)]
     batches += sweeps.get("batch_size", [])
     size = TRAIN_SIZES.get(dataset)
+    if size is not None and base_spec.train_examples:
+        size = min(size, base_spec.train_examples)
     for batch in batches:
         if isinstance(batch, int) and size is not None and batch > size:
             raise ConfigError(

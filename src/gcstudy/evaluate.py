@@ -5,7 +5,9 @@
   fixed episode seed, mean and 95% CI; plus the target NC of the final embedding.
 * GC-estimator study (``gc_estimators.nc``, SCIENCE.md section 2 / Fig. 2): on a fixed
   stratified training sample, the exact GC and, for each estimator and sampling budget,
-  ``repeats`` independent estimates: example subsampling (b examples, exact per example),
+  ``repeats`` independent estimates: example subsampling (b of the sample's N examples,
+  exact per example; its standard error is about the exact GC of the N examples, so it
+  carries the finite-population correction sqrt(1 - b/N)),
   Hutchinson (probes per example), output-row sampling (rows per example) and Jacobian
   masking (input-coordinate keep rate). Each setting also records its cost in
   vector-Jacobian (or Jacobian-vector) products per example and its wall time.
@@ -27,14 +29,13 @@ import torch
 import xarray as xr
 
 from gcstudy import provenance
-from gcstudy.evaluation import embed, fewshot, probe_seed
+from gcstudy.measurements import embed, fewshot, probe_seed
 from gcstudy.metrics.collapse import neural_collapse
-from gcstudy.metrics.gc import per_example_gc, summarise
+from gcstudy.metrics.gc import per_example_gc, subsample, summarise
 from gcstudy.models import build
 from gcstudy.rundata import RunData, load_run_data, stratified_sample
+from gcstudy.spec import FEWSHOT_SHOTS as SHOTS
 from gcstudy.spec import RunSpec
-
-SHOTS = (1, 5)
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,15 @@ def gc_estimator_study(
             "reported_stderr": (
                 ("setting", "repeat"),
                 stderr,
-                {"units": "1", "long_name": "standard error it reported"},
+                {
+                    "units": "1",
+                    "long_name": "standard error it reported",
+                    "description": "examples: about the exact GC of the sample, with the "
+                    "finite-population correction sqrt(1 - b/N); probe estimators: "
+                    "std/sqrt(N) over the sample's examples, which also covers drawing the N "
+                    "examples from the data and so exceeds their spread about the sample's "
+                    "exact GC",
+                },
             ),
             "cost": (
                 "setting",
@@ -179,9 +188,7 @@ def gc_estimator_study(
 
 def _one_estimate(model, x, exact: torch.Tensor, name: str, budget: float, seed: int):
     if name == "examples":
-        generator = torch.Generator().manual_seed(seed)
-        chosen = torch.randperm(len(exact), generator=generator)[: int(budget)]
-        return summarise(exact[chosen], "examples")
+        return subsample(exact, int(budget), seed)
     kwargs = {
         "hutchinson": {"probes": int(budget)},
         "outputs": {"outputs": int(budget)},

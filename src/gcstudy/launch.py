@@ -209,7 +209,7 @@ def plan(
     if not configfiles:
         raise LaunchError("no --configfile given")
     config = study_config.load_all([Path(f).resolve() for f in configfiles])
-    selected = select(study_config.expand(config), only)
+    selected = study_config.trained_runs(select(study_config.expand(config), only))
     results_dir = workdir / (results if results is not None else config["results"])
     pending, busy, stale = [], [], []
     for run in selected:

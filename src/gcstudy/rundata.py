@@ -2,8 +2,10 @@
 
 Images stay uint8 on the device and are normalised per channel on the fly; a batch is an
 index gather. The head predicts ``targets``: the source classes renumbered 0..C-1 in
-sorted order of their original label ids (``classes``). Fixed, stratified samples of the
-training data (for GC, for features, for BatchNorm recalibration) and of the test data are
+sorted order of their original label ids (``classes``). With ``train_examples`` the run
+trains on a fixed stratified subset of the training split. Fixed, stratified samples of the
+training data (for GC, for features, for BatchNorm recalibration), of the test data (for
+test metrics, and a ``gc_examples`` part of it for test GC) and of the target classes are
 drawn once from ``sample_seed`` so that every run of a study is measured on the same
 examples.
 """
@@ -31,8 +33,10 @@ class RunData:
     feature_sample: torch.Tensor
     bn_sample: torch.Tensor
     test_sample: torch.Tensor  # indices into the test set
+    gc_test_sample: torch.Tensor  # indices into the test set (a stratified part of test_sample)
     target_images: torch.Tensor | None  # transfer data sets: the target classes' images
     target_labels: torch.Tensor | None  # their original label ids
+    target_sample: torch.Tensor | None  # indices into the target images (traced metrics)
 
     @property
     def num_classes(self) -> int:
@@ -49,16 +53,33 @@ def load_run_data(spec: RunSpec, device: torch.device) -> RunData:
     dataset = DATASETS[spec.dataset]
     train = load(spec.dataset, spec.data_root, "train")
     test = load(spec.dataset, spec.data_root, "test")
-    if spec.batch_size > len(train.labels):
-        raise SpecError(
-            f"run spec: key 'batch_size' = {spec.batch_size} is larger than the "
-            f"{len(train.labels)} training examples of {spec.dataset!r}"
-        )
-    classes = torch.unique(train.labels)
-    check_sample_sizes(spec, len(classes))
-    pixels = train.images.to(torch.float64).div(255).transpose(0, 1).flatten(1)
-    generator = torch.Generator().manual_seed(spec.sample_seed)
     target = load(spec.dataset, spec.data_root, "target") if dataset.transfer else None
+    for key, size in (("batch_size", spec.batch_size), ("train_examples", spec.train_examples)):
+        if size > len(train.labels):
+            raise SpecError(
+                f"run spec: key {key!r} = {size} is larger than the "
+                f"{len(train.labels)} training examples of {spec.dataset!r}"
+            )
+    classes = torch.unique(train.labels)
+    check_sample_sizes(spec, len(classes), len(dataset.target_classes))
+    generator = torch.Generator().manual_seed(spec.sample_seed)
+    if spec.train_examples:
+        subset = stratified_sample(train.labels, spec.train_examples, generator)
+        train = train._replace(images=train.images[subset], labels=train.labels[subset])
+    pixels = train.images.to(torch.float64).div(255).transpose(0, 1).flatten(1)
+    # drawn in this order from one generator (the order fixes which examples each gets)
+    gc_sample = stratified_sample(train.labels, spec.gc_examples, generator)
+    feature_sample = stratified_sample(train.labels, spec.feature_examples, generator)
+    bn_sample = stratified_sample(train.labels, spec.bn_recalibration_examples, generator)
+    test_sample = stratified_sample(test.labels, spec.test_examples, generator)
+    gc_test_sample = test_sample[
+        stratified_sample(test.labels[test_sample], spec.gc_examples, generator)
+    ]
+    target_sample = (
+        None
+        if target is None
+        else stratified_sample(target.labels, spec.target_examples, generator)
+    )
     to = lambda t: t.to(device)  # noqa: E731
     return RunData(
         train_images=to(train.images),
@@ -68,12 +89,14 @@ def load_run_data(spec: RunSpec, device: torch.device) -> RunData:
         classes=classes,
         mean=to(pixels.mean(dim=1).float()),
         std=to(pixels.std(dim=1).clamp_min(1e-8).float()),
-        gc_sample=stratified_sample(train.labels, spec.gc_examples, generator),
-        feature_sample=stratified_sample(train.labels, spec.feature_examples, generator),
-        bn_sample=stratified_sample(train.labels, spec.bn_recalibration_examples, generator),
-        test_sample=stratified_sample(test.labels, spec.test_examples, generator),
+        gc_sample=gc_sample,
+        feature_sample=feature_sample,
+        bn_sample=bn_sample,
+        test_sample=test_sample,
+        gc_test_sample=gc_test_sample,
         target_images=None if target is None else to(target.images),
         target_labels=None if target is None else to(target.labels),
+        target_sample=target_sample,
     )
 
 

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gcstudy.data.registry import DATASETS
-from gcstudy.names import GC_METHODS, MODELS
+from gcstudy.names import GC_METHODS, MODELS, embedding_dim
 
 DEVICES = ("auto", "cpu", "cuda")
+FEWSHOT_SHOTS = (1, 5)  # shots of the traced and final few-shot accuracies
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -68,6 +69,12 @@ class RunSpec:
     data_root: str = option(
         "data", "folder holding the downloaded data sets (see gcstudy prepare-data)"
     )
+    train_examples: int = option(
+        0,
+        "train on a fixed stratified subset of this many training examples (drawn from "
+        "sample_seed, the same for every seed of a study; 0 = the whole training split)",
+        minimum=0,
+    )
     # How it is trained: plain SGD, constant learning rate, cross-entropy
     lr: float = option(0.05, "SGD learning rate (constant)", minimum=0, exclusive_minimum=True)
     batch_size: int = option(
@@ -97,7 +104,19 @@ class RunSpec:
         "cadence above (0 and the last step are always added)",
     )
     gc_method: str = option("hutchinson", "GC estimator during training", GC_METHODS)
-    gc_probes: int = option(1, "Hutchinson probes per example", minimum=1)
+    gc_probes: int = option(1, "Hutchinson probes per example (gc_method hutchinson)", minimum=1)
+    gc_outputs: int = option(
+        16,
+        "output rows sampled per example (gc_method outputs); at most the embedding size",
+        minimum=1,
+    )
+    gc_mask_rate: float = option(
+        0.01,
+        "probability q of keeping each input coordinate (gc_method mask)",
+        minimum=0,
+        maximum=1,
+        exclusive_minimum=True,
+    )
     gc_examples: int = option(
         128,
         "size of the fixed stratified training sample on which GC is measured (0 = all)",
@@ -108,7 +127,18 @@ class RunSpec:
         "fixed stratified training sample for NC, NC1, NCC and training loss (0 = all)",
         minimum=0,
     )
-    test_examples: int = option(0, "fixed stratified test sample (0 = all)", minimum=0)
+    test_examples: int = option(
+        0,
+        "fixed stratified test sample for test loss, accuracy, NC and NCC error (0 = all); "
+        "test GC and geometric collapse use gc_examples of it",
+        minimum=0,
+    )
+    target_examples: int = option(
+        0,
+        "fixed stratified sample of target-class images for the target NC and few-shot "
+        "accuracy traced during training (0 = all; the final few-shot table uses all)",
+        minimum=0,
+    )
     sample_seed: int = option(
         0,
         "seed of the fixed metric samples (shared by all seeds of a "
@@ -168,6 +198,7 @@ class RunSpec:
             _check_value(known[key], value, source)
         spec = cls(**{k: list(v) if isinstance(v, list) else v for k, v in values.items()})
         _check_eval_steps(spec, source)
+        _check_gc_budget(spec, source)
         return spec
 
     def to_dict(self) -> dict[str, Any]:
@@ -191,15 +222,30 @@ class RunSpec:
         return sorted(chosen)
 
 
-def check_sample_sizes(spec: RunSpec, num_classes: int) -> None:
-    """Per-class statistics need at least 2 examples of every class in each metric sample."""
-    for key in ("gc_examples", "feature_examples", "test_examples"):
+def check_sample_sizes(spec: RunSpec, num_classes: int, num_target_classes: int = 0) -> None:
+    """Per-class statistics need at least 2 examples of every class in each metric sample
+    (and ``batch_size`` of the training subset); few-shot episodes need ``5 +
+    fewshot_queries`` examples of every target class in the target sample."""
+    for key in ("gc_examples", "feature_examples", "test_examples", "train_examples"):
         size = getattr(spec, key)
         if 0 < size < 2 * num_classes:
             raise SpecError(
                 f"run spec: key {key!r} = {size} is too small for the {num_classes} classes "
                 f"of {spec.dataset!r}: use 0 (all) or at least {2 * num_classes}"
             )
+    if 0 < spec.train_examples < spec.batch_size:
+        raise SpecError(
+            f"run spec: key 'batch_size' = {spec.batch_size} is larger than the "
+            f"train_examples = {spec.train_examples} the run trains on"
+        )
+    needed = (max(FEWSHOT_SHOTS) + spec.fewshot_queries) * num_target_classes
+    if 0 < spec.target_examples < needed:
+        raise SpecError(
+            f"run spec: key 'target_examples' = {spec.target_examples} is too small for "
+            f"{max(FEWSHOT_SHOTS)}-shot episodes with {spec.fewshot_queries} queries on the "
+            f"{num_target_classes} target classes of {spec.dataset!r}: use 0 (all) or at "
+            f"least {needed}"
+        )
 
 
 def did_you_mean(key: Any, known) -> str:
@@ -241,6 +287,15 @@ def _check_value(spec_field: dataclasses.Field, value: Any, source: str) -> None
         raise SpecError(f"{where}: must be {relation} {low}")
     if high is not None and value > high:
         raise SpecError(f"{where}: must be <= {high}")
+
+
+def _check_gc_budget(spec: RunSpec, source: str) -> None:
+    dim = embedding_dim(spec.model, spec.width)
+    if spec.gc_method == "outputs" and spec.gc_outputs > dim:
+        raise SpecError(
+            f"{source}: key 'gc_outputs' = {spec.gc_outputs} is larger than the {dim} "
+            f"outputs of the embedding of {spec.model} at width {spec.width}"
+        )
 
 
 def _check_eval_steps(spec: RunSpec, source: str) -> None:

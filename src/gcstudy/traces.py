@@ -28,7 +28,7 @@ import numpy as np
 if TYPE_CHECKING:
     import xarray as xr
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: gc_test, gc_test_stderr, geometric_collapse_test
 STATUSES = ("running", "complete", "diverged")
 FINISHED = ("complete", "diverged")
 JSON_ATTRIBUTES = ("spec", "versions", "normalisation", "classes", "target_classes", "facts")
@@ -56,6 +56,11 @@ VARIABLES: dict[str, Variable] = {
     "gc_stderr": Variable(STEP, "1", "standard error of the GC estimate"),
     "gc_per_class": Variable(("step", "class"), "1", "GC on the examples of each class"),
     "geometric_collapse": Variable(STEP, "1", "mean over class pairs of (GC_i+GC_j)/2d_ij^2"),
+    "gc_test": Variable(STEP, "1", "GC of the embedding on the fixed test GC sample"),
+    "gc_test_stderr": Variable(STEP, "1", "standard error of the test GC estimate"),
+    "geometric_collapse_test": Variable(
+        STEP, "1", "geometric collapse on test data: test per-class GC, test class means"
+    ),
     "nc_train": Variable(STEP, "1", "neural collapse (mean CDNV) on training features"),
     "nc_test": Variable(STEP, "1", "neural collapse (mean CDNV) on test features"),
     "nc1_train": Variable(STEP, "1", "NC1 = tr(Sigma_W Sigma_B^+)/C on training features"),

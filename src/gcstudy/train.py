@@ -16,7 +16,15 @@ continues bit for bit like an uninterrupted one (CPU, deterministic algorithms).
 
 Outputs in the run folder: ``trace.h5`` (see ``gcstudy.traces``), ``model.pt`` (final
 weights with the run spec), ``trace.running.h5`` while running, and ``ckpt/`` (removed once
-the run is finished).
+the run is finished, except ``ckpt/result/`` with ``keep_result``).
+
+``run_many`` trains several runs one after another in one process (``gcstudy train --runs
+DIR...``): the interpreter, torch and the data sets are loaded once. Each run keeps its own
+folder, trace, checkpoints and resume; a run that fails is logged and the others go on.
+Those runs keep their result (``keep_result``): hard links to the finished trace and weights
+in ``ckpt/result/`` (not a Snakemake output), from which a rerun of the same spec restores
+them instead of training again, because Snakemake deletes all of a job's outputs when any
+of its runs fails, and before it runs the job again.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -38,7 +47,7 @@ import yaml
 from tqdm import tqdm
 
 from gcstudy import checkpoints, provenance, runlock, traces
-from gcstudy.evaluation import measure, poincare_constant
+from gcstudy.measurements import measure, poincare_constant
 from gcstudy.models import build
 from gcstudy.rundata import RunData, load_run_data
 from gcstudy.spec import RunSpec
@@ -61,12 +70,16 @@ class Interrupted(Exception):
         self.signals = tuple(signals) or (signum,)
 
 
-def run(spec: RunSpec, out: str | os.PathLike, progress: bool = True) -> str:
+def run(
+    spec: RunSpec, out: str | os.PathLike, progress: bool = True, keep_result: bool = False
+) -> str:
     """Train one run into the folder ``out``; returns the final status ("complete" or
     "diverged"). Resumes from ``out/ckpt`` when a valid checkpoint is there; does nothing
     when ``out/trace.h5`` is already finished. Raises ``Interrupted`` after checkpointing
     when SIGTERM, SIGUSR1 or SIGUSR2 arrives; raises ``runlock.RunLocked`` when another
-    live process trains ``out``."""
+    live process trains ``out``. With ``keep_result``, the finished trace and weights are
+    also linked into ``out/ckpt/result/`` and restored from there when they are missing
+    and the spec is the same."""
     out = Path(out)
     runlock.acquire(out)  # one writer per run folder: a live second trainer is refused
     trace_path = out / "trace.h5"
@@ -74,6 +87,10 @@ def run(spec: RunSpec, out: str | os.PathLike, progress: bool = True) -> str:
     if finished in traces.FINISHED:
         log.info("%s is already %s; nothing to do", trace_path, finished)
         return finished
+    if keep_result:
+        restored = restore_result(out, spec)
+        if restored:
+            return restored
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(spec.device)
     if device.type == "cpu":
@@ -101,8 +118,85 @@ def run(spec: RunSpec, out: str | os.PathLike, progress: bool = True) -> str:
     )
     (out / "trace.running.h5").unlink(missing_ok=True)
     shutil.rmtree(out / "ckpt", ignore_errors=True)
+    if keep_result:
+        keep(out)
     log.info("run %s: %s after %d steps -> %s", out.name, status, state["step"], trace_path)
     return status
+
+
+RESULT_FILES = ("model.pt", "trace.h5")  # in this order: the trace says the run is done
+
+
+def keep(out: Path) -> None:
+    """Link the finished weights and trace into ``out/ckpt/result/`` (a copy where the file
+    system has no hard links)."""
+    kept = out / "ckpt" / "result"
+    kept.mkdir(parents=True, exist_ok=True)
+    for name in RESULT_FILES:
+        _link(out / name, kept / name)
+
+
+def restore_result(out: Path, spec: RunSpec) -> str | None:
+    """Put back the kept result of a finished run of the same spec; returns its status, or
+    None when there is none (a kept result of another spec is discarded)."""
+    kept = out / "ckpt" / "result"
+    if not (kept / "trace.h5").is_file():
+        return None
+    try:
+        trace = traces.load(kept / "trace.h5")
+    except traces.TraceError as error:
+        log.warning("ignoring the kept result in %s: %s", kept, error)
+        trace = None
+    if (
+        trace is None
+        or trace.attrs.get("spec") != spec.to_dict()
+        or not (kept / "model.pt").is_file()
+    ):
+        if trace is not None:
+            log.info("the kept result in %s belongs to another run spec: training anew", kept)
+        shutil.rmtree(kept)
+        return None
+    for name in RESULT_FILES:
+        _link(kept / name, out / name)
+    log.info("restored the finished run from %s (no training needed)", kept)
+    return str(trace.attrs["status"])
+
+
+def _link(source: Path, target: Path) -> None:
+    """``target`` becomes the same file as ``source`` (hard link, else copy), atomically."""
+    tmp = target.with_name(target.name + ".link")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copy2(source, tmp)
+    os.replace(tmp, target)
+
+
+def run_many(
+    runs: list[tuple[RunSpec, Path]],
+    progress: bool = True,
+    then: Callable[[Path], object] | None = None,
+) -> dict[Path, str]:
+    """Train the runs one after another in this process (``keep_result``), calling
+    ``then(out)`` after each finished run (its evaluations); returns each run folder's
+    status, or "failed" for a run whose training or ``then`` raised (the error is logged
+    and the others go on). ``Interrupted`` stops the whole job at once (it is re-raised)."""
+    outcomes: dict[Path, str] = {}
+    for number, (spec, out) in enumerate(runs, start=1):
+        log.info("run %d of %d: %s", number, len(runs), out)
+        start = time.perf_counter()
+        try:
+            outcomes[out] = run(spec, out, progress=progress, keep_result=True)
+            if then is not None:
+                then(out)
+        except Interrupted:
+            raise
+        except Exception:
+            log.exception("run %s failed; going on with the others", out)
+            outcomes[out] = "failed"
+        log.info("run %s: %s in %.1f s", out, outcomes[out], time.perf_counter() - start)
+    return outcomes
 
 
 def train_loop(model, optimizer, data, spec, state, out, attrs, poincare, progress) -> str:

@@ -11,9 +11,16 @@ jobs.survive_warning_signal()
 # gcstudy's own checks (they name the key path, the bad value and what is allowed), then
 # snakemake.utils.validate against the packaged schema, which fills in its defaults.
 RUN_LIST = study_config.validate(config, source="config")
-RUNS = {run.run_id: run for run in RUN_LIST}
 RESULTS = config["results"]
 RESOURCES = config["resources"]
+# The run folders to train (runs of several studies with one spec share a folder), and,
+# with resources.runs_per_job > 1, the jobs that train them several at a time.
+RUNS = {run.run_id: run for run in study_config.trained_runs(RUN_LIST)}
+TRAIN_GROUPS = (
+    study_config.train_groups(RUN_LIST, RESOURCES["runs_per_job"])
+    if RESOURCES["runs_per_job"] > 1
+    else []
+)
 
 wildcard_constraints:
     run=r"[A-Za-z0-9_\-]+/[A-Za-z0-9_.\-]+",
@@ -35,21 +42,34 @@ def run_spec(wildcards):
 
 
 def data_ready(wildcards):
-    return f"{RESULTS}/data/{RUNS[wildcards.run].spec.dataset}.ready"
+    return data_marker(RUNS[wildcards.run])
+
+
+def data_marker(run):
+    return f"{RESULTS}/data/{run.spec.dataset}.ready"
 
 
 def trace_files(wildcards=None):
     return [f"{RESULTS}/runs/{run_id}/trace.h5" for run_id in RUNS]
 
 
+EVALUATION_FILES = {"fewshot": "fewshot.nc", "gc_estimators": "gc_estimators.nc"}
+
+
+def evaluated(kind, runs=None):
+    """The run folders (ids in RUNS) that get evaluation ``kind``: those of any run of the
+    run table, in the run table's order, restricted to ``runs`` when given."""
+    chosen = None if runs is None else {run.run_id for run in runs}
+    folders = [run.trained_in for run in RUN_LIST if kind in run.evaluations]
+    return [f for f in dict.fromkeys(folders) if chosen is None or f in chosen]
+
+
 def evaluation_files(wildcards=None):
-    files = []
-    for run_id, run in RUNS.items():
-        if "fewshot" in run.evaluations:
-            files.append(f"{RESULTS}/runs/{run_id}/fewshot.nc")
-        if "gc_estimators" in run.evaluations:
-            files.append(f"{RESULTS}/runs/{run_id}/gc_estimators.nc")
-    return files
+    return [
+        f"{RESULTS}/runs/{folder}/{name}"
+        for kind, name in EVALUATION_FILES.items()
+        for folder in evaluated(kind)
+    ]
 
 
 def final_outputs():
@@ -62,6 +82,26 @@ def train_minutes(wildcards, attempt):
     """Job time limit from the step budget, longer on each retry (gcstudy.jobs)."""
     steps = RUNS[wildcards.run].spec.steps
     return jobs.train_minutes(steps, RESOURCES["minutes_per_1000_steps"], attempt)
+
+
+def group_minutes(group):
+    """The job time limit of a group of runs trained one after another: that of one run
+    with all their steps (gcstudy.jobs)."""
+
+    def minutes(wildcards, attempt):
+        steps = sum(run.spec.steps for run in group)
+        return jobs.train_minutes(steps, RESOURCES["minutes_per_1000_steps"], attempt)
+
+    return minutes
+
+
+def attempt_minutes(minutes):
+    """A job time limit of ``minutes`` times the attempt number."""
+
+    def limit(wildcards, attempt):
+        return minutes * attempt
+
+    return limit
 
 
 def memory(wildcards, attempt):

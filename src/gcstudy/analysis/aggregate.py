@@ -8,7 +8,9 @@ Layout of ``study.nc`` (see ``aggregate``):
   of source class labels); ``classifier`` x ``shots`` for the few-shot table; ``setting`` x
   ``repeat`` for the GC-estimator study.
 * per-run coords: study, experiment, sweeps ("base,lr"), swept_factor, swept_value, model,
-  width, dataset, lr, batch_size, l2, gc_penalty, seed, status, final_step, steps_planned.
+  width, dataset, lr, batch_size, l2, gc_penalty, seed, status, final_step, steps_planned;
+  run_folder (the folder under results/runs it was read from: runs of several studies with
+  one spec share the folder of the first, see gcstudy.config).
 * every trace variable along (run, step) (``gc_per_class`` along (run, step, class)),
   with NaN where a run has no measurement: steps are aligned by an outer join, never
   interpolated. A diverged run keeps its steps up to divergence and is marked in ``status``.
@@ -107,7 +109,7 @@ def load_table(path: str | os.PathLike) -> dict:
 
 def read_run(entry: dict, runs_dir: Path, allow_generated: bool = False) -> RunRecord:
     """Read and check one run's trace and the evaluation files its study asks for."""
-    folder = runs_dir / entry["run_id"]
+    folder = runs_dir / entry.get("folder", entry["run_id"])  # shared by studies: one folder
     path = folder / "trace.h5"
     if not path.exists() and (folder / "trace.running.h5").exists():
         raise AggregateError(
@@ -310,6 +312,7 @@ def _per_run_provenance(records: list[RunRecord]) -> dict[str, np.ndarray]:
     return {
         "device": np.array([str(r.trace.attrs.get("device", "")) for r in records]),
         "git_commit_run": np.array([str(r.trace.attrs.get("git_commit", "")) for r in records]),
+        "run_folder": np.array([str(r.entry.get("folder", r.entry["run_id"])) for r in records]),
         "poincare_constant": np.array([fact(r, "poincare_constant") for r in records]),
         "test_examples": np.array([fact(r, "test_examples") for r in records]),
         "spec_json": np.array(

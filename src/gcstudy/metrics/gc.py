@@ -26,6 +26,11 @@ examples (SCIENCE.md estimator 1) and each method's own randomness, i.e. it is t
 uncertainty of the estimate of the population GC. The per-example estimates use independent
 randomness, so the formula is exact for every method.
 
+Example subsampling against a fixed sample (SCIENCE.md estimator 1 in Fig. 2) is
+``subsample``: the mean of b of the N exact per-example values drawn without replacement,
+whose standard error about the GC of those N examples carries the finite-population
+correction, ``s / sqrt(b) * sqrt(1 - b/N)``.
+
 ``f`` must be a per-example function: a module (or a bound method such as ``model.embed``)
 in eval mode, so BatchNorm uses running statistics. No parameter gradients are built.
 """
@@ -154,6 +159,27 @@ def summarise(per_example: torch.Tensor, method: str) -> GCEstimate:
     per_example = per_example.detach().to(torch.float64).cpu()
     stderr = per_example.std().item() / math.sqrt(n) if n > 1 else 0.0
     return GCEstimate(per_example.mean().item(), stderr, n, method, per_example)
+
+
+def subsample(
+    per_example: torch.Tensor, size: int, generator: torch.Generator | int | None = None
+) -> GCEstimate:
+    """GC from ``size`` of the N per-example values, drawn uniformly without replacement.
+
+    The target is the mean of all N values (e.g. the exact GC of a fixed sample), so the
+    standard error has the finite-population correction: ``Var(mean of b) = (S^2 / b) *
+    (1 - b / N)`` with ``S^2`` the variance of the N values (divisor N - 1), estimated by
+    the subsample's variance (ddof 1); it is 0 when ``size = N``.
+    """
+    n = per_example.numel()
+    if not 1 <= size <= n:
+        raise ValueError(f"size must be in [1, {n}] (the examples there are), got {size}")
+    chosen = torch.randperm(n, generator=_as_generator(generator))[:size]
+    estimate = summarise(per_example.flatten()[chosen.to(per_example.device)], "examples")
+    correction = math.sqrt(1 - size / n)
+    return GCEstimate(
+        estimate.value, estimate.stderr * correction, size, "examples", estimate.per_example
+    )
 
 
 def per_example_gc(

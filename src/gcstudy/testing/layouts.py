@@ -67,6 +67,7 @@ def shaped_config(values: int = 4, seeds: int = 3, bound_seeds: int = 3, steps: 
     return {
         "results": "results",
         "data_root": "data",
+        "share_runs": False,  # every run of every study is its own generated draw
         "defaults": {
             "model": "vgg11",
             "width": 0.125,

@@ -3,7 +3,12 @@
 All measurements run the network in eval mode, after recomputing the BatchNorm running
 statistics on a fixed training sample (FACTS.md: stale statistics make early metrics
 meaningless), without parameter gradients, with features in float32 and statistics
-accumulated in float64 by the metric functions.
+accumulated in float64 by the metric functions. GC and geometric collapse are measured on
+a fixed training sample and, with independent probes, on a fixed test sample (SCIENCE.md
+section 5: "on a fixed stratified sample of training data (and on test data)").
+
+(``gcstudy.evaluate`` holds the evaluations of a finished run; this module the per-step
+measurements during training.)
 """
 
 from __future__ import annotations
@@ -16,11 +21,12 @@ from gcstudy.metrics.bound import ncc_bound, poincare_constants
 from gcstudy.metrics.collapse import class_stats, geometric_collapse, nc1, ncc_error
 from gcstudy.metrics.collapse import neural_collapse as nc_of
 from gcstudy.metrics.fewshot import fewshot_eval
-from gcstudy.metrics.gc import per_class_summary, per_example_gc, summarise
+from gcstudy.metrics.gc import GCEstimate, PerClassGC, per_class_summary, per_example_gc, summarise
 from gcstudy.rundata import RunData
-from gcstudy.spec import RunSpec
+from gcstudy.spec import FEWSHOT_SHOTS, RunSpec
 
-FEWSHOT_SHOTS = (1, 5)
+# independent random streams of one run's measurement probes (see probe_seed)
+TRAIN_PROBES, TEST_PROBES = 1, 4
 
 
 def measure(model, data: RunData, spec: RunSpec, step: int, poincare: float) -> dict:
@@ -33,17 +39,16 @@ def measure(model, data: RunData, spec: RunSpec, step: int, poincare: float) -> 
     test_features, test_logits = embed(model, data, data.test_images[data.test_sample])
     test_targets = data.test_targets[data.test_sample]
 
-    gc_x = data.normalise(data.train_images[data.gc_sample])
-    per_example = per_example_gc(
-        model.embed, gc_x, spec.gc_method, probes=spec.gc_probes, generator=probe_seed(spec, step)
-    )
-    gc = summarise(per_example, spec.gc_method)
-    per_class = per_class_summary(per_example, data.train_targets[data.gc_sample].cpu())
-    stats = class_stats(train_features, train_targets)
-    if not torch.equal(per_class.classes, stats.classes.cpu()):
-        raise RuntimeError("the GC sample and the feature sample hold different classes")
+    gc, per_class = measure_gc(
+        model, data, data.train_images[data.gc_sample], data.train_targets[data.gc_sample],
+        spec, probe_seed(spec, step, TRAIN_PROBES),
+    )  # fmt: skip
+    gc_test, per_class_test = measure_gc(
+        model, data, data.test_images[data.gc_test_sample], data.test_targets[data.gc_test_sample],
+        spec, probe_seed(spec, step, TEST_PROBES),
+    )  # fmt: skip
     nc_train = nc_of(train_features, train_targets).value
-    collapse = geometric_collapse(per_class.value, stats.means.cpu()).value
+    collapse = collapse_of(per_class, train_features, train_targets, "training")
     bound = ncc_bound(
         data.num_classes, nc=nc_train, geometric_collapse=collapse, poincare_constant=poincare
     )
@@ -56,6 +61,9 @@ def measure(model, data: RunData, spec: RunSpec, step: int, poincare: float) -> 
         "gc_stderr": gc.stderr,
         "gc_per_class": per_class.value.tolist(),
         "geometric_collapse": collapse,
+        "gc_test": gc_test.value,
+        "gc_test_stderr": gc_test.stderr,
+        "geometric_collapse_test": collapse_of(per_class_test, test_features, test_targets, "test"),
         "nc_train": nc_train,
         "nc_test": nc_of(test_features, test_targets).value,
         "nc1_train": nc1(train_features, train_targets),
@@ -70,13 +78,39 @@ def measure(model, data: RunData, spec: RunSpec, step: int, poincare: float) -> 
     return values
 
 
+def measure_gc(
+    model, data: RunData, images: torch.Tensor, targets: torch.Tensor, spec: RunSpec, seed: int
+) -> tuple[GCEstimate, PerClassGC]:
+    """GC of the embedding on uint8 ``images`` with the spec's estimator and budget, overall
+    and per class (``targets``: head indices)."""
+    per_example = per_example_gc(
+        model.embed,
+        data.normalise(images),
+        spec.gc_method,
+        probes=spec.gc_probes,
+        outputs=spec.gc_outputs,
+        rate=spec.gc_mask_rate,
+        generator=seed,
+    )
+    return summarise(per_example, spec.gc_method), per_class_summary(per_example, targets.cpu())
+
+
+def collapse_of(per_class: PerClassGC, features, targets, sample: str) -> float:
+    """Geometric collapse from per-class GC and the class means of ``features``."""
+    stats = class_stats(features, targets)
+    if not torch.equal(per_class.classes, stats.classes.cpu()):
+        raise RuntimeError(f"the {sample} GC sample and feature sample hold different classes")
+    return geometric_collapse(per_class.value, stats.means.cpu()).value
+
+
 def measure_transfer(model, data: RunData, spec: RunSpec) -> dict:
-    """Target NC and few-shot NCC accuracy on the target classes, frozen embedding."""
-    features, _ = embed(model, data, data.target_images)
-    target_nc = nc_of(features, data.target_labels).value
+    """Target NC and few-shot NCC accuracy on the fixed target sample, frozen embedding."""
+    features, _ = embed(model, data, data.target_images[data.target_sample])
+    labels = data.target_labels[data.target_sample]
+    target_nc = nc_of(features, labels).value
     values = {"target_nc": target_nc}
     for shots in FEWSHOT_SHOTS:
-        result = fewshot(features, data.target_labels, spec, shots, spec.fewshot_episodes)
+        result = fewshot(features, labels, spec, shots, spec.fewshot_episodes)
         bound = ncc_bound(spec.fewshot_ways, nc=target_nc, shots=shots)
         values[f"fewshot_{shots}shot_accuracy"] = result.accuracy
         values[f"fewshot_{shots}shot_ci95"] = result.ci95
@@ -112,19 +146,29 @@ def embed(model, data: RunData, images: torch.Tensor, batch: int = 512):
 
 @torch.no_grad()
 def recalibrate_batchnorm(model, data: RunData, spec: RunSpec, batch: int = 256) -> None:
-    """Replace every BatchNorm's running statistics by their cumulative average over the
-    fixed ``bn_sample`` (train-mode forward passes, no gradient). No-op when disabled."""
+    """Replace every BatchNorm's running statistics by their average over the fixed
+    ``bn_sample`` (train-mode forward passes in batches of at most ``batch``, no gradient).
+    No-op when disabled.
+
+    Batches are weighted by their size: after batches of sizes b_1..b_k the running mean
+    is ``sum_j b_j m_j / sum_j b_j`` of the batch means m_j (and the running variance the
+    same average of the batch variances), by setting the momentum of batch j to
+    ``b_j / (b_1 + ... + b_j)``. (``momentum=None``, PyTorch's cumulative average, weights
+    every batch equally, so a short last batch would count as much as a full one.)
+    """
     if spec.bn_recalibration_examples == 0:
         return
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
-        m.momentum = None  # cumulative moving average
     model.train()
     sample = data.train_images[data.bn_sample]
     for start in range(0, len(sample), batch):
-        model(data.normalise(sample[start : start + batch]))
+        images = sample[start : start + batch]
+        for m in norms:
+            m.momentum = len(images) / (start + len(images))
+        model(data.normalise(images))
     for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
 
@@ -133,10 +177,10 @@ def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
     return (logits.argmax(dim=1) == targets).double().mean().item()
 
 
-def probe_seed(spec: RunSpec, step: int) -> int:
-    """Seed of the GC probes at an evaluation step: fixed per (run seed, step), so a resumed
-    run draws the same probes."""
-    return int(np.random.SeedSequence([spec.seed, step, 1]).generate_state(1)[0])
+def probe_seed(spec: RunSpec, step: int, stream: int = TRAIN_PROBES) -> int:
+    """Seed of the GC probes at an evaluation step: fixed per (run seed, step, stream), so a
+    resumed run draws the same probes; streams keep training and test probes independent."""
+    return int(np.random.SeedSequence([spec.seed, step, stream]).generate_state(1)[0])
 
 
 def poincare_constant(data: RunData, spec: RunSpec) -> float:
