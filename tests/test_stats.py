@@ -262,3 +262,17 @@ def test_default_layout_is_the_calibrated_shape():
     assert sorted(set(sweeps["seed"].values)) == [0, 1, 2]
     for factor in ("lr", "batch_size", "l2"):
         assert len(set(aggregate.sweep_runs(sweeps, "sweeps", factor)[factor].values)) == 4
+
+
+def test_a_bound_just_under_one_within_its_noise_is_not_non_vacuous():
+    """Claim 4's non-vacuous part counts a run-step only when the bound is below 1 beyond
+    its own noise: a bound of 0.97 with relative noise sqrt(2/100) (z * noise = 0.23 at
+    alpha 0.05) is neither shown non-vacuous nor vacuous, so the part is undecided."""
+    steps = np.arange(30) * 10
+    runs = xr.Dataset(coords={"step": steps})
+    bound_values = np.full((8, len(steps)), 0.97)
+    test, row = bound.nonvacuous(runs, bound_values, np.sqrt(2 / 100), 0.05)
+    assert row["nonvacuous_share"] == 0.0 and row["vacuous_share"] == 0.0
+    assert test.preset == "inconclusive"
+    clearly_below = bound.nonvacuous(runs, bound_values / 2, np.sqrt(2 / 100), 0.05)[0]
+    assert clearly_below.preset == "supported"
