@@ -8,7 +8,13 @@ MODELS = ("vgg11", "vgg13", "resnet18")
 GC_METHODS = ("exact", "hutchinson", "outputs", "mask")
 
 
-def embedding_dim(model: str, width: float) -> int:
+def scaled(channels: int, width: float) -> int:
+    """Channel count ``channels`` scaled by ``width``, at least 1 (every layer of the
+    models in ``gcstudy.models``)."""
+    return max(1, round(channels * width))
+
+
+def embedding_dim(width: float) -> int:
     """Size of the embedding ``f(x)`` of every model here: the 512 channels of the last
-    stage scaled by ``width`` (``gcstudy.models.scaled``)."""
-    return max(1, round(512 * width))
+    stage, scaled by ``width``."""
+    return scaled(512, width)

@@ -290,7 +290,7 @@ def _check_value(spec_field: dataclasses.Field, value: Any, source: str) -> None
 
 
 def _check_gc_budget(spec: RunSpec, source: str) -> None:
-    dim = embedding_dim(spec.model, spec.width)
+    dim = embedding_dim(spec.width)
     if spec.gc_method == "outputs" and spec.gc_outputs > dim:
         raise SpecError(
             f"{source}: key 'gc_outputs' = {spec.gc_outputs} is larger than the {dim} "

@@ -7,7 +7,7 @@ linear layer (512-d at width 1); its geometric complexity is what the study meas
 
 from gcstudy.models.resnet import ResNet18
 from gcstudy.models.vgg import VGG
-from gcstudy.names import MODELS
+from gcstudy.names import MODELS, scaled
 
 
 def build(name: str, num_classes: int, in_channels: int = 3, width: float = 1.0):
@@ -31,11 +31,6 @@ def build(name: str, num_classes: int, in_channels: int = 3, width: float = 1.0)
     if name == "resnet18":
         return ResNet18(num_classes, in_channels, width)
     raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
-
-
-def scaled(channels: int, width: float) -> int:
-    """Channel count ``channels`` scaled by ``width``, at least 1."""
-    return max(1, round(channels * width))
 
 
 __all__ = ["MODELS", "VGG", "ResNet18", "build", "scaled"]

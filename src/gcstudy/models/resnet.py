@@ -8,6 +8,8 @@ Parameter count at width 1, 10 classes, RGB: 11,173,962.
 import torch
 from torch import nn
 
+from gcstudy.names import scaled
+
 
 class BasicBlock(nn.Module):
     """Two 3x3 conv-BN layers with an identity (or 1x1 conv-BN projection) shortcut."""
@@ -36,8 +38,6 @@ class ResNet18(nn.Module):
 
     def __init__(self, num_classes: int, in_channels: int = 3, width: float = 1.0):
         super().__init__()
-        from gcstudy.models import scaled
-
         stem = scaled(64, width)
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, stem, 3, 1, padding=1, bias=False),

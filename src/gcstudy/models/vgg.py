@@ -8,6 +8,8 @@ VGG-11 9,231,114 and VGG-13 9,416,010.
 import torch
 from torch import nn
 
+from gcstudy.names import scaled
+
 # Channel counts per conv layer; "M" is a 2x2 max-pool (Simonyan & Zisserman, configs A and B).
 CONFIGS = {
     "vgg11": (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
@@ -20,8 +22,6 @@ class VGG(nn.Module):
 
     def __init__(self, name: str, num_classes: int, in_channels: int = 3, width: float = 1.0):
         super().__init__()
-        from gcstudy.models import scaled
-
         layers: list[nn.Module] = []
         channels = in_channels
         for item in CONFIGS[name]:
