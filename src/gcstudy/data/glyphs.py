@@ -44,6 +44,7 @@ import torch.nn.functional as F
 
 from gcstudy.data.cache import idx_bytes
 from gcstudy.data.labelled import LabelledImages
+from gcstudy.data.registry import GLYPH_FILES as FILES
 from gcstudy.data.registry import GLYPHS_SOURCE as SOURCE
 from gcstudy.data.registry import GLYPHS_TARGET, GLYPHS_VAL
 
@@ -98,7 +99,6 @@ RECIPE = {"classes": "".join(CLASSES), "faces": list(FACE_NAMES), "instances": I
           "size": SIZE, "canvas": CANVAS, "draw": DRAW, "span": GLYPH_SPAN,
           "distortion": DISTORTION, "strokes": list(STROKES), "seed": SEED,
           "split_seed": SPLIT_SEED, "version": 2}  # fmt: skip
-FILES = ("images-idx3-ubyte", "labels-idx1-ubyte", "faces-idx1-ubyte")
 
 
 def class_split(seed: int = SPLIT_SEED) -> tuple[tuple[int, ...], ...]:
@@ -199,9 +199,10 @@ def render(class_id: int, seed: int = SEED) -> tuple[torch.Tensor, torch.Tensor]
     class."""
     rng = np.random.default_rng([seed, class_id])
     faces = faces_of(class_id)
-    face_ids = torch.tensor([faces[i % len(faces)] for i in range(INSTANCES)])
+    slot = torch.arange(INSTANCES) % len(faces)  # instances cycle through the faces
+    face_ids = torch.tensor(faces)[slot]
     prototypes = torch.stack([prototype(CLASSES[class_id], face) for face in faces])
-    images = prototypes[torch.tensor([i % len(faces) for i in range(INSTANCES)])][:, None]
+    images = prototypes[slot][:, None]
     theta = affine_matrices(rng, INSTANCES)
     strokes = torch.from_numpy(rng.choice(STROKES, INSTANCES))
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)

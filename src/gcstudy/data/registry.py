@@ -44,7 +44,7 @@ _MNIST_FILES = (
 )
 _CIFAR10_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
 _CIFAR100_FILES = ("train", "test", "meta")
-_GLYPH_FILES = ("images-idx3-ubyte", "labels-idx1-ubyte", "faces-idx1-ubyte")
+GLYPH_FILES = ("images-idx3-ubyte", "labels-idx1-ubyte", "faces-idx1-ubyte")
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,7 @@ DATASETS: dict[str, DatasetSpec] = {
         num_classes=100,
         splits=("train", "test", "source", "val", "target"),
         folder="glyphs",
-        files=_GLYPH_FILES,
+        files=GLYPH_FILES,
         download="nothing to download: gcstudy renders them from matplotlib's typefaces",
         source_classes=GLYPHS_SOURCE,
         val_classes=GLYPHS_VAL,
