@@ -38,17 +38,18 @@ def example_grid(
     for split in splits:
         data = load(name, root, split)
         labels = data.labels.numpy()
-        shown = np.unique(labels)[:classes]
+        present = np.unique(labels)
+        shown = present[:classes]
         picks = [rng.choice(np.flatnonzero(labels == c), per_class, replace=False) for c in shown]
-        blocks.append((split, data, shown, picks))
-    rows = sum(per_class for _ in blocks)
+        blocks.append((split, data, len(present), shown, picks))
+    rows = per_class * len(blocks)
     fig, axes = plt.subplots(
         rows, classes, figsize=(classes * 0.62, rows * 0.62 + 0.35 * len(blocks)), squeeze=False
     )
     for ax in axes.flat:
         ax.axis("off")
     row = 0
-    for split, data, shown, picks in blocks:
+    for split, data, count, shown, picks in blocks:
         for column, (label, chosen) in enumerate(zip(shown, picks, strict=True)):
             for k, index in enumerate(chosen):
                 ax = axes[row + k, column]
@@ -56,7 +57,6 @@ def example_grid(
                 ax.imshow(image.squeeze(-1) if image.shape[-1] == 1 else image, cmap="gray")
                 if k == 0:
                     ax.set_title(data.classes[label], fontsize=8, pad=2)
-        count = len(np.unique(data.labels.numpy()))
         axes[row, 0].text(
             -0.4, 0.5, f"{split}\n({count})", transform=axes[row, 0].transAxes, ha="right",
             va="center", fontsize=8,
