@@ -277,8 +277,8 @@ def train_run(args, parser) -> int:
 
             def then(out: Path) -> None:
                 wanted = evaluations[str(out)]
-                if "fewshot" in wanted or "gc_estimators" in wanted:
-                    kinds = ("fewshot" in wanted, "gc_estimators" in wanted)
+                kinds = ("fewshot" in wanted, "gc_estimators" in wanted)
+                if any(kinds):
                     for path in evaluate(out, *kinds, settings):
                         log.info("wrote %s", path)
 
