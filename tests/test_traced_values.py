@@ -228,20 +228,15 @@ class FinalState:
     def gc_samples(self) -> dict[str, GCSample]:
         """The GC sample of the training set and that of the test set (a stratified part of
         the test sample), each with its probe stream (SeedSequence([seed, step, s]))."""
-        data, seed = self.data, self.spec.seed
+        data = self.data
+
+        def sample(images, targets, index, stream: int) -> GCSample:
+            seed = np.random.SeedSequence([self.spec.seed, self.step, stream]).generate_state(1)
+            return GCSample(self.model, self.inputs(images[index]), targets[index].numpy(), seed[0])
+
         return {
-            "train": GCSample(
-                self.model,
-                self.inputs(data.train_images[data.gc_sample]),
-                data.train_targets[data.gc_sample].numpy(),
-                np.random.SeedSequence([seed, self.step, 1]).generate_state(1)[0],
-            ),
-            "test": GCSample(
-                self.model,
-                self.inputs(data.test_images[data.gc_test_sample]),
-                data.test_targets[data.gc_test_sample].numpy(),
-                np.random.SeedSequence([seed, self.step, 4]).generate_state(1)[0],
-            ),
+            "train": sample(data.train_images, data.train_targets, data.gc_sample, 1),
+            "test": sample(data.test_images, data.test_targets, data.gc_test_sample, 4),
         }
 
     def gc_per_class(self, split: str = "train") -> np.ndarray:
