@@ -31,7 +31,9 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 2  # 2: gc_test, gc_test_stderr, geometric_collapse_test
 STATUSES = ("running", "complete", "diverged")
 FINISHED = ("complete", "diverged")
-JSON_ATTRIBUTES = ("spec", "versions", "normalisation", "classes", "target_classes", "facts")
+JSON_ATTRIBUTES = (
+    "spec", "versions", "normalisation", "classes", "target_classes", "facts", "phase_seconds",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
