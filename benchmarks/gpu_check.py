@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -146,7 +147,7 @@ FULL = Plan(
         "e5": 20,
         "estimators": 60,
         "compiled": 60,
-    },  # fmt: skip
+    },
 )
 COMPILE_TOO_SLOW_ON_CPU = (
     "torch.compile (inductor's C++ code) of one step of a width-1/16 VGG-11 took 259 s on "
@@ -171,7 +172,7 @@ SMOKE = Plan(
         bn_recalibration_examples=16,
         fewshot_episodes=10,
         checkpoint_every=10,
-    ),  # fmt: skip
+    ),
     estimator_settings=dict(
         gc_examples=20,
         budgets={"examples": [4], "hutchinson": [1], "outputs": [2], "mask": [0.001]},
@@ -184,7 +185,7 @@ SMOKE = Plan(
         "e5": 0,
         "estimators": 0,
         "compiled": 0,
-    },  # fmt: skip
+    },
 )
 
 
@@ -234,8 +235,10 @@ def environment(device: torch.device, commit: str) -> dict:
 def bf16_matmul_rate(device: torch.device, n: int, warmup: int = 3, timed: int = 10) -> float:
     """FLOP/s of an n x n x n bf16 matrix product on random data (mean of ``timed``)."""
     generator = torch.Generator(device=device).manual_seed(0)
-    a, b = (torch.randn(n, n, device=device, dtype=torch.bfloat16, generator=generator)
-            for _ in range(2))  # fmt: skip
+    a, b = (
+        torch.randn(n, n, device=device, dtype=torch.bfloat16, generator=generator)
+        for _ in range(2)
+    )
     for _ in range(warmup):
         a @ b
     seconds: dict = {}
@@ -260,19 +263,16 @@ def peaks(gpu: str, device: torch.device, plan: Plan) -> dict:
 # --- 2.-3., 6., 8. training steps -------------------------------------------------------------
 
 
-def training_spec(plan: Plan, model: str, batch: int, **options) -> RunSpec:
-    """A CIFAR-10 run spec of the plan's width and device with the given step options."""
-    return RunSpec.from_dict(
-        dict(model=model, width=plan.width, dataset="cifar10", batch_size=batch,
-             device=plan.device, lr=0.01, **options)
-    )  # fmt: skip
+def training_spec(base: RunSpec, model: str, batch: int, **options) -> RunSpec:
+    """``base`` (the check's E1 spec) with another model, batch size and step options."""
+    return RunSpec.from_dict({**base.to_dict(), "model": model, "batch_size": batch, **options})
 
 
-def flops_per_image(plan: Plan, data: RunData, model: str, device: torch.device) -> float:
-    """Matrix FLOPs of one fp32 training step (forward + backward), per image, counted by
-    ``torch.utils.flop_counter`` at the smallest batch of the plan."""
-    batch = min(plan.batches)
-    spec = training_spec(plan, model, batch, precision="fp32", compile=False)
+def flops_per_image(base: RunSpec, data: RunData, model: str, batch: int) -> float:
+    """Matrix FLOPs of one fp32 training step (forward + backward) per image, counted by
+    ``torch.utils.flop_counter`` at ``batch``."""
+    device = data.train_images.device
+    spec = training_spec(base, model, batch, precision="fp32", compile=False)
     network, optimizer = model_and_optimizer(spec, data, device)
     forward = make_step(network, spec, autocast_dtype(spec, device))
     with FlopCounterMode(display=False) as counter:
@@ -338,13 +338,11 @@ def training_grid(plan: Plan, compile: bool) -> list[dict]:
     """The configurations, most useful first: the paper's (bf16, channels_last) at the
     paper's batch, then the others."""
     return [
-        dict(model=model, batch=batch, precision=precision, channels_last=layout,
-             compile=compile)
-        for precision, layout in (("bf16", True), ("bf16", False), ("fp32", True),
-                                  ("fp32", False))
+        dict(model=model, batch=batch, precision=precision, channels_last=layout, compile=compile)
+        for precision, layout in (("bf16", True), ("bf16", False), ("fp32", True), ("fp32", False))
         for batch in plan.batches
         for model in MODELS
-    ]  # fmt: skip
+    ]
 
 
 def e5_check(plan, data, device, paper_runs) -> dict:
@@ -357,15 +355,23 @@ def e5_check(plan, data, device, paper_runs) -> dict:
     plain_timings, _, _ = time_training(plain, data, device, plan)
     timings, model, forward = time_training(spec, data, device, plan)
     step = plan.warmup_steps + plan.timed_steps + 1
-    gradients_finite = all(p.grad is None or p.grad.isfinite().all() for p in model.parameters())
+    gradients_finite = all(
+        p.grad is not None and bool(p.grad.isfinite().all()) for p in model.parameters()
+    )
     index = batch_indices(len(data.train_targets), spec.batch_size, spec.seed, step)
     x = data.normalise(data.train_images[index.to(device)])
     x = x.contiguous(memory_format=memory_format(device, spec.channels_last)).requires_grad_()
     embedding, _ = forward(x)
     penalty = batch_gc(embedding, x, spec.seed, step).item()
     model.eval()
-    gc, _ = measure_gc(model, data, data.train_images[data.gc_sample],
-                       data.train_targets[data.gc_sample], spec, seed=0)  # fmt: skip
+    gc, _ = measure_gc(
+        model,
+        data,
+        data.train_images[data.gc_sample],
+        data.train_targets[data.gc_sample],
+        spec,
+        seed=0,
+    )
     return {
         **configuration(spec),
         "gc_penalty": spec.gc_penalty,
@@ -374,11 +380,13 @@ def e5_check(plan, data, device, paper_runs) -> dict:
         "gradients_finite": gradients_finite,
         "batch_gc": penalty,
         "measured_gc": gc.value,
-        "finite": timings["losses_finite"] and gradients_finite
-        and math.isfinite(penalty) and math.isfinite(gc.value),
+        "finite": timings["losses_finite"]
+        and gradients_finite
+        and math.isfinite(penalty)
+        and math.isfinite(gc.value),
         "seconds_per_step": timings["seconds"] / timings["timed_steps"],
         "seconds_per_step_without_penalty": plain_timings["seconds"] / plain_timings["timed_steps"],
-    }  # fmt: skip
+    }
 
 
 # --- 4., 7. evaluation ----------------------------------------------------------------------
@@ -459,7 +467,7 @@ def evaluation(spec: RunSpec, data: RunData, device: torch.device, plan: Plan) -
                 "bn_recalibration_examples",
                 "fewshot_episodes",
             )
-        },  # fmt: skip
+        },
         "test_images": len(data.test_sample),
         "target_images": len(transfer.target_sample),
         "seconds": seconds,
@@ -473,8 +481,11 @@ def estimator_study(spec, data, device, settings: EvaluationSettings) -> dict:
     from the measured seconds per estimate."""
     model, _ = model_and_optimizer(spec, data, device)
     model.eval()
-    sample = stratified_sample(data.train_targets.cpu(), settings.gc_examples,
-                               torch.Generator().manual_seed(spec.sample_seed + 1))  # fmt: skip
+    sample = stratified_sample(
+        data.train_targets.cpu(),
+        settings.gc_examples,
+        torch.Generator().manual_seed(spec.sample_seed + 1),
+    )
     x = data.normalise(data.train_images[sample.to(device)])
     seconds: dict = {}
     with stopwatch(device, seconds, "exact_gc"):
@@ -497,7 +508,7 @@ def estimator_study(spec, data, device, settings: EvaluationSettings) -> dict:
                 per_estimate,
                 strict=True,
             )
-        ],  # fmt: skip
+        ],
         "derived_study_seconds": seconds["exact_gc"] + settings.gc_repeats * sum(per_estimate),
     }
 
@@ -510,10 +521,22 @@ def train_run(spec_values: dict, folder: Path) -> dict:
     spec_path = folder / "spec.yaml"
     spec_path.write_text(yaml.safe_dump(spec_values, sort_keys=False))
     out = folder / "run"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(REPO / "src"), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
-    command = [sys.executable, "-c", TRAIN_ON_GENERATED_FILES, "-q", "train", str(spec_path),
-               "--out", str(out)]  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(REPO / "src"), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
+    command = [
+        sys.executable,
+        "-c",
+        TRAIN_ON_GENERATED_FILES,
+        "-q",
+        "train",
+        str(spec_path),
+        "--out",
+        str(out),
+    ]
     start = time.perf_counter()
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     process_seconds = time.perf_counter() - start
@@ -544,7 +567,9 @@ def minutes_per_1000_steps(run: dict, paper: RunSpec) -> dict:
         minutes = (1000 t_step + E t_eval + K t_ckpt + 1000/steps t_start) / 60,
 
     E = evaluations of the paper run per 1,000 steps, K = its checkpoints and final
-    weights per 1,000 steps, t_start = start-up plus everything outside the phases."""
+    weights per 1,000 steps, t_start = start-up plus everything outside the phases. Also
+    the evaluation's cost against the training between two regular evaluations,
+    ``t_eval / (eval_every t_step)``."""
     phases = run["phase_seconds"]
     per = {
         "step": phases["training"] / run["steps"],
@@ -564,25 +589,48 @@ def minutes_per_1000_steps(run: dict, paper: RunSpec) -> dict:
         "seconds_each": per,
         "count_per_1000_steps": counts,
         "seconds_per_1000_steps": seconds,
-        "evaluation_share_between_evaluations": seconds["evaluation"] / seconds["step"],
+        "evaluation_vs_training_per_1000_steps": seconds["evaluation"] / seconds["step"],
+        "evaluation_vs_training_between_regular_evaluations": per["evaluation"]
+        / (paper.eval_every * per["step"]),
         "paper_run": {
             "steps": paper.steps,
             "evaluations": len(paper.evaluation_steps),
             "checkpoint_every": paper.checkpoint_every,
-        },  # fmt: skip
+            "eval_every": paper.eval_every,
+        },
     }
 
 
 # --- the check ------------------------------------------------------------------------------
 
 
-def check(plan: Plan, budget_s: float, commit: str, smoke: bool) -> dict:
-    """Run every section that fits in ``budget_s`` seconds; returns the record."""
+def check(plan: Plan, budget_s: float, commit: str, smoke: bool, out: Path) -> dict:
+    """Run every section that fits in ``budget_s`` seconds, writing the record after each
+    (a check stopped from outside leaves what it measured); returns the record. A section
+    that raises is recorded in ``errors`` and the next one runs."""
     guard = TimeGuard(budget_s)
     device = torch.device(plan.device)
-    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32, as in gcstudy's runs
-    record: dict = {"mode": "smoke" if smoke else "gpu", "started_at": provenance.now(),
-                    "budget_s": budget_s}  # fmt: skip
+    record: dict = {
+        "mode": "smoke" if smoke else "gpu",
+        "started_at": provenance.now(),
+        "finished_at": None,
+        "budget_s": budget_s,
+        "wall_seconds": 0.0,
+        "notes": guard.notes,
+        "errors": [],
+    }
+
+    def save() -> None:
+        record["wall_seconds"] = guard.elapsed()
+        write_record(record, out)
+
+    def attempt(name: str, compute) -> None:
+        try:
+            record[name] = compute()
+        except Exception:
+            record["errors"].append(f"{name}: {traceback.format_exc()}")
+        save()
+
     record["environment"] = environment(device, commit)
     peak = record["peak"] = peaks(record["environment"]["gpu"], device, plan)
     paper_config = yamlio.load(PAPER_CONFIG)
@@ -591,42 +639,67 @@ def check(plan: Plan, budget_s: float, commit: str, smoke: bool) -> dict:
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as scratch:
         root = Path(scratch) / "data"
         write_cifar10(root, *plan.cifar_per_class)
-        e1_spec = RunSpec.from_dict({**paper.to_dict(), **plan.spec_changes,
-                                     "data_root": str(root), "device": plan.device})  # fmt: skip
+        e1_spec = RunSpec.from_dict(
+            {**paper.to_dict(), **plan.spec_changes, "data_root": str(root), "device": plan.device}
+        )
         data = load_generated(e1_spec, device)
-        record["seconds_to_data_on_device"] = guard.elapsed()
-        flops = record["flops_per_image"] = {m: flops_per_image(plan, data, m, device)
-                                             for m in MODELS}  # fmt: skip
+        record["seconds_from_start_to_data_on_device"] = guard.elapsed()
+        flops = record["flops_per_image"] = {
+            m: flops_per_image(e1_spec, data, m, min(plan.batches)) for m in MODELS
+        }
+        record["training"] = []
 
-        def steps_of(options: dict) -> dict:
-            if options["compile"] and smoke and plan.compile_in_smoke:
-                return {**options, "skipped": plan.compile_in_smoke}
-            needs = plan.seconds["compiled" if options["compile"] else "training"]
-            if not guard.fits(f"training {options}", needs):
-                return {**options, "skipped": guard.notes[-1]}
-            spec = training_spec(plan, **options)
-            return training_entry(spec, data, device, plan, flops[spec.model], peak)
+        def measure_steps(compile: bool) -> None:
+            for options in training_grid(plan, compile):
+                needs = plan.seconds["compiled" if compile else "training"]
+                if compile and smoke and plan.compile_in_smoke:
+                    entry = {**options, "skipped": plan.compile_in_smoke}
+                elif not guard.fits(f"training {options}", needs):
+                    entry = {**options, "skipped": guard.notes[-1]}
+                else:
+                    spec = training_spec(e1_spec, **options)
+                    try:
+                        entry = training_entry(spec, data, device, plan, flops[spec.model], peak)
+                    except Exception:
+                        record["errors"].append(f"training {options}: {traceback.format_exc()}")
+                        entry = {**options, "skipped": "error (see errors)"}
+                record["training"].append(entry)
+                save()
 
-        record["training"] = [steps_of(o) for o in training_grid(plan, compile=False)]
-        if guard.fits("evaluation", plan.seconds["evaluation"]):
-            record["evaluation"] = evaluation(e1_spec, data, device, plan)
-        if guard.fits("train run", plan.seconds["train_run"]):
+        def train_and_derive() -> dict:
             cadence = [s for s in paper.evaluation_steps if s < plan.train_steps]
             values = {**e1_spec.to_dict(), "steps": plan.train_steps, "eval_steps": cadence}
-            record["train_run"] = train_run(values, Path(scratch))
-            record["derived"] = minutes_per_1000_steps(record["train_run"], paper)
-        if guard.fits("E5", plan.seconds["e5"]):
-            record["e5"] = e5_check(plan, data, device, paper_runs)
-        if guard.fits("estimator study", plan.seconds["estimators"]):
-            settings = EvaluationSettings.from_dict(
-                {**paper_config["evaluate"], **(plan.estimator_settings or {})}
-            )
-            record["estimators"] = estimator_study(e1_spec, data, device, settings)
-        record["training"] += [steps_of(o) for o in training_grid(plan, compile=True)]
-    record["notes"] = guard.notes
-    record["wall_seconds"] = guard.elapsed()
+            measured = train_run(values, Path(scratch))
+            record["derived"] = minutes_per_1000_steps(measured, paper)
+            return measured
+
+        settings = EvaluationSettings.from_dict(
+            {**paper_config["evaluate"], **(plan.estimator_settings or {})}
+        )
+        measure_steps(compile=False)
+        sections = (
+            ("evaluation", lambda: evaluation(e1_spec, data, device, plan)),
+            ("train_run", train_and_derive),
+            ("e5", lambda: e5_check(plan, data, device, paper_runs)),
+            ("estimators", lambda: estimator_study(e1_spec, data, device, settings)),
+        )
+        for name, compute in sections:
+            if guard.fits(name, plan.seconds[name]):
+                attempt(name, compute)
+        measure_steps(compile=True)
     record["finished_at"] = provenance.now()
+    save()
     return record
+
+
+def write_record(record: dict, out: Path) -> None:
+    """``out/gpu_check.json`` and ``out/gpu_check.md``, each replaced atomically."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in (("gpu_check.json", json.dumps(record, indent=2) + "\n"),
+                       ("gpu_check.md", markdown(record))):  # fmt: skip
+        tmp = out / (name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, out / name)
 
 
 def load_generated(spec: RunSpec, device: torch.device) -> RunData:
@@ -662,7 +735,8 @@ def markdown(record: dict) -> str:
         "",
         f"- device: {env['gpu']}; torch {versions['torch']}, CUDA {versions['cuda']}, "
         f"cuDNN {versions['cudnn']}; gcstudy commit {env['gcstudy_commit']}",
-        f"- {record['started_at']} to {record['finished_at']}, {record['wall_seconds']:.0f} s "
+        f"- {record['started_at']} to {record['finished_at'] or '(stopped or running)'}, "
+        f"{record['wall_seconds']:.0f} s "
         f"(budget {record['budget_s']:.0f} s)",
         f"- bf16 matrix rate measured here ({peak['matmul_n']}^3): "
         f"{peak['measured_bf16_matmul_flops'] / 1e12:.1f} TFLOP/s; datasheet: "
@@ -678,8 +752,10 @@ def markdown(record: dict) -> str:
     ]
     reason = None
     for e in record["training"]:
-        head = (f"| {e['model']} | {e['batch']} | {e['precision']} | {e['channels_last']} "
-                f"| {e['compile']} ")  # fmt: skip
+        head = (
+            f"| {e['model']} | {e['batch']} | {e['precision']} | {e['channels_last']} "
+            f"| {e['compile']} "
+        )
         if "skipped" in e:
             said = "as above" if e["skipped"] == reason else e["skipped"]
             lines.append(head + f"| skipped: {said} | | | | |")
@@ -692,22 +768,36 @@ def markdown(record: dict) -> str:
         )
     if "evaluation" in record:
         ev = record["evaluation"]
-        lines += ["", "## One evaluation at the paper's settings", "",
-                  f"settings: {ev['spec']}, {ev['test_images']} test images, "
-                  f"{ev['target_images']} target images (few-shot)", "",
-                  "| what | seconds |", "|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "## One evaluation at the paper's settings",
+            "",
+            f"settings: {ev['spec']}, {ev['test_images']} test images, "
+            f"{ev['target_images']} target images (few-shot)",
+            "",
+            "| what | seconds |",
+            "|---|---|",
+        ]
         lines += [f"| {k} | {v:.3f} |" for k, v in ev["seconds"].items()]
         lines += [f"| part of measure: {k} | {v:.3f} |" for k, v in ev["part_seconds"].items()]
     if "train_run" in record:
         run = record["train_run"]
-        lines += ["", f"## gcstudy train: E1 base spec, {run['steps']} steps", "",
-                  f"{run['status']} on {run['device']}, {run['evaluations']} evaluations, "
-                  f"{run['checkpoints']} checkpoints + final weights, "
-                  f"{run['process_seconds']:.1f} s in all", "",
-                  "| phase | seconds |", "|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            f"## gcstudy train: E1 base spec, {run['steps']} steps",
+            "",
+            f"{run['status']} on {run['device']}, {run['evaluations']} evaluations, "
+            f"{run['checkpoints']} checkpoints + final weights, "
+            f"{run['process_seconds']:.1f} s in all",
+            "",
+            "| phase | seconds |",
+            "|---|---|",
+        ]
         lines += [f"| {k} | {v:.2f} |" for k, v in run["phase_seconds"].items()]
-        lines.append(f"| outside the phases (interpreter, imports, final trace) "
-                     f"| {run['outside_phases_seconds']:.2f} |")  # fmt: skip
+        lines.append(
+            f"| outside the phases (interpreter, imports, final trace) "
+            f"| {run['outside_phases_seconds']:.2f} |"
+        )
         derived = record["derived"]
         lines += [
             "",
@@ -717,13 +807,17 @@ def markdown(record: dict) -> str:
             "|---|---|---|---|",
         ]
         for k, seconds in derived["seconds_per_1000_steps"].items():
-            lines.append(f"| {k} | {derived['count_per_1000_steps'][k]:.3g} "
-                         f"| {derived['seconds_each'][k]:.4g} | {seconds:.2f} |")  # fmt: skip
+            lines.append(
+                f"| {k} | {derived['count_per_1000_steps'][k]:.3g} "
+                f"| {derived['seconds_each'][k]:.4g} | {seconds:.2f} |"
+            )
         lines += [
             "",
             f"**{derived['minutes_per_1000_steps']:.3f} minutes per 1,000 steps**; "
             f"evaluation / training time: "
-            f"{derived['evaluation_share_between_evaluations']:.1%}",
+            f"{derived['evaluation_vs_training_per_1000_steps']:.1%} per 1,000 steps, "
+            f"{derived['evaluation_vs_training_between_regular_evaluations']:.1%} between "
+            f"two regular evaluations ({derived['paper_run']['eval_every']} steps apart)",
             "",
             "For config/paper.yaml (by hand):",
             "",
@@ -756,38 +850,51 @@ def markdown(record: dict) -> str:
             "| estimator | budget | seconds per estimate |",
             "|---|---|---|",
         ]
-        lines += [f"| {s['estimator']} | {s['budget']:g} | {s['seconds_per_estimate']:.3f} |"
-                  for s in est["settings"]]  # fmt: skip
+        lines += [
+            f"| {s['estimator']} | {s['budget']:g} | {s['seconds_per_estimate']:.3f} |"
+            for s in est["settings"]
+        ]
     if record["notes"]:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in record["notes"]]
+    if record["errors"]:
+        lines += ["", "## Errors", ""]
+        lines += [f"```\n{error.rstrip()}\n```" for error in record["errors"]]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "gpu_check",
-                        help="folder for gpu_check.json and gpu_check.md")  # fmt: skip
-    parser.add_argument("--smoke", action="store_true",
-                        help="the same code on the CPU at tiny sizes (for CI)")  # fmt: skip
-    parser.add_argument("--budget-s", type=float, default=330.0,
-                        help="sections that no longer fit are skipped (default 330)")  # fmt: skip
-    parser.add_argument("--commit", default=None,
-                        help="gcstudy's git commit when the checkout has no .git "
-                        "(default: git describe of src/)")  # fmt: skip
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "benchmarks" / "gpu_check",
+        help="folder for gpu_check.json and gpu_check.md",
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="the same code on the CPU at tiny sizes (for CI)"
+    )
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=330.0,
+        help="sections that no longer fit are skipped (default 330)",
+    )
+    parser.add_argument(
+        "--commit",
+        default=None,
+        help="gcstudy's git commit when the checkout has no .git (default: git describe of src/)",
+    )
     args = parser.parse_args(argv)
     if not args.smoke and not torch.cuda.is_available():
         parser.error("no CUDA device here: run it on a GPU machine, or --smoke on the CPU")
     plan = SMOKE if args.smoke else FULL
-    record = check(plan, args.budget_s, args.commit or provenance.git_commit(), args.smoke)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "gpu_check.json").write_text(json.dumps(record, indent=2) + "\n")
-    page = markdown(record)
-    (args.out / "gpu_check.md").write_text(page)
-    sys.stdout.write(page)
+    commit = args.commit or provenance.git_commit()
+    record = check(plan, args.budget_s, commit, args.smoke, args.out)
+    sys.stdout.write(markdown(record))
     if "derived" in record and not args.smoke:
         print(f"\nfor config/paper.yaml resources (paste by hand):\n  {paper_yaml_line(record)}")
     print(f"wrote {args.out / 'gpu_check.json'} and {args.out / 'gpu_check.md'}")
-    return 0
+    return 1 if record["errors"] else 0
 
 
 if __name__ == "__main__":
