@@ -248,8 +248,14 @@ def bf16_matmul_rate(device: torch.device, n: int, warmup: int = 3, timed: int =
     return 2 * n**3 * timed / seconds["products"]
 
 
+def datasheet_rate(gpu: str) -> tuple[str | None, float | None]:
+    """(source, dense bf16 FLOP/s) of the GPU named ``gpu`` from ``DATASHEET_BF16``, or
+    (None, None) when none is recorded for it."""
+    return next((v for k, v in DATASHEET_BF16.items() if k in gpu), (None, None))
+
+
 def peaks(gpu: str, device: torch.device, plan: Plan) -> dict:
-    datasheet = next((v for k, v in DATASHEET_BF16.items() if k in gpu), (None, None))
+    datasheet = datasheet_rate(gpu)
     return {
         "measured_bf16_matmul_flops": bf16_matmul_rate(device, plan.matmul_n),
         "matmul_n": plan.matmul_n,

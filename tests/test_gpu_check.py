@@ -2,6 +2,8 @@
 and the consistency of its numbers, with the packages the GPU machine lacks made unimportable
 (for the check and for the `gcstudy train` it starts)."""
 
+import functools
+import importlib.util
 import itertools
 import json
 import math
@@ -17,6 +19,8 @@ import torch
 from gcstudy import yamlio
 from gcstudy.models import build
 from gcstudy.names import MODELS
+from gcstudy.rundata import load_run_data
+from gcstudy.spec import RunSpec
 
 REPO = Path(__file__).resolve().parents[1]
 # not installed on the GPU machine (the device notes list its packages)
@@ -223,3 +227,45 @@ def test_a_check_stopped_from_outside_leaves_the_record_of_what_it_measured(tmp_
     record = json.loads((out / "gpu_check.json").read_text())
     assert record["finished_at"] is None and len(record["training"]) >= 1
     assert "(stopped or running)" in (out / "gpu_check.md").read_text()
+
+
+@functools.cache
+def load_script():
+    """benchmarks/gpu_check.py as the module ``gpu_check``."""
+    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "benchmarks" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_check"] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_datasheet_rates_are_found_by_the_names_the_gpus_report():
+    gpu_check = load_script()
+    assert gpu_check.datasheet_rate("NVIDIA H100 80GB HBM3")[1] == 989e12  # H100 SXM
+    assert gpu_check.datasheet_rate("NVIDIA H200")[1] == 989e12
+    assert gpu_check.datasheet_rate("NVIDIA H100 PCIe") == (None, None)  # another chip
+    assert gpu_check.datasheet_rate("cpu") == (None, None)
+
+
+def test_compiled_steps_are_captured_by_dynamo_afresh_for_each_configuration(monkeypatch):
+    """The compile branch on the CPU: torch.compile with a backend that records the graphs
+    dynamo captures and runs them as they are (inductor's C++ build takes minutes on a
+    CPU); each timed configuration compiles afresh."""
+    gpu_check = load_script()
+    graphs = []
+
+    def recording_backend(graph, example_inputs):
+        graphs.append(graph)
+        return graph.forward
+
+    compile_for_real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda f: compile_for_real(f, backend=recording_backend))
+    base = RunSpec.from_dict(dict(dataset="digits", width=0.0625, device="cpu"))
+    data = load_run_data(base, torch.device("cpu"))
+    spec = gpu_check.training_spec(base, "vgg11", 8, precision="fp32", compile=True)
+    for configuration in (1, 2):
+        timings, _, _ = gpu_check.time_training(spec, data, torch.device("cpu"), gpu_check.SMOKE)
+        assert timings["losses_finite"] and timings["images"] == 8 * gpu_check.SMOKE.timed_steps
+        assert len(graphs) == configuration  # one graph of the forward, captured again
+    ops = {node.target for node in graphs[0].graph.nodes if node.op == "call_function"}
+    assert torch.conv2d in ops or torch.nn.functional.conv2d in ops
