@@ -15,14 +15,14 @@ skips a section that no longer fits in ``--budget-s`` and records why:
    through ``gcstudy.train.train_step`` (the step ``gcstudy train`` runs, with the run spec's
    ``precision``, ``channels_last`` and ``compile`` applied by gcstudy's own code);
 4. one evaluation at the paper's settings (config/paper.yaml) through
-   ``gcstudy.measurements`` and its parts, the few-shot evaluation of a transfer run, and the
-   exact GC on the 256 examples of the estimator study;
+   ``gcstudy.measurements`` and its parts, and the few-shot evaluation of a transfer run;
 5. a real ``gcstudy train`` of the paper's E1 base spec (VGG-13, CIFAR-10 files written from
    generated uint8 arrays of CIFAR-10's shapes) for 1,000 steps at the paper's evaluation
    steps, its wall time split into start-up, training, evaluation and checkpointing (the
    trace's ``phase_seconds``), and from it the paper's ``minutes_per_1000_steps``;
 6. the E5 path: bf16 autocast with the GC penalty's double backward gives finite values;
-7. the estimator study (E2) at the paper's budgets, 2 repeats per setting;
+7. the estimator study (E2): the exact GC of its 256 examples, then the study at the
+   paper's budgets with 2 repeats per setting;
 8. the training steps of 3. under ``torch.compile`` (compilation timed apart), most useful first.
 
 ``--smoke`` runs the same code on the CPU with tiny widths, batches and step counts (the
@@ -83,7 +83,6 @@ from fixtures_data import write_cifar10  # noqa: E402
 
 PAPER_CONFIG = REPO / "config" / "paper.yaml"
 E1_STUDY, E5_STUDY = "E1_vgg13_cifar10", "E5_penalty"
-E5_PENALTY = 1e-4  # E5's largest penalty strength in config/paper.yaml
 ESTIMATOR_REPEATS = 2  # per setting; the paper's study repeats each setting gc_repeats times
 # Dense bf16 tensor-core rate from NVIDIA's datasheets (FLOP/s), by a name the GPU reports.
 DATASHEET_BF16 = {
@@ -113,7 +112,6 @@ class Plan:
     Section estimates (seconds) feed the time guard."""
 
     device: str
-    width: float
     batches: tuple[int, ...]
     warmup_steps: int
     timed_steps: int
@@ -121,15 +119,14 @@ class Plan:
     cifar_per_class: tuple[int, int]  # train, test images per class (CIFAR-10: 5,000, 1,000)
     target_per_class: int  # images of each of the 20 target classes (CIFAR-FS: 600)
     train_steps: int  # of the real `gcstudy train`
-    spec_changes: dict  # applied to the paper's specs
+    spec_changes: dict  # applied to the paper's specs (width, sample sizes, batch)
     estimator_settings: dict | None  # None: the paper's `evaluate` settings
-    compile_in_smoke: str  # "" or why the compiled steps are skipped
-    seconds: dict  # estimated seconds of each section (time guard)
+    compile_skipped: str  # "" or why the compiled steps are not run
+    estimated_seconds: dict  # of each section (for the time guard)
 
 
 FULL = Plan(
     device="cuda",
-    width=1.0,
     batches=(256, 32),
     warmup_steps=5,
     timed_steps=20,
@@ -139,8 +136,8 @@ FULL = Plan(
     train_steps=1000,
     spec_changes={},
     estimator_settings=None,
-    compile_in_smoke="",
-    seconds={
+    compile_skipped="",
+    estimated_seconds={
         "training": 5,
         "evaluation": 60,
         "train_run": 150,
@@ -155,7 +152,6 @@ COMPILE_TOO_SLOW_ON_CPU = (
 )
 SMOKE = Plan(
     device="cpu",
-    width=0.0625,
     batches=(8, 4),
     warmup_steps=1,
     timed_steps=2,
@@ -177,8 +173,8 @@ SMOKE = Plan(
         gc_examples=20,
         budgets={"examples": [4], "hutchinson": [1], "outputs": [2], "mask": [0.001]},
     ),
-    compile_in_smoke=COMPILE_TOO_SLOW_ON_CPU,
-    seconds={
+    compile_skipped=COMPILE_TOO_SLOW_ON_CPU,
+    estimated_seconds={
         "training": 0,
         "evaluation": 0,
         "train_run": 0,
@@ -351,11 +347,12 @@ def training_grid(plan: Plan, compile: bool) -> list[dict]:
     ]
 
 
-def e5_check(plan, data, device, paper_runs) -> dict:
-    """E5's spec in bf16 (its largest penalty): finite losses, gradients, batch GC penalty
+def e5_check(plan, data, device, paper_config, paper_runs) -> dict:
+    """E5's spec in bf16 at its largest penalty: finite losses, gradients, batch GC penalty
     and measured GC after the timed steps; step time against the same spec without the
     penalty, measured in this run."""
-    values = {**paper_spec(paper_runs, E5_STUDY, gc_penalty=E5_PENALTY), **plan.spec_changes}
+    strongest = max(paper_config["studies"][E5_STUDY]["sweeps"]["gc_penalty"])
+    values = {**paper_spec(paper_runs, E5_STUDY, gc_penalty=strongest), **plan.spec_changes}
     spec = RunSpec.from_dict({**values, "precision": "bf16", "device": plan.device})
     plain = dataclasses.replace(spec, gc_penalty=0.0)
     plain_timings, _, _ = time_training(plain, data, device, plan)
@@ -657,9 +654,9 @@ def check(plan: Plan, budget_s: float, commit: str, smoke: bool, out: Path) -> d
 
         def measure_steps(compile: bool) -> None:
             for options in training_grid(plan, compile):
-                needs = plan.seconds["compiled" if compile else "training"]
-                if compile and smoke and plan.compile_in_smoke:
-                    entry = {**options, "skipped": plan.compile_in_smoke}
+                needs = plan.estimated_seconds["compiled" if compile else "training"]
+                if compile and plan.compile_skipped:
+                    entry = {**options, "skipped": plan.compile_skipped}
                 elif not guard.fits(f"training {options}", needs):
                     entry = {**options, "skipped": guard.notes[-1]}
                 else:
@@ -686,11 +683,11 @@ def check(plan: Plan, budget_s: float, commit: str, smoke: bool, out: Path) -> d
         sections = (
             ("evaluation", lambda: evaluation(e1_spec, data, device, plan)),
             ("train_run", train_and_derive),
-            ("e5", lambda: e5_check(plan, data, device, paper_runs)),
+            ("e5", lambda: e5_check(plan, data, device, paper_config, paper_runs)),
             ("estimators", lambda: estimator_study(e1_spec, data, device, settings)),
         )
         for name, compute in sections:
-            if guard.fits(name, plan.seconds[name]):
+            if guard.fits(name, plan.estimated_seconds[name]):
                 attempt(name, compute)
         measure_steps(compile=True)
     record["finished_at"] = provenance.now()

@@ -19,7 +19,14 @@ from gcstudy import traces
 from gcstudy.models import build
 from gcstudy.rundata import load_run_data, stratified_sample
 from gcstudy.spec import RunSpec, SpecError, example_yaml
-from gcstudy.train import batch_gc, batch_indices, derived_seed, memory_format, run
+from gcstudy.train import (
+    batch_gc,
+    batch_indices,
+    derived_seed,
+    finish_queued_work,
+    memory_format,
+    run,
+)
 from gcstudy.yamlio import loads
 
 # A run small enough for a test on 2 CPU cores: a 1/16-width VGG-11 on digits.
@@ -335,6 +342,15 @@ def test_phase_seconds_split_the_run_into_its_four_phases(tmp_path, monkeypatch)
         2 * 1.0 + 10.0 + 100.0,
         5 + 2 * 10.0 + 2 * 100.0,
     ]
+
+
+def test_queued_cuda_work_is_waited_for_on_cuda_only(monkeypatch):
+    waited = []
+    monkeypatch.setattr(torch.cuda, "synchronize", waited.append)
+    finish_queued_work(torch.device("cpu"))
+    assert waited == []
+    finish_queued_work(torch.device("cuda", 0))
+    assert waited == [torch.device("cuda", 0)]
 
 
 def test_channels_last_is_the_cuda_layout_unless_switched_off():
