@@ -5,7 +5,8 @@ variable lies along the ``step`` dimension (``gc_per_class`` also along ``class`
 carries ``units``, ``long_name`` and ``description`` attributes. File attributes hold
 JSON strings: the resolved run ``spec``, software ``versions``, ``git_commit``, ``device``,
 ``seed``, ``schema_version`` and ``status`` (``running``, ``complete`` or ``diverged``), plus
-run facts such as the input normalisation. A finished file is only ever produced by
+run facts such as the input normalisation, and in a finished trace ``phase_seconds`` (where
+the run's wall time went, see ``gcstudy.train``). A finished file is only ever produced by
 writing a temporary file and renaming it into place, so a file named ``trace.h5`` is never
 half-written, and a finished trace is never overwritten.
 
