@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,14 @@ from gcstudy import traces
 from gcstudy.models import build
 from gcstudy.rundata import load_run_data, stratified_sample
 from gcstudy.spec import RunSpec, SpecError, example_yaml
-from gcstudy.train import batch_gc, batch_indices, derived_seed, run
+from gcstudy.train import (
+    batch_gc,
+    batch_indices,
+    derived_seed,
+    finish_queued_work,
+    memory_format,
+    run,
+)
 from gcstudy.yamlio import loads
 
 # A run small enough for a test on 2 CPU cores: a 1/16-width VGG-11 on digits.
@@ -294,6 +302,63 @@ def test_bf16_run_trains_in_bf16_and_measures_in_float32(tmp_path, monkeypatch):
     for name in set(bf16.data_vars) - {"wall_time"}:
         np.testing.assert_array_equal(bf16[name][0], fp32[name][0], err_msg=name)
     assert not np.array_equal(bf16.train_loss[-1], fp32.train_loss[-1])  # training differed
+
+
+def test_phase_seconds_split_the_run_into_its_four_phases(tmp_path, monkeypatch):
+    """Each phase gets exactly the time spent in it: a virtual clock that stands still
+    except inside the real functions of each phase, which advance it by a known amount
+    per call (data loading: start-up; a step: training; a measurement: evaluation; a
+    checkpoint and the final weights: checkpointing)."""
+    import gcstudy.train
+
+    now = [0.0]
+
+    def advancing(function, seconds):
+        def wrapped(*args, **kwargs):
+            now[0] += seconds
+            return function(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(gcstudy.train, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+    for name, seconds in (("load_run_data", 1e5), ("train_step", 1.0), ("measure", 10.0),
+                          ("write_model", 1e4)):  # fmt: skip
+        monkeypatch.setattr(gcstudy.train, name, advancing(getattr(gcstudy.train, name), seconds))
+    save = gcstudy.train.checkpoints.save
+    monkeypatch.setattr(gcstudy.train.checkpoints, "save", advancing(save, 100.0))
+    # 5 steps, evaluations at 0, 2 and 5, checkpoints after steps 2 and 4
+    run(tiny(steps=5, eval_steps=[2], checkpoint_every=2), tmp_path / "run", progress=False)
+    trace = traces.read(tmp_path / "run" / "trace.h5")
+    assert trace.attrs["phase_seconds"] == {
+        "start_up": 1e5,
+        "training": 5 * 1.0,
+        "evaluation": 3 * 10.0,
+        "checkpointing": 2 * 100.0 + 1e4,
+    }
+    # the traced wall time (since the first step) is the time of the phases before it
+    # (the checkpoint after step 2 comes before the evaluation at step 2)
+    assert trace.wall_time.values.tolist() == [
+        0.0,
+        2 * 1.0 + 10.0 + 100.0,
+        5 + 2 * 10.0 + 2 * 100.0,
+    ]
+
+
+def test_queued_cuda_work_is_waited_for_on_cuda_only(monkeypatch):
+    waited = []
+    monkeypatch.setattr(torch.cuda, "synchronize", waited.append)
+    finish_queued_work(torch.device("cpu"))
+    assert waited == []
+    finish_queued_work(torch.device("cuda", 0))
+    assert waited == [torch.device("cuda", 0)]
+
+
+def test_channels_last_is_the_cuda_layout_unless_switched_off():
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert memory_format(cuda, channels_last=True) == torch.channels_last
+    assert memory_format(cuda, channels_last=False) == torch.contiguous_format
+    assert memory_format(cpu, channels_last=True) == torch.contiguous_format
+    assert RunSpec().channels_last
 
 
 def test_divergence_ends_the_run_with_its_trace_so_far(tmp_path):

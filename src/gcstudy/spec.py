@@ -177,6 +177,11 @@ class RunSpec:
         "fp32 on cpu); metrics always run in fp32 or better",
         PRECISIONS,
     )
+    channels_last: bool = option(
+        True,
+        "NHWC (channels_last) memory format for the network and its batches on cuda "
+        "(the CPU always uses the default NCHW layout)",
+    )
     compile: bool = option(False, "torch.compile the training step (CUDA)")
     checkpoint_every: int = option(100, "write a checkpoint every this many steps", minimum=1)
 

@@ -5,7 +5,8 @@ variable lies along the ``step`` dimension (``gc_per_class`` also along ``class`
 carries ``units``, ``long_name`` and ``description`` attributes. File attributes hold
 JSON strings: the resolved run ``spec``, software ``versions``, ``git_commit``, ``device``,
 ``seed``, ``schema_version`` and ``status`` (``running``, ``complete`` or ``diverged``), plus
-run facts such as the input normalisation. A finished file is only ever produced by
+run facts such as the input normalisation, and in a finished trace ``phase_seconds`` (where
+the run's wall time went, see ``gcstudy.train``). A finished file is only ever produced by
 writing a temporary file and renaming it into place, so a file named ``trace.h5`` is never
 half-written, and a finished trace is never overwritten.
 
@@ -31,7 +32,9 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 2  # 2: gc_test, gc_test_stderr, geometric_collapse_test
 STATUSES = ("running", "complete", "diverged")
 FINISHED = ("complete", "diverged")
-JSON_ATTRIBUTES = ("spec", "versions", "normalisation", "classes", "target_classes", "facts")
+JSON_ATTRIBUTES = (
+    "spec", "versions", "normalisation", "classes", "target_classes", "facts", "phase_seconds",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

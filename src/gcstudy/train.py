@@ -18,6 +18,14 @@ Outputs in the run folder: ``trace.h5`` (see ``gcstudy.traces``), ``model.pt`` (
 weights with the run spec), ``trace.running.h5`` while running, and ``ckpt/`` (removed once
 the run is finished, except ``ckpt/result/`` with ``keep_result``).
 
+The finished trace records where the run's wall-clock seconds went (attribute
+``phase_seconds``, summed over resumes): ``start_up`` (from ``run`` being called to the
+first step: data onto the device, model, Poincare constant), ``training`` (the SGD steps,
+compilation included), ``evaluation`` (the measurements and the running trace) and
+``checkpointing`` (checkpoints and the final weights). CUDA work is waited for at the end of
+the last step before an evaluation or a checkpoint, so it is counted as training. Not
+counted: the interpreter's start, imports, and the final trace write.
+
 ``run_many`` trains several runs one after another in one process (``gcstudy train --runs
 DIR...``): the interpreter, torch and the data sets are loaded once. Each run keeps its own
 folder, trace, checkpoints and resume; a run that fails is logged and the others go on.
@@ -80,6 +88,7 @@ def run(
     live process trains ``out``. With ``keep_result``, the finished trace and weights are
     also linked into ``out/ckpt/result/`` and restored from there when they are missing
     and the spec is the same."""
+    entered = time.perf_counter()
     out = Path(out)
     runlock.acquire(out)  # one writer per run folder: a live second trainer is refused
     trace_path = out / "trace.h5"
@@ -100,22 +109,27 @@ def run(
     if saved is not None:
         check_same_spec(saved["spec"], spec, out)
     data = load_run_data(spec, device)
-    torch.manual_seed(spec.seed)
-    model = build(spec.model, data.num_classes, data.train_images.shape[1], spec.width)
-    model = model.to(device, memory_format=memory_format(device))
-    optimizer = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum)
-    state = {"step": 0, "records": [], "wall_time": 0.0, "started_at": provenance.now()}
+    model, optimizer = model_and_optimizer(spec, data, device)
+    state = {
+        "step": 0,
+        "records": [],
+        "wall_time": 0.0,
+        "started_at": provenance.now(),
+        "phase_seconds": dict.fromkeys(PHASES, 0.0),
+    }
     if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         state = {k: saved[k] for k in state}
     poincare = poincare_constant(data, spec)
     attrs = trace_attributes(spec, data, device, poincare, state["started_at"])
+    phases = state["phase_seconds"]
+    phases["start_up"] += time.perf_counter() - entered
     status = train_loop(model, optimizer, data, spec, state, out, attrs, poincare, progress)
-    write_model(out / "model.pt", model, spec, data, status, state["step"])
-    write_trace(
-        trace_path, state["records"], data, {**attrs, "finished_at": provenance.now()}, status
-    )
+    with timed(phases, "checkpointing"):
+        write_model(out / "model.pt", model, spec, data, status, state["step"])
+    finished = {**attrs, "finished_at": provenance.now(), "phase_seconds": phases}
+    write_trace(trace_path, state["records"], data, finished, status)
     (out / "trace.running.h5").unlink(missing_ok=True)
     shutil.rmtree(out / "ckpt", ignore_errors=True)
     if keep_result:
@@ -125,6 +139,33 @@ def run(
 
 
 RESULT_FILES = ("model.pt", "trace.h5")  # in this order: the trace says the run is done
+PHASES = ("start_up", "training", "evaluation", "checkpointing")  # see phase_seconds above
+
+
+def model_and_optimizer(spec: RunSpec, data: RunData, device: torch.device):
+    """The spec's network, seeded by the run seed, on ``device`` in the spec's memory
+    format, and its SGD optimizer."""
+    torch.manual_seed(spec.seed)
+    model = build(spec.model, data.num_classes, data.train_images.shape[1], spec.width)
+    model = model.to(device, memory_format=memory_format(device, spec.channels_last))
+    optimizer = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum)
+    return model, optimizer
+
+
+@contextmanager
+def timed(seconds: dict[str, float], phase: str):
+    """Add the wall-clock seconds the block takes to ``seconds[phase]``."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[phase] += time.perf_counter() - start
+
+
+def finish_queued_work(device: torch.device) -> None:
+    """Wait for the work queued on a CUDA device (no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def keep(out: Path) -> None:
@@ -203,7 +244,9 @@ def train_loop(model, optimizer, data, spec, state, out, attrs, poincare, progre
     """SGD from ``state['step']`` to ``spec.steps``, measuring at the evaluation steps;
     returns "complete" or "diverged". ``state`` is updated in place."""
     evaluation_steps = set(spec.evaluation_steps)
-    autocast = autocast_dtype(spec, data.train_images.device)
+    device = data.train_images.device
+    autocast = autocast_dtype(spec, device)
+    phases = state["phase_seconds"]
     step_fn = make_step(model, spec, autocast)
     clock = time.perf_counter() - state["wall_time"]
     bar = tqdm(
@@ -222,19 +265,20 @@ def train_loop(model, optimizer, data, spec, state, out, attrs, poincare, progre
             state["wall_time"] = time.perf_counter() - clock
             recorded = state["records"] and state["records"][-1]["step"] == step
             if step in evaluation_steps and not recorded:
-                if not all(p.isfinite().all() for p in model.parameters()):
-                    log.warning("non-finite weights at step %d: the run diverged", step)
-                    return "diverged"
-                record = measure(model, data, spec, step, poincare)
-                state["records"].append(
-                    {
-                        "step": step,
-                        "examples_seen": step * spec.batch_size,
-                        "wall_time": state["wall_time"],
-                        **record,
-                    }
-                )
-                write_trace(out / "trace.running.h5", state["records"], data, attrs, "running")
+                with timed(phases, "evaluation"):
+                    if not all(p.isfinite().all() for p in model.parameters()):
+                        log.warning("non-finite weights at step %d: the run diverged", step)
+                        return "diverged"
+                    record = measure(model, data, spec, step, poincare)
+                    state["records"].append(
+                        {
+                            "step": step,
+                            "examples_seen": step * spec.batch_size,
+                            "wall_time": state["wall_time"],
+                            **record,
+                        }
+                    )
+                    write_trace(out / "trace.running.h5", state["records"], data, attrs, "running")
                 shown.update(
                     test_acc=f"{record['test_accuracy']:.3f}",
                     gc=f"{record['gc']:.3g}",
@@ -242,7 +286,10 @@ def train_loop(model, optimizer, data, spec, state, out, attrs, poincare, progre
                 )
             if step == spec.steps:
                 return "complete"
-            loss = train_step(model, optimizer, data, spec, step, step_fn)
+            with timed(phases, "training"):
+                loss = train_step(model, optimizer, data, spec, step, step_fn)
+                if step + 1 in evaluation_steps or (step + 1) % spec.checkpoint_every == 0:
+                    finish_queued_work(device)
             if not math.isfinite(loss):
                 log.warning("non-finite loss %s at step %d: the run diverged", loss, step)
                 return "diverged"
@@ -252,16 +299,17 @@ def train_loop(model, optimizer, data, spec, state, out, attrs, poincare, progre
             bar.set_postfix(shown, refresh=False)
             if received or state["step"] % spec.checkpoint_every == 0:
                 state["wall_time"] = time.perf_counter() - clock
-                checkpoints.save(
-                    out / "ckpt",
-                    state["step"],
-                    {
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "spec": spec.to_dict(),
-                        **{k: v for k, v in state.items() if k != "step"},
-                    },
-                )
+                with timed(phases, "checkpointing"):
+                    checkpoints.save(
+                        out / "ckpt",
+                        state["step"],
+                        {
+                            "model": model.state_dict(),
+                            "optimizer": optimizer.state_dict(),
+                            "spec": spec.to_dict(),
+                            **{k: v for k, v in state.items() if k != "step"},
+                        },
+                    )
             if received:
                 bar.close()
                 raise Interrupted(received[0], state["step"], tuple(received))
@@ -288,7 +336,7 @@ def train_step(model, optimizer, data: RunData, spec: RunSpec, step: int, forwar
     index = batch_indices(len(data.train_targets), spec.batch_size, spec.seed, step)
     index = index.to(data.train_images.device)
     x = data.normalise(data.train_images[index])
-    x = x.contiguous(memory_format=memory_format(x.device))
+    x = x.contiguous(memory_format=memory_format(x.device, spec.channels_last))
     y = data.train_targets[index]
     if spec.gc_penalty:
         x.requires_grad_(True)
@@ -341,8 +389,11 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def memory_format(device: torch.device) -> torch.memory_format:
-    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
+def memory_format(device: torch.device, channels_last: bool) -> torch.memory_format:
+    """NHWC (channels_last) on CUDA when asked; the default NCHW layout otherwise."""
+    return (
+        torch.channels_last if channels_last and device.type == "cuda" else torch.contiguous_format
+    )
 
 
 def autocast_dtype(spec: RunSpec, device: torch.device) -> torch.dtype | None:
