@@ -507,6 +507,7 @@ def first_screen(summary: dict, dataset: xr.Dataset, stats_dir: Path) -> str:
     and cannot say; whether the runs reached the terminal phase and the verdicts settled."""
     tests = summary.get("tests", [])
     claims = [c for c in summary.get("claims", []) if str(c["claim"]).isdigit()]
+    bounds = read_csv(stats_dir, "bound")
     items = []
     for c in claims:
         number = int(c["claim"])
@@ -514,7 +515,7 @@ def first_screen(summary: dict, dataset: xr.Dataset, stats_dir: Path) -> str:
         items.append(
             f'<li><p class="verdict"><span class="badge {VERDICT_CLASS[c["verdict"]]}">claim '
             f"{number}: {esc(c.get('label', c['verdict']))}</span> <b>{esc(c['statement'])}."
-            f"</b></p><p class='verdict'>{esc(deciding_words(c, tests))}"
+            f"</b></p><p class='verdict'>{esc(deciding_words(c, tests, bounds))}"
             + (" &#9888; rests on sweeps that lost runs." if warned else "")
             + "</p></li>"
         )
@@ -525,8 +526,8 @@ def first_screen(summary: dict, dataset: xr.Dataset, stats_dir: Path) -> str:
     )
 
 
-def deciding_words(claim: dict, tests: list[dict]) -> str:
-    """The mechanisms and clocks behind a claim's verdict, in words."""
+def deciding_words(claim: dict, tests: list[dict], bounds: pd.DataFrame) -> str:
+    """The mechanisms and clocks behind a claim's verdict, in words (claim 4: the bounds)."""
     number = int(claim["claim"])
     mine = [t for t in tests if int(t["claim"]) == number]
     if number == 4:
@@ -535,7 +536,7 @@ def deciding_words(claim: dict, tests: list[dict]) -> str:
         words = f"Decided by the CDNV bound (parts {', '.join(parts) or 'none'})"
         if diagnostic:
             words += f"; parts {', '.join(diagnostic)} are a diagnostic (Gaussian proxy for c)"
-        return words + f". {claim['detail']}."
+        return words + f". {claim['detail']}. " + bound_words(bounds)
     if not mine:
         return f"Nothing decided it: {claim['detail']}."
     clocks = list(dict.fromkeys(t["clock"] for t in mine))
@@ -553,6 +554,27 @@ def deciding_words(claim: dict, tests: list[dict]) -> str:
     stable = claim.get("at 2/3 of the budget")
     settled = f" With 2/3 of the budget: {stable}." if isinstance(stable, str) and stable else ""
     return f"{lead}: " + "; ".join(pieces) + "." + settled
+
+
+def bound_words(bounds: pd.DataFrame) -> str:
+    """Per bound study: where each bound first falls below 1, bound / error at the end, and
+    which NC feeds it (the ``bound`` table of ``claims.bound``)."""
+    said = []
+    for _, row in bounds.iterrows():
+        if "crossing_step_median" not in row or not isinstance(row.get("fed_by"), str):
+            continue
+        never = int(row.get("never_below_1", 0) or 0)
+        crossing = (
+            f"first below 1 at step {fmt(row['crossing_step_median'])} (median over runs; "
+            f"{row['crossing_step_range']})"
+            if _finite(row["crossing_step_median"])
+            else "never below 1"
+        ) + (f", never in {never} runs" if never and _finite(row["crossing_step_median"]) else "")
+        said.append(
+            f"{row['study']}, {row['bound']} (from the {row['fed_by']}): {crossing}; bound / "
+            f"test error at the end {fmt(row['end_ratio_to_error'])}."
+        )
+    return " ".join(said)
 
 
 def study_note(dataset: xr.Dataset) -> str:
@@ -579,10 +601,8 @@ def study_note(dataset: xr.Dataset) -> str:
         "evidence about the paper's claims, not a replication of its figures."
     ]
     if narrow:
-        cannot.append(
-            f"The networks are narrower than the paper's (width {fmt(min(narrow))} to "
-            f"{fmt(max(narrow))} of full width)."
-        )
+        span = " to ".join(dict.fromkeys(fmt(w) for w in (min(narrow), max(narrow))))
+        cannot.append(f"The networks are narrower than the paper's (width {span} of full width).")
     cannot.append(
         "The per-mechanism tests say whether each factor moves NC with GC (a total effect), "
         "not that GC causes NC; a claim about the terminal phase needs runs that reached it."
