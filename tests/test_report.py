@@ -212,8 +212,12 @@ def test_a_claim_that_did_not_converge_says_so_on_the_first_screen(report):
     root, _, _ = report
     summary = json.loads((root / "stats" / "claims.json").read_text())
     claim2 = next(c for c in summary["claims"] if str(c["claim"]) == "2")
-    claim2.update(verdict="inconclusive", label="inconclusive: not converged")
-    claim2["at 2/3 of the budget"] = "supported"
+    claim2.update(
+        verdict="inconclusive",
+        label="inconclusive: not converged",
+        reason="NOT_CONVERGED",
+        stability="supported",
+    )
     dataset = aggregate.open_study(root / "study.nc")
     first = report_module.first_screen(summary, dataset, root / "stats")
     assert "claim 2: inconclusive: not converged" in first

@@ -288,13 +288,11 @@ def verdict_badge(verdict: str, warned: bool = False, label: str = "") -> str:
 def _by_clock(claim: dict) -> str:
     """The verdict at each clock and at 2/3 of the budget, small, under the badge."""
     pieces = [
-        f"{CLOCK_LABELS.get(key[3:], key[3:])}: {value}"
-        for key, value in claim.items()
-        if key.startswith("at ") and key != "at 2/3 of the budget" and isinstance(value, str)
+        f"{CLOCK_LABELS.get(clock, 'bound study')}: {verdict}"
+        for clock, verdict in claim.get("clocks", {}).items()
     ]
-    stable = claim.get("at 2/3 of the budget")
-    if isinstance(stable, str) and stable:
-        pieces.append(f"at 2/3 of the budget: {stable}")
+    if claim.get("stability"):
+        pieces.append(f"at 2/3 of the budget: {claim['stability']}")
     return f"<br><small>{esc('; '.join(pieces))}</small>" if pieces else ""
 
 
@@ -551,8 +549,8 @@ def deciding_words(claim: dict, tests: list[dict], bounds: pd.DataFrame) -> str:
         said = "; ".join(f"{v}: {', '.join(m)}" for v, m in by_verdict.items())
         pieces.append(f"at {CLOCK_LABELS.get(clock, clock)}, {said}")
     lead = "Per sweep" if number == 1 else "Per mechanism acting on GC"
-    stable = claim.get("at 2/3 of the budget")
-    settled = f" With 2/3 of the budget: {stable}." if isinstance(stable, str) and stable else ""
+    stable = claim.get("stability")
+    settled = f" With 2/3 of the budget: {stable}." if stable else ""
     return f"{lead}: " + "; ".join(pieces) + "." + settled
 
 
@@ -629,11 +627,7 @@ def convergence_note(claims: list[dict], stats_dir: Path) -> str:
     unstable = [
         str(c["claim"])
         for c in claims
-        if c.get("label") == "inconclusive: not converged"
-        or (
-            isinstance(c.get("at 2/3 of the budget"), str)
-            and c["at 2/3 of the budget"] != c["verdict"]
-        )
+        if c["reason"] == "NOT_CONVERGED" or (c.get("stability") or c["verdict"]) != c["verdict"]
     ]
     stable = (
         "every verdict is the same with 2/3 of the budget"
