@@ -310,10 +310,19 @@ def test_item(t: dict, level: int) -> str:
     return (
         f'<li><span class="badge {VERDICT_CLASS.get(t["verdict"], "meh")}">{esc(t["verdict"])}'
         f"</span> <b>{esc(t['study'])}</b>{esc(clock)}: {esc(t['name'])} ({esc(t['expected'])}),"
-        f" estimate {esc(fmt(t['estimate']))}{interval}, p {esc(fmt(t['p']))} (one-sided; "
-        f"max of t and permutation p), Holm p against {esc(fmt(t['p_against_holm']))} "
+        f" estimate {esc(fmt(t['estimate']))}{interval}, p {esc(fmt(t['p']))} "
+        f"({esc(_p_kind(t.get('method', '')))}), Holm p against {esc(fmt(t['p_against_holm']))} "
         f"({esc(t['n'])}{esc(interpolated)}): {esc(t['reason'])}{warning}</li>"
     )
+
+
+def _p_kind(method: str) -> str:
+    """What a test's ``p`` is, from its method."""
+    if "rank trend" in method:
+        return "one-sided; within-seed permutation p of the rank trend"
+    if "max(p_t, p_permutation)" in method:
+        return "one-sided; max of t and permutation p"
+    return "one-sided"
 
 
 def _finite(value) -> bool:
