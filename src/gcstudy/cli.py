@@ -19,6 +19,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -26,12 +27,15 @@ from pathlib import Path
 # CPU job next to others); waiting passively costs nothing measurable. Set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from gcstudy import __version__
+
 log = logging.getLogger("gcstudy")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gcstudy", description=__doc__.splitlines()[0])
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--version", action="version", version=f"gcstudy {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     prepare = verbs.add_parser(
@@ -187,10 +191,22 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr
     )
     try:
-        return args.handler(args, parser)
+        status = args.handler(args, parser)
+        sys.stdout.flush()  # a reader that went away shows here, not at exit
+        return status
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as error:
         log.error("%s", error)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C outside a training loop (which checkpoints and stops on its own): during
+        # start-up, loading or an evaluation; nothing is half-written (files appear by rename)
+        log.warning("interrupted (Ctrl-C); finished files are kept: run the same command again")
+        return 128 + signal.SIGINT
+    except BrokenPipeError:
+        # the reader went away (`gcstudy runs ... | head`): not an error of gcstudy's; the
+        # interpreter must not flush into the closed pipe again at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE  # as a program the pipe's signal ended
 
 
 def add_stats_settings(parser) -> None:

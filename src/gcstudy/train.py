@@ -43,7 +43,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from tqdm import tqdm
 
 from gcstudy import checkpoints, provenance, runlock, traces
@@ -53,7 +52,10 @@ from gcstudy.rundata import RunData, load_run_data
 from gcstudy.spec import RunSpec
 
 log = logging.getLogger(__name__)
-INTERRUPT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+# SIGINT: Ctrl-C in a terminal (it reaches every process of the foreground group, so the
+# trainer under Snakemake gets it too); SIGTERM, SIGUSR1, SIGUSR2: what SLURM and submitit
+# send before a time limit or on preemption.
+INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
 
 class Interrupted(Exception):
@@ -76,7 +78,7 @@ def run(
     """Train one run into the folder ``out``; returns the final status ("complete" or
     "diverged"). Resumes from ``out/ckpt`` when a valid checkpoint is there; does nothing
     when ``out/trace.h5`` is already finished. Raises ``Interrupted`` after checkpointing
-    when SIGTERM, SIGUSR1 or SIGUSR2 arrives; raises ``runlock.RunLocked`` when another
+    when SIGINT, SIGTERM, SIGUSR1 or SIGUSR2 arrives; raises ``runlock.RunLocked`` when another
     live process trains ``out``. With ``keep_result``, the finished trace and weights are
     also linked into ``out/ckpt/result/`` and restored from there when they are missing
     and the spec is the same."""
@@ -95,7 +97,6 @@ def run(
     device = resolve_device(spec.device)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)
-    log.info("run spec (resolved):\n%s", yaml.safe_dump(spec.to_dict(), sort_keys=False))
     saved = checkpoints.latest(out / "ckpt")
     if saved is not None:
         check_same_spec(saved["spec"], spec, out)
@@ -104,13 +105,23 @@ def run(
     model = build(spec.model, data.num_classes, data.train_images.shape[1], spec.width)
     model = model.to(device, memory_format=memory_format(device))
     optimizer = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum)
-    state = {"step": 0, "records": [], "wall_time": 0.0, "started_at": provenance.now()}
+    state = {
+        "step": 0,
+        "records": [],
+        "wall_time": 0.0,
+        "started_at": provenance.now(),
+        "segments": [],
+    }
     if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
-        state = {k: saved[k] for k in state}
+        state = {k: saved.get(k, state[k]) for k in state}
+        log.info("%s: resuming at step %d, training to %d", out, state["step"], spec.steps)
+    else:
+        log.info("%s: training from step 0 to %d", out, spec.steps)
+    state["segments"].append(segment(state["step"], device))
     poincare = poincare_constant(data, spec)
-    attrs = trace_attributes(spec, data, device, poincare, state["started_at"])
+    attrs = trace_attributes(spec, data, device, poincare, state)
     status = train_loop(model, optimizer, data, spec, state, out, attrs, poincare, progress)
     write_model(out / "model.pt", model, spec, data, status, state["step"])
     write_trace(
@@ -364,16 +375,36 @@ def check_same_spec(saved: dict, spec: RunSpec, out: Path) -> None:
         )
 
 
-def trace_attributes(spec, data: RunData, device, poincare: float, started_at: str) -> dict:
-    """Provenance and run facts recorded in the trace."""
+def segment(first_step: int, device: torch.device) -> dict:
+    """What a stretch of training from ``first_step`` to the next interruption ran with.
+    Float results depend on the thread count and the device (torch splits reductions by
+    thread), so a resumed run equals an uninterrupted one bit for bit only when every
+    segment had the same of both: the trace lists them all (``segments``)."""
+    return {
+        "first_step": first_step,
+        "threads": torch.get_num_threads(),
+        "device": device_name(device),
+        "host": provenance.host(),
+        "started_at": provenance.now(),
+    }
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def trace_attributes(spec, data: RunData, device, poincare: float, state: dict) -> dict:
+    """Provenance and run facts recorded in the trace; ``segments``: one ``segment`` per
+    stretch of training (the first, then one per resume)."""
     return {
         "spec": spec.to_dict(),
         "versions": provenance.versions(),
         "git_commit": provenance.git_commit(),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "device": device_name(device),
         "host": provenance.host(),
         "seed": spec.seed,
-        "started_at": started_at,
+        "started_at": state["started_at"],
+        "segments": state["segments"],
         "classes": data.classes.tolist(),
         "target_classes": (
             [] if data.target_labels is None else torch.unique(data.target_labels).tolist()
@@ -389,7 +420,6 @@ def trace_attributes(spec, data: RunData, device, poincare: float, started_at: s
             "test_examples": len(data.test_sample),
             "train_examples": len(data.train_targets),
             "deterministic": device.type == "cpu",
-            "threads": torch.get_num_threads(),
         },
     }
 
@@ -426,7 +456,7 @@ def write_model(path: Path, model, spec: RunSpec, data: RunData, status: str, st
 
 @contextmanager
 def catch_signals():
-    """Record SIGTERM/SIGUSR1/SIGUSR2 instead of dying, so the loop can checkpoint first."""
+    """Record the ``INTERRUPT_SIGNALS`` instead of dying, so the loop can checkpoint first."""
     received: list[int] = []
     previous = {
         s: signal.signal(s, lambda signum, frame: received.append(signum))
