@@ -3,6 +3,7 @@ and a plain rerun, what the terminal and the logs show while runs train, and con
 errors that name the file."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -51,7 +52,9 @@ def test_ctrl_c_keeps_the_training_and_the_same_command_continues(tmp_path):
     says so in its log, without a traceback; the same `snakemake` command, with no extra
     flag (Snakemake marked the first run's files incomplete), keeps the first run and
     resumes the second from its checkpoint, which ends bit for bit as an uninterrupted run
-    of its spec (same thread count: 1)."""
+    of its spec (same thread count: 1). Meanwhile Snakemake's terminal shows a line for
+    each finished run (k of N, elapsed, ETA), and the job's log names each run without
+    dumping its spec."""
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(LONG_RUN))
     targets = [f"out/runs/{run}/trace.h5" for run in RUNS]
     command = [*SNAKEMAKE, "--configfile", "cfg.yaml", "--cores", "2", *targets]
@@ -66,8 +69,18 @@ def test_ctrl_c_keeps_the_training_and_the_same_command_continues(tmp_path):
             time.sleep(0.2)
         os.killpg(first.pid, signal.SIGINT)
         assert first.wait(timeout=300) != 0
+    terminal = (tmp_path / "first.err").read_text()
+    progress = [line for line in terminal.splitlines() if " of 2 " in line]
+    assert len(progress) == 1, terminal[-3000:]
+    assert re.fullmatch(
+        rf"\d\d:\d\d:\d\d run 1 of 2 complete: {RUNS[0]} \([\d.]+ s\); job \d+ min \d\d s in, "
+        r"about \d+ min \d\d s left",
+        progress[0],
+    ), progress
     log = (tmp_path / "logs" / "train_group" / "0.log").read_text()
     assert "Traceback" not in log, log
+    assert f"run 1 of 2: out/runs/{RUNS[0]}" in log and f"run 2 of 2: out/runs/{RUNS[1]}" in log
+    assert "spec" not in log, log  # the spec is in the run folder (spec.yaml), not the log
     stopped = [line for line in log.splitlines() if "stopped by signal SIGINT" in line]
     assert len(stopped) == 1 and "run the same command again to resume" in stopped[0], log
     step = int(stopped[0].split(" at step ")[1].split(";")[0])
@@ -80,6 +93,7 @@ def test_ctrl_c_keeps_the_training_and_the_same_command_continues(tmp_path):
     assert second.returncode == 0, second.stderr[-3000:]
     log = (tmp_path / "logs" / "train_group" / "0.log").read_text()
     assert f"resuming at step {step}, training to 300" in log, log
+    assert re.search(rf"run 2 of 2 complete: {RUNS[1]} .*; job .* in, done\n", second.stderr)
     kept = trained_arrays(finished)
     for name, values in first_run[0].items():
         np.testing.assert_array_equal(kept[0][name], values, err_msg=name)

@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 # Spinning OpenMP threads slow torch down many times on a shared machine (a login node, a
@@ -77,6 +78,13 @@ def main(argv: list[str] | None = None) -> int:
         help="with --table: after each run, also write the evaluations the run table asks "
         "for (fewshot.nc, gc_estimators.nc) with these settings (JSON of the config's "
         "`evaluate`)",
+    )
+    train.add_argument(
+        "--progress-fd",
+        type=int,
+        metavar="FD",
+        help="with --runs: also write the line that the log gets after each run (k of N, "
+        "elapsed, ETA) to the open file descriptor FD (the workflow: 3, Snakemake's stderr)",
     )
     train.add_argument("--example", action="store_true", help="print an example run spec")
     train.set_defaults(handler=train_run)
@@ -298,7 +306,12 @@ def train_run(args, parser) -> int:
                     for path in evaluate(out, *kinds, settings):
                         log.info("wrote %s", path)
 
-        outcomes = run_many(runs, progress=not args.quiet, then=then)
+        # written through the inherited descriptor, not reopened: a file behind it keeps
+        # one offset for Snakemake's lines and these
+        fd = args.progress_fd
+        with open(fd, "w", buffering=1, closefd=False) if fd else nullcontext() as to:
+            announce = (lambda line: print(line, file=to)) if to else None
+            outcomes = run_many(runs, progress=not args.quiet, then=then, announce=announce)
     except Interrupted as stop:
         log.warning("%s", stop)
         return 128 + stop.signum

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from gcstudy import checkpoints, provenance, runlock, traces
+from gcstudy import checkpoints, config, provenance, runlock, traces
 from gcstudy.measurements import measure, poincare_constant
 from gcstudy.models import build
 from gcstudy.rundata import RunData, load_run_data
@@ -188,12 +188,16 @@ def run_many(
     runs: list[tuple[RunSpec, Path]],
     progress: bool = True,
     then: Callable[[Path], object] | None = None,
+    announce: Callable[[str], object] | None = None,
 ) -> dict[Path, str]:
     """Train the runs one after another in this process (``keep_result``), calling
     ``then(out)`` after each finished run (its evaluations); returns each run folder's
     status, or "failed" for a run whose training or ``then`` raised (the error is logged
-    and the others go on). ``Interrupted`` stops the whole job at once (it is re-raised)."""
+    and the others go on). ``Interrupted`` stops the whole job at once (it is re-raised).
+    After each run, one ``JobProgress`` line goes to the log and, after the time of day, to
+    ``announce``."""
     outcomes: dict[Path, str] = {}
+    job = JobProgress([config.expected_cost(spec) for spec, _ in runs])
     for number, (spec, out) in enumerate(runs, start=1):
         log.info("run %d of %d: %s", number, len(runs), out)
         start = time.perf_counter()
@@ -206,8 +210,42 @@ def run_many(
         except Exception:
             log.exception("run %s failed; going on with the others", out)
             outcomes[out] = "failed"
-        log.info("run %s: %s in %.1f s", out, outcomes[out], time.perf_counter() - start)
+        line = job.finished(out, outcomes[out], time.perf_counter() - start)
+        log.info("%s", line)
+        if announce is not None:
+            announce(f"{time.strftime('%H:%M:%S')} {line}")
     return outcomes
+
+
+class JobProgress:
+    """Where a job of runs trained one after another stands, one line per finished run.
+
+    ETA (an estimate): the job's elapsed time scaled by the expected cost of its runs
+    still to train over that of the runs done (``gcstudy.config.expected_cost``, image
+    passes), ``elapsed * (C_total - C_done) / C_done``. Runs restored or already finished
+    cost no time, so after a rerun the first estimates are low.
+    """
+
+    def __init__(self, costs: list[float]):
+        self.costs, self.done = costs, 0
+        self.start = time.perf_counter()
+
+    def finished(self, out: Path, outcome: str, seconds: float) -> str:
+        self.done += 1
+        elapsed = time.perf_counter() - self.start
+        done_cost = sum(self.costs[: self.done])
+        left = elapsed * (sum(self.costs) - done_cost) / done_cost if done_cost else 0.0
+        return (
+            f"run {self.done} of {len(self.costs)} {outcome}: {out.parent.name}/"
+            f"{out.name} ({seconds:.1f} s); job {duration(elapsed)} in, "
+            + (f"about {duration(left)} left" if self.done < len(self.costs) else "done")
+        )
+
+
+def duration(seconds: float) -> str:
+    """``75`` -> ``1 min 15 s``; ``4000`` -> ``1 h 06 min``."""
+    hours, rest = divmod(round(seconds), 3600)
+    return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min {rest % 60:02d} s"
 
 
 def train_loop(model, optimizer, data, spec, state, out, attrs, poincare, progress) -> str:

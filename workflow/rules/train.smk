@@ -83,5 +83,8 @@ for index, group in enumerate(TRAIN_GROUPS):
         conda:
             "../envs/gcstudy.yaml"
         shell:
+            # the log gets everything; Snakemake's terminal (its stderr, kept as fd 3
+            # before the redirections) one line per finished run
             "OMP_NUM_THREADS={threads} gcstudy -q train --runs {params.runs:q}"
-            " --table {input.table:q} --settings {params.settings:q} > {log:q} 2>&1"
+            " --table {input.table:q} --settings {params.settings:q}"
+            " --progress-fd 3 3>&2 > {log:q} 2>&1"
