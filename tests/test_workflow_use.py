@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import yaml
 
@@ -113,3 +114,41 @@ def test_ctrl_c_keeps_the_training_and_the_same_command_continues(tmp_path):
     assert all(torch.equal(resumed_weights[k], weights[k]) for k in weights)
     segments = traces.load(run_dir / "trace.h5").attrs["segments"]
     assert [(s["first_step"], s["threads"]) for s in segments] == [(0, 1), (step, 1)]
+
+
+# A config that is broken in one way each, the message that must name it, and the line and
+# column where YAML gives one (1-based).
+VALID = "results: out\nstudies:\n  tiny: {experiment: E1, dataset: digits}\n"
+BROKEN_CONFIGS = {
+    "syntax": ("results: out\nstudies: [tiny\n", "line 3, column 1: not valid YAML"),
+    "empty": ("", "the config file is empty; expected a mapping with keys results"),
+    "tab": ("results: out\nstudies:\n\ttiny: {}\n", "line 3, column 1: not valid YAML: found "
+            "character '\\t' that cannot start any token"),
+    "unknown key": (VALID.replace("dataset", "datset"),
+                    "unknown key studies.tiny.datset (did you mean 'dataset'?)"),
+    "bad value": (VALID + "share_runs: maybe\n", "share_runs: 'maybe' is not of type 'boolean'"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("broken", BROKEN_CONFIGS)
+def test_config_errors_name_the_file_in_snakemake_and_gcstudy(tmp_path, broken):
+    """Each broken config stops `snakemake` (given with --configfile, and as the default
+    config/config.yaml) and `gcstudy runs` with one message naming the file (and the line
+    where YAML gives one) and what was expected: no traceback, no job, no results."""
+    text, expected = BROKEN_CONFIGS[broken]
+    (tmp_path / "config").mkdir()
+    for name in ("cfg.yaml", "config/config.yaml"):
+        (tmp_path / name).write_text(text)
+    commands = [
+        ("cfg.yaml", [*SNAKEMAKE, "--configfile", "cfg.yaml", "--cores", "1"]),
+        ("config/config.yaml", [*SNAKEMAKE, "--cores", "1"]),
+        ("cfg.yaml", [sys.executable, "-m", "gcstudy.cli", "runs", "--configfile", "cfg.yaml"]),
+    ]
+    for path, command in commands:
+        result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert result.returncode != 0, (command, result.stderr)
+        errors = [line for line in result.stderr.splitlines() if expected in line]
+        assert len(errors) == 1, (command, result.stderr[-3000:])
+        assert path in errors[0], (command, errors)
+        assert "Traceback" not in result.stderr and "WorkflowError" not in result.stderr
+        assert not (tmp_path / "out").exists() and not (tmp_path / "results").exists()
