@@ -55,7 +55,7 @@ def test_ctrl_c_keeps_the_training_and_the_same_command_continues(tmp_path):
     resumes the second from its checkpoint, which ends bit for bit as an uninterrupted run
     of its spec (same thread count: 1). Meanwhile Snakemake's terminal shows a line for
     each finished run (k of N, elapsed, ETA), and the job's log names each run without
-    dumping its spec."""
+    dumping its spec; the job's header is one line that names the log."""
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(LONG_RUN))
     targets = [f"out/runs/{run}/trace.h5" for run in RUNS]
     command = [*SNAKEMAKE, "--configfile", "cfg.yaml", "--cores", "2", *targets]
@@ -71,6 +71,10 @@ def test_ctrl_c_keeps_the_training_and_the_same_command_continues(tmp_path):
         os.killpg(first.pid, signal.SIGINT)
         assert first.wait(timeout=300) != 0
     terminal = (tmp_path / "first.err").read_text()
+    # the job's header: one line naming its log, not a listing of its outputs
+    header = "train_group_0: 2 runs, one after another (a line as each finishes); log: logs/"
+    assert f"{header}train_group/0.log\n" in terminal, terminal[-3000:]
+    assert not re.search(r"^rule train_group_0:", terminal, re.M)  # its header: every output
     progress = [line for line in terminal.splitlines() if " of 2 " in line]
     assert len(progress) == 1, terminal[-3000:]
     assert re.fullmatch(

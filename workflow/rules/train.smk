@@ -55,6 +55,11 @@ for index, group in enumerate(TRAIN_GROUPS):
     rule:
         name:
             f"train_group_{index}"
+        # instead of Snakemake's listing of the job's dozens of outputs (several thousand
+        # characters for the default study's jobs)
+        message:
+            f"train_group_{index}: {len(group)} runs, one after another (a line as each"
+            " finishes); log: {log}"
         input:
             table=result("run_table.json"),
             data=sorted({data_marker(run) for run in group}),
