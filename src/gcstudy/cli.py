@@ -11,6 +11,7 @@ gcstudy figures STUDY.nc --out results/figures                one figure per exp
 gcstudy report STUDY.nc --stats S --figures F --out report.html   self-contained report
 gcstudy launch --configfile F [--executor slurm|local] [--only SEL]   submitit job arrays
 gcstudy status --configfile F            runs complete / running / pending, steps, ETA
+gcstudy --version
 """
 
 from __future__ import annotations

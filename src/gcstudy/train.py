@@ -12,7 +12,8 @@ embedding's BatchNorm uses batch statistics, as in the forward of the loss).
 Everything random is derived from the run seed and the step, never from a global stream:
 initialisation (``torch.manual_seed(seed)``), the data order (one permutation per epoch),
 the penalty probes and the metric probes. A run resumed from a checkpoint therefore
-continues bit for bit like an uninterrupted one (CPU, deterministic algorithms).
+continues bit for bit like an uninterrupted one (CPU, deterministic algorithms, the same
+torch thread count in every segment: the trace records them, see ``segment``).
 
 Outputs in the run folder: ``trace.h5`` (see ``gcstudy.traces``), ``model.pt`` (final
 weights with the run spec), ``trace.running.h5`` while running, and ``ckpt/`` (removed once
