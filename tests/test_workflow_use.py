@@ -47,6 +47,7 @@ def trained_arrays(folder: Path) -> tuple[dict, dict]:
     return values, torch.load(folder / "model.pt", weights_only=True)["state_dict"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_the_training_and_the_same_command_continues(tmp_path):
     """Ctrl-C (SIGINT to Snakemake's whole process group, as a terminal sends it) while
     the second run of a group job trains, the first finished: the trainer checkpoints and
