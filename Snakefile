@@ -8,12 +8,16 @@
 # The rules only declare files and call the `gcstudy` command; the logic is in src/gcstudy.
 from snakemake.utils import min_version
 
+from gcstudy import workflow_config
+
 min_version("9.14.1")  # earlier 9.x pass --retries into cluster jobs (snakemake #3855)
 
 
 # The embedded default study, unless --configfile names another config (which then
 # replaces it rather than being merged into it).
 if not workflow.overwrite_configfiles:
+    # a YAML error, an empty file, a tab: named here, not as Snakemake's "not valid YAML"
+    workflow_config.check_files(["config/config.yaml"])
 
     configfile: "config/config.yaml"
 

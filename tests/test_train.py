@@ -414,12 +414,15 @@ sys.exit(cli.main(sys.argv[4:]))
 """
 
 
-def train_until(spec: Path, out: Path, point: str, at: int, signum: signal.Signals):
-    """Run ``gcstudy train spec --out out`` in a child that signals itself at ``point``."""
+def train_until(spec: Path, out: Path, point: str, at: int, signum: signal.Signals,
+                threads: int | None = None):  # fmt: skip
+    """Run ``gcstudy train spec --out out`` in a child that signals itself at ``point`` (with
+    ``threads`` torch threads; default: as this process, so that it can resume here)."""
     return subprocess.run(
         [sys.executable, "-c", STOP_AT, point, str(at), signum.name, "-q", "train", str(spec),
          "--out", str(out)],
         capture_output=True, text=True, timeout=300,
+        env={**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})},
     )  # fmt: skip
 
 
@@ -452,20 +455,65 @@ def test_killed_run_resumes_to_the_same_trace_and_weights(tmp_path, caplog, poin
     same_results(tmp_path / "reference", victim)
 
 
-def test_sigterm_checkpoints_then_resumes_to_the_same_results(tmp_path):
-    """A stop signal during step 5 ends the run after that step with a checkpoint (none
-    is due: checkpoint_every is 100) and the exit status 128 + signal."""
+@pytest.mark.parametrize("signum", [signal.SIGUSR1, signal.SIGINT])
+def test_stop_signal_checkpoints_then_resumes_to_the_same_results(tmp_path, signum):
+    """A stop signal during step 5 (SLURM's warning SIGUSR1; SIGINT, what Ctrl-C sends)
+    ends the run after that step with a checkpoint (none is due: checkpoint_every is 100),
+    one line that says so, no traceback, and the exit status 128 + signal."""
     changes = dict(steps=16, eval_steps=[0, 9], checkpoint_every=100, momentum=0.9)
     out = tmp_path / "stopped"
-    stopped = train_until(write_spec(tmp_path / "s.yaml", **changes), out, "step", 5,
-                          signal.SIGUSR1)  # fmt: skip
-    assert stopped.returncode == 128 + signal.SIGUSR1, stopped.stderr
-    assert "stopped by signal SIGUSR1 at step 6; a checkpoint was written" in stopped.stderr
+    stopped = train_until(write_spec(tmp_path / "s.yaml", **changes), out, "step", 5, signum)
+    assert stopped.returncode == 128 + signum, stopped.stderr
+    assert f"stopped by signal {signum.name} at step 6; a checkpoint was written" in (
+        stopped.stderr
+    )
+    assert "Traceback" not in stopped.stderr
     assert [p.name for p in (out / "ckpt").iterdir()] == ["step-00000006.pt"]
     assert not (out / "trace.h5").exists()
     assert run(tiny(**changes), out, progress=False) == "complete"
     run(tiny(**changes), tmp_path / "reference", progress=False)
     same_results(tmp_path / "reference", out)
+
+
+def test_ctrl_c_before_training_exits_cleanly_with_nothing_half_written(tmp_path):
+    """SIGINT while the data load (before the training loop and its handler): one line, no
+    traceback, exit status 130, no trace; the same command then trains the run."""
+    stop_in_load = (
+        "import os, signal, sys\n"
+        "import gcstudy.train\n"
+        "from gcstudy import cli\n"
+        "def load(*args):\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "gcstudy.train.load_run_data = load\n"
+        "sys.exit(cli.main(sys.argv[1:]))\n"
+    )
+    spec = write_spec(tmp_path / "s.yaml", steps=3, eval_steps=[])
+    out = tmp_path / "run"
+    stopped = subprocess.run(
+        [sys.executable, "-c", stop_in_load, "-q", "train", str(spec), "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert stopped.returncode == 128 + signal.SIGINT, stopped.stderr
+    assert "interrupted (Ctrl-C)" in stopped.stderr and "Traceback" not in stopped.stderr
+    assert not (out / "trace.h5").exists()
+    assert gcstudy("train", spec, "--out", out).returncode == 0
+    assert traces.status(out / "trace.h5") == "complete"
+
+
+def test_trace_records_the_threads_and_device_of_every_training_segment(tmp_path):
+    """Stopped at step 4 under 1 torch thread, resumed under 2: the trace lists both
+    segments, each with its first step, thread count and device."""
+    spec = write_spec(tmp_path / "s.yaml", steps=8, eval_steps=[0], checkpoint_every=100)
+    out = tmp_path / "run"
+    stopped = train_until(spec, out, "step", 3, signal.SIGUSR1, threads=1)
+    assert stopped.returncode == 128 + signal.SIGUSR1, stopped.stderr
+    resumed = gcstudy("train", spec, "--out", out, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert resumed.returncode == 0, resumed.stderr
+    segments = traces.read(out / "trace.h5").attrs["segments"]
+    assert [(s["first_step"], s["threads"], s["device"]) for s in segments] == [
+        (0, 1, "cpu"),
+        (4, 2, "cpu"),
+    ]
 
 
 def test_checkpoint_of_another_spec_is_refused(tmp_path):

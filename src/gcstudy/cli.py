@@ -11,6 +11,7 @@ gcstudy figures STUDY.nc --out results/figures                one figure per exp
 gcstudy report STUDY.nc --stats S --figures F --out report.html   self-contained report
 gcstudy launch --configfile F [--executor slurm|local] [--only SEL]   submitit job arrays
 gcstudy status --configfile F            runs complete / running / pending, steps, ETA
+gcstudy --version
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 from gcstudy.clocks import CLOCKS
@@ -28,12 +31,15 @@ from gcstudy.clocks import CLOCKS
 # CPU job next to others); waiting passively costs nothing measurable. Set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from gcstudy import __version__
+
 log = logging.getLogger("gcstudy")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gcstudy", description=__doc__.splitlines()[0])
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--version", action="version", version=f"gcstudy {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     prepare = verbs.add_parser(
@@ -75,6 +81,13 @@ def main(argv: list[str] | None = None) -> int:
         help="with --table: after each run, also write the evaluations the run table asks "
         "for (fewshot.nc, gc_estimators.nc) with these settings (JSON of the config's "
         "`evaluate`)",
+    )
+    train.add_argument(
+        "--progress-fd",
+        type=int,
+        metavar="FD",
+        help="with --runs: also write the line that the log gets after each run (k of N, "
+        "elapsed, ETA) to the open file descriptor FD (the workflow: 3, Snakemake's stderr)",
     )
     train.add_argument("--example", action="store_true", help="print an example run spec")
     train.set_defaults(handler=train_run)
@@ -189,10 +202,22 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr
     )
     try:
-        return args.handler(args, parser)
+        status = args.handler(args, parser)
+        sys.stdout.flush()  # a reader that went away shows here, not at exit
+        return status
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as error:
         log.error("%s", error)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C outside a training loop (which checkpoints and stops on its own): during
+        # start-up, loading or an evaluation; nothing is half-written (files appear by rename)
+        log.warning("interrupted (Ctrl-C); finished files are kept: run the same command again")
+        return 128 + signal.SIGINT
+    except BrokenPipeError:
+        # the reader went away (`gcstudy runs ... | head`): not an error of gcstudy's; the
+        # interpreter must not flush into the closed pipe again at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE  # as a program the pipe's signal ended
 
 
 def add_stats_settings(parser) -> None:
@@ -292,7 +317,12 @@ def train_run(args, parser) -> int:
                     for path in evaluate(out, *kinds, settings):
                         log.info("wrote %s", path)
 
-        outcomes = run_many(runs, progress=not args.quiet, then=then)
+        # written through the inherited descriptor, not reopened: a file behind it keeps
+        # one offset for Snakemake's lines and these
+        fd = args.progress_fd
+        with open(fd, "w", buffering=1, closefd=False) if fd else nullcontext() as to:
+            announce = (lambda line: print(line, file=to)) if to else None
+            outcomes = run_many(runs, progress=not args.quiet, then=then, announce=announce)
     except Interrupted as stop:
         log.warning("%s", stop)
         return 128 + stop.signum

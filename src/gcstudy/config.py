@@ -117,7 +117,7 @@ class Run:
 
 def load(path: str | Path) -> dict[str, Any]:
     """Read a config file and check it (``validate``)."""
-    config = yamlio.load(path)
+    config = read(path)
     validate(config, source=str(path))
     return config
 
@@ -130,9 +130,29 @@ def load_all(paths: list[str | Path]) -> dict[str, Any]:
 
     merged: dict[str, Any] = {}
     for path in paths:
-        update_config(merged, yamlio.load(path) or {})
+        update_config(merged, read(path))
     validate(merged, source=", ".join(map(str, paths)))
     return merged
+
+
+def read(path: str | Path) -> dict[str, Any]:
+    """One config file as a mapping, unchecked. A file that cannot be read, is not YAML
+    (the message gives line and column), is empty or is not a mapping is a
+    ``ConfigError`` that names it and what was expected."""
+    expected = f"expected a mapping with keys {', '.join(TOP_KEYS)}"
+    try:
+        config = yamlio.load(path)
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the config file ({error.strerror})") from None
+    except ValueError as error:
+        tab = "'\\t'" in str(error)  # PyYAML: "found character '\t' that cannot start..."
+        hint = "; YAML indents with spaces, never tabs" if tab else ""
+        raise ConfigError(f"{error}{hint}") from None
+    if config is None:
+        raise ConfigError(f"{path}: the config file is empty; {expected}")
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: {expected}, not a {type(config).__name__}")
+    return config
 
 
 def validate(config: Any, source: str = "config") -> list[Run]:

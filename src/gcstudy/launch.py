@@ -156,6 +156,8 @@ def hand_over(stop: Exception) -> None:
         log.warning("%s; handing over to submitit to requeue", stop)
         signal.raise_signal(usr)  # runs submitit's handler now: requeue, then SystemExit
         return
+    if signal.SIGTERM not in signals:  # Ctrl-C (SIGINT): the user stops it, no requeue
+        return
     log.warning(
         "%s; waiting up to %.0f s for %s (preemption/timeout) to requeue",
         stop,

@@ -5,10 +5,11 @@ variable lies along the ``step`` dimension (``gc_per_class`` also along ``class`
 carries ``units``, ``long_name`` and ``description`` attributes. File attributes hold
 JSON strings: the resolved run ``spec``, software ``versions``, ``git_commit``, ``device``,
 ``seed``, ``schema_version`` and ``status`` (``running``, ``complete`` or ``diverged``), plus
-run facts such as the input normalisation, and in a finished trace ``phase_seconds`` (where
-the run's wall time went, see ``gcstudy.train``). A finished file is only ever produced by
-writing a temporary file and renaming it into place, so a file named ``trace.h5`` is never
-half-written, and a finished trace is never overwritten.
+run facts such as the input normalisation, ``segments``: the torch thread count, device
+and host of each stretch of training (the first, then one per resume), and in a finished
+trace ``phase_seconds`` (where the run's wall time went, see ``gcstudy.train``). A finished
+file is only ever produced by writing a temporary file and renaming it into place, so a
+file named ``trace.h5`` is never half-written, and a finished trace is never overwritten.
 
 ``gcstudy.traces.read(path)`` checks a trace and returns it as an ``xarray.Dataset`` with
 decoded JSON attributes; ``gcstudy.traces.load(path)`` gives the same checked arrays
@@ -33,8 +34,15 @@ SCHEMA_VERSION = 2  # 2: gc_test, gc_test_stderr, geometric_collapse_test
 STATUSES = ("running", "complete", "diverged")
 FINISHED = ("complete", "diverged")
 JSON_ATTRIBUTES = (
-    "spec", "versions", "normalisation", "classes", "target_classes", "facts", "phase_seconds",
-)  # fmt: skip
+    "spec",
+    "versions",
+    "normalisation",
+    "classes",
+    "target_classes",
+    "facts",
+    "segments",
+    "phase_seconds",
+)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ embedding's BatchNorm uses batch statistics, as in the forward of the loss).
 Everything random is derived from the run seed and the step, never from a global stream:
 initialisation (``torch.manual_seed(seed)``), the data order (one permutation per epoch),
 the penalty probes and the metric probes. A run resumed from a checkpoint therefore
-continues bit for bit like an uninterrupted one (CPU, deterministic algorithms).
+continues bit for bit like an uninterrupted one (CPU, deterministic algorithms, the same
+torch thread count in every segment: the trace records them, see ``segment``).
 
 Outputs in the run folder: ``trace.h5`` (see ``gcstudy.traces``), ``model.pt`` (final
 weights with the run spec), ``trace.running.h5`` while running, and ``ckpt/`` (removed once
@@ -51,17 +52,19 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from tqdm import tqdm
 
-from gcstudy import checkpoints, provenance, runlock, traces
+from gcstudy import checkpoints, config, provenance, runlock, traces
 from gcstudy.measurements import measure, poincare_constant
 from gcstudy.models import build
 from gcstudy.rundata import RunData, load_run_data
 from gcstudy.spec import RunSpec
 
 log = logging.getLogger(__name__)
-INTERRUPT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+# SIGINT: Ctrl-C in a terminal (it reaches every process of the foreground group, so the
+# trainer under Snakemake gets it too); SIGTERM, SIGUSR1, SIGUSR2: what SLURM and submitit
+# send before a time limit or on preemption.
+INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
 
 class Interrupted(Exception):
@@ -84,7 +87,7 @@ def run(
     """Train one run into the folder ``out``; returns the final status ("complete" or
     "diverged"). Resumes from ``out/ckpt`` when a valid checkpoint is there; does nothing
     when ``out/trace.h5`` is already finished. Raises ``Interrupted`` after checkpointing
-    when SIGTERM, SIGUSR1 or SIGUSR2 arrives; raises ``runlock.RunLocked`` when another
+    when SIGINT, SIGTERM, SIGUSR1 or SIGUSR2 arrives; raises ``runlock.RunLocked`` when another
     live process trains ``out``. With ``keep_result``, the finished trace and weights are
     also linked into ``out/ckpt/result/`` and restored from there when they are missing
     and the spec is the same."""
@@ -104,7 +107,6 @@ def run(
     device = resolve_device(spec.device)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)
-    log.info("run spec (resolved):\n%s", yaml.safe_dump(spec.to_dict(), sort_keys=False))
     saved = checkpoints.latest(out / "ckpt")
     if saved is not None:
         check_same_spec(saved["spec"], spec, out)
@@ -116,13 +118,18 @@ def run(
         "wall_time": 0.0,
         "started_at": provenance.now(),
         "phase_seconds": dict.fromkeys(PHASES, 0.0),
+        "segments": [],
     }
     if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
-        state = {k: saved[k] for k in state}
+        state = {k: saved.get(k, state[k]) for k in state}
+        log.info("%s: resuming at step %d, training to %d", out, state["step"], spec.steps)
+    else:
+        log.info("%s: training from step 0 to %d", out, spec.steps)
+    state["segments"].append(segment(state["step"], device))
     poincare = poincare_constant(data, spec)
-    attrs = trace_attributes(spec, data, device, poincare, state["started_at"])
+    attrs = trace_attributes(spec, data, device, poincare, state)
     phases = state["phase_seconds"]
     phases["start_up"] += time.perf_counter() - entered
     status = train_loop(model, optimizer, data, spec, state, out, attrs, poincare, progress)
@@ -218,12 +225,16 @@ def run_many(
     runs: list[tuple[RunSpec, Path]],
     progress: bool = True,
     then: Callable[[Path], object] | None = None,
+    announce: Callable[[str], object] | None = None,
 ) -> dict[Path, str]:
     """Train the runs one after another in this process (``keep_result``), calling
     ``then(out)`` after each finished run (its evaluations); returns each run folder's
     status, or "failed" for a run whose training or ``then`` raised (the error is logged
-    and the others go on). ``Interrupted`` stops the whole job at once (it is re-raised)."""
+    and the others go on). ``Interrupted`` stops the whole job at once (it is re-raised).
+    After each run, one ``JobProgress`` line goes to the log and, after the time of day, to
+    ``announce``."""
     outcomes: dict[Path, str] = {}
+    job = JobProgress([config.expected_cost(spec) for spec, _ in runs])
     for number, (spec, out) in enumerate(runs, start=1):
         log.info("run %d of %d: %s", number, len(runs), out)
         start = time.perf_counter()
@@ -236,8 +247,42 @@ def run_many(
         except Exception:
             log.exception("run %s failed; going on with the others", out)
             outcomes[out] = "failed"
-        log.info("run %s: %s in %.1f s", out, outcomes[out], time.perf_counter() - start)
+        line = job.finished(out, outcomes[out], time.perf_counter() - start)
+        log.info("%s", line)
+        if announce is not None:
+            announce(f"{time.strftime('%H:%M:%S')} {line}")
     return outcomes
+
+
+class JobProgress:
+    """Where a job of runs trained one after another stands, one line per finished run.
+
+    ETA (an estimate): the job's elapsed time scaled by the expected cost of its runs
+    still to train over that of the runs done (``gcstudy.config.expected_cost``, image
+    passes), ``elapsed * (C_total - C_done) / C_done``. Runs restored or already finished
+    cost no time, so after a rerun the first estimates are low.
+    """
+
+    def __init__(self, costs: list[float]):
+        self.costs, self.done = costs, 0
+        self.start = time.perf_counter()
+
+    def finished(self, out: Path, outcome: str, seconds: float) -> str:
+        self.done += 1
+        elapsed = time.perf_counter() - self.start
+        done_cost = sum(self.costs[: self.done])
+        left = elapsed * (sum(self.costs) - done_cost) / done_cost if done_cost else 0.0
+        return (
+            f"run {self.done} of {len(self.costs)} {outcome}: {out.parent.name}/"
+            f"{out.name} ({seconds:.1f} s); job {duration(elapsed)} in, "
+            + (f"about {duration(left)} left" if self.done < len(self.costs) else "done")
+        )
+
+
+def duration(seconds: float) -> str:
+    """``75`` -> ``1 min 15 s``; ``4000`` -> ``1 h 06 min``."""
+    hours, rest = divmod(round(seconds), 3600)
+    return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min {rest % 60:02d} s"
 
 
 def train_loop(model, optimizer, data, spec, state, out, attrs, poincare, progress) -> str:
@@ -415,16 +460,36 @@ def check_same_spec(saved: dict, spec: RunSpec, out: Path) -> None:
         )
 
 
-def trace_attributes(spec, data: RunData, device, poincare: float, started_at: str) -> dict:
-    """Provenance and run facts recorded in the trace."""
+def segment(first_step: int, device: torch.device) -> dict:
+    """What a stretch of training from ``first_step`` to the next interruption ran with.
+    Float results depend on the thread count and the device (torch splits reductions by
+    thread), so a resumed run equals an uninterrupted one bit for bit only when every
+    segment had the same of both: the trace lists them all (``segments``)."""
+    return {
+        "first_step": first_step,
+        "threads": torch.get_num_threads(),
+        "device": device_name(device),
+        "host": provenance.host(),
+        "started_at": provenance.now(),
+    }
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def trace_attributes(spec, data: RunData, device, poincare: float, state: dict) -> dict:
+    """Provenance and run facts recorded in the trace; ``segments``: one ``segment`` per
+    stretch of training (the first, then one per resume)."""
     return {
         "spec": spec.to_dict(),
         "versions": provenance.versions(),
         "git_commit": provenance.git_commit(),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "device": device_name(device),
         "host": provenance.host(),
         "seed": spec.seed,
-        "started_at": started_at,
+        "started_at": state["started_at"],
+        "segments": state["segments"],
         "classes": data.classes.tolist(),
         "target_classes": (
             [] if data.target_labels is None else torch.unique(data.target_labels).tolist()
@@ -440,7 +505,6 @@ def trace_attributes(spec, data: RunData, device, poincare: float, started_at: s
             "test_examples": len(data.test_sample),
             "train_examples": len(data.train_targets),
             "deterministic": device.type == "cpu",
-            "threads": torch.get_num_threads(),
         },
     }
 
@@ -477,7 +541,7 @@ def write_model(path: Path, model, spec: RunSpec, data: RunData, status: str, st
 
 @contextmanager
 def catch_signals():
-    """Record SIGTERM/SIGUSR1/SIGUSR2 instead of dying, so the loop can checkpoint first."""
+    """Record the ``INTERRUPT_SIGNALS`` instead of dying, so the loop can checkpoint first."""
     received: list[int] = []
     previous = {
         s: signal.signal(s, lambda signum, frame: received.append(signum))

@@ -31,10 +31,16 @@ Loader.add_implicit_resolver(
 
 
 def load(path: str | Path) -> Any:
-    """Parse a YAML file; a syntax error names the file and the line."""
+    """Parse a YAML file; a syntax error is a ValueError that names the file, the line
+    and the column (``run.yaml, line 3, column 1: not valid YAML: ...``)."""
     path = Path(path)
     try:
         return yaml.load(path.read_text(), Loader=Loader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        context = f" ({error.context})" if error.context else ""
+        raise ValueError(f"{path}{where}: not valid YAML: {error.problem}{context}") from error
     except yaml.YAMLError as error:
         raise ValueError(f"{path}: not valid YAML: {error}") from error
 

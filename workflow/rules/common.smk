@@ -2,15 +2,20 @@
 import json
 
 from gcstudy import config as study_config
-from gcstudy import jobs
+from gcstudy import jobs, workflow_config
 
 # Inside a SLURM job step this Snakemake process gets train's warning signal too; it must
 # outlive it so that the trainer can checkpoint (gcstudy.jobs).
 jobs.survive_warning_signal()
 
-# gcstudy's own checks (they name the key path, the bad value and what is allowed), then
-# snakemake.utils.validate against the packaged schema, which fills in its defaults.
-RUN_LIST = study_config.validate(config, source="config")
+# gcstudy's own checks (they name the config file, the key path, the bad value and what is
+# allowed), then snakemake.utils.validate against the packaged schema, which fills in its
+# defaults; an error stops Snakemake with that one message (gcstudy.workflow_config).
+RUN_LIST = workflow_config.runs(
+    config,
+    workflow.overwrite_configfiles or workflow.configfiles,
+    workflow.config_settings.config,
+)
 RESULTS = config["results"]
 RESOURCES = config["resources"]
 # The run folders to train (runs of several studies with one spec share a folder), and,

@@ -55,6 +55,11 @@ for index, group in enumerate(TRAIN_GROUPS):
     rule:
         name:
             f"train_group_{index}"
+        # instead of Snakemake's listing of the job's dozens of outputs (several thousand
+        # characters for the default study's jobs)
+        message:
+            f"train_group_{index}: {len(group)} runs, one after another (a line as each"
+            " finishes); log: {log}"
         input:
             table=result("run_table.json"),
             data=sorted({data_marker(run) for run in group}),
@@ -83,5 +88,8 @@ for index, group in enumerate(TRAIN_GROUPS):
         conda:
             "../envs/gcstudy.yaml"
         shell:
+            # the log gets everything; Snakemake's terminal (its stderr, kept as fd 3
+            # before the redirections) one line per finished run
             "OMP_NUM_THREADS={threads} gcstudy -q train --runs {params.runs:q}"
-            " --table {input.table:q} --settings {params.settings:q} > {log:q} 2>&1"
+            " --table {input.table:q} --settings {params.settings:q}"
+            " --progress-fd 3 3>&2 > {log:q} 2>&1"

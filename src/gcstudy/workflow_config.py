@@ -1,0 +1,55 @@
+"""The study config as Snakemake reads it: errors that name the file, before any job.
+
+Snakemake reads every ``--configfile`` itself, before the Snakefile runs, and on a YAML
+syntax error, an empty file or a tab indent says only "Config file is not valid JSON or
+YAML" (no file, no line). The one gcstudy code that runs earlier is the workflow profile,
+``profiles/default/config.yaml``, which Snakemake reads (with yte, executing its
+``__definitions__``) while it parses its options: it calls ``check_command_line``, which
+reads each config file named on the command line with ``gcstudy.config.read``. The
+Snakefile then checks the merged config (``runs``), naming the files it came from. Either
+way an error ends Snakemake with one message and exit status 1, no traceback
+(``SystemExit`` passes through Snakemake's error printing), before any job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from gcstudy import config as study_config
+
+
+def check_command_line(argv: list[str] | None = None) -> None:
+    """Read every file of Snakemake's ``--configfile`` / ``--configfiles`` in ``argv``
+    (default: this process's command line); exit with the first file's error."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--configfile", "--configfiles", nargs="+", action="extend", default=[])
+    check_files(parser.parse_known_args(sys.argv[1:] if argv is None else argv)[0].configfile)
+
+
+def check_files(paths: list[str | Path]) -> None:
+    """Read each config file (the command line's; the Snakefile's default config, before
+    its ``configfile:``); exit with the first file's error."""
+    for path in paths:
+        try:
+            study_config.read(path)
+        except study_config.ConfigError as error:
+            exit_with(error)
+
+
+def runs(config: dict, configfiles: list, overrides=None) -> list:
+    """``gcstudy.config.validate`` of the config Snakemake built from ``configfiles`` (and
+    the ``--config`` ``overrides``, a mapping); exit with a message naming them on an
+    error."""
+    source = ", ".join(map(str, configfiles)) + (" with --config" if overrides else "")
+    try:
+        return study_config.validate(config, source=source)
+    except study_config.ConfigError as error:
+        exit_with(error)
+
+
+def exit_with(error: Exception) -> None:
+    """End the process with one line: what is wrong, where."""
+    print(f"gcstudy: config error: {error}", file=sys.stderr)
+    raise SystemExit(1)

@@ -1,0 +1,91 @@
+"""The time limit (`sbatch --time`) a training job gets on a real SLURM through
+profiles/slurm: minutes, whether the train rule declares it or the user overrides it with
+`--set-resources train:runtime=N` (Snakemake 9.16.3 to 9.19 read such an override as
+seconds, snakemake issue #4039; pyproject excludes those releases).
+
+Each Snakemake submits the study's train jobs held (`--hold` in their slurm_extra), so
+nothing runs; the test reads each job's TimeLimit from SLURM and cancels it."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from slurm_support import ROOT, clean_env, run_cmd
+
+from gcstudy import config as study_config
+from gcstudy import jobs
+
+CONFIG = {
+    "defaults": {
+        "width": 0.0625, "steps": 3000, "eval_steps": [0], "gc_examples": 20,
+        "feature_examples": 60, "test_examples": 60, "bn_recalibration_examples": 32,
+        "device": "cpu",
+    },
+    "resources": {"minutes_per_1000_steps": 5},
+    "studies": {
+        "tiny": {"experiment": "E1", "dataset": "digits", "base": {"batch_size": 32},
+                 "sweeps": {"lr": [0.1]}},
+    },
+}  # fmt: skip
+
+
+def slurm_minutes(limit: str) -> int:
+    """SLURM's TimeLimit ([D-]HH:MM:SS) in minutes."""
+    days, _, clock = limit.rpartition("-")
+    hours, minutes, seconds = map(int, clock.split(":"))
+    return (int(days or 0) * 24 + hours) * 60 + minutes + (seconds > 0)
+
+
+def submitted_limits(workdir: Path, *args: str) -> dict[str, int]:
+    """Run `snakemake --profile profiles/slurm` until both train jobs are submitted; the
+    minutes of each job's TimeLimit by run. The jobs are cancelled."""
+    workdir.mkdir()
+    (workdir / "cfg.yaml").write_text(yaml.safe_dump(CONFIG))
+    command = [
+        sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
+        "--profile", str(ROOT / "profiles" / "slurm"), "--configfile", "cfg.yaml",
+        "--set-resources", "train:slurm_extra='--hold'", *args,
+    ]  # fmt: skip
+    log = workdir / "snakemake.out"
+    env = {**clean_env(), "SBATCH_ACCOUNT": "gcstudy_ci"}  # a cluster without accounting
+    with open(log, "w") as out:
+        smk = subprocess.Popen(command, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT)
+    ids: list[tuple[str, str]] = []
+    try:
+        deadline = time.monotonic() + 600
+        while len(ids) < 2:
+            assert smk.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+            ids = re.findall(r"SLURM jobid (\d+) \(log: \S*/rule_train/(\S+?)/", log.read_text())
+        limits = {}
+        for job, wildcards in ids:
+            shown = run_cmd(["scontrol", "-o", "show", "job", job]).stdout
+            limits[wildcards] = slurm_minutes(re.search(r"TimeLimit=(\S+)", shown).group(1))
+        return limits
+    finally:
+        smk.send_signal(signal.SIGINT)  # as Ctrl-C: Snakemake cancels its jobs and stops
+        try:
+            smk.wait(timeout=120)
+        finally:
+            for job, _ in ids:
+                run_cmd(["scancel", job])
+            smk.kill()
+
+
+@pytest.mark.slow
+def test_train_jobs_get_their_time_limit_in_minutes(slurm, tmp_path):
+    runs = study_config.validate(yaml.safe_load(yaml.safe_dump(CONFIG)))
+    declared = jobs.train_minutes(3000, 5)  # the rule's limit: 2 x 5 min per 1,000 steps
+    assert declared == 30
+    wildcards = [run.run_id.replace("/", "_") for run in runs]
+    assert submitted_limits(tmp_path / "rule") == dict.fromkeys(wildcards, declared)
+    overridden = submitted_limits(tmp_path / "override", "train:runtime=90")
+    assert overridden == dict.fromkeys(wildcards, 90)
