@@ -23,8 +23,8 @@ TRAIN_GROUPS = (
 )
 
 EVALUATION_FILES = runfiles.EVALUATIONS
-# Every rule that reads the runs takes this file as an input: it changes when a run file
-# was found missing or broken, and so the study file and all after it are rebuilt.
+# An input of aggregate, stats, figures and report, rewritten when a run file is found
+# missing or broken; so the study file and all after it are rebuilt.
 RUN_FILES = f"{RESULTS}/{runfiles.STUDY_CHECK}"
 
 # The results folder is this Snakemake's alone while it runs (a second one is refused,
