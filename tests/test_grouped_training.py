@@ -3,6 +3,7 @@ it would alone, a failing run fails alone, and a finished run survives the delet
 its job's outputs (what Snakemake does to every output of a failed job)."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -100,8 +101,40 @@ def test_finished_runs_are_restored_after_their_outputs_are_deleted(tmp_path):
     assert "non-finite" not in again.stderr and "resuming" not in again.stderr
     for folder in folders:
         assert (folder / "trace.h5").read_bytes() == before[folder]
-        kept = folder / "ckpt" / "result" / "model.pt"
-        assert (folder / "model.pt").stat().st_ino == kept.stat().st_ino  # a hard link
+        for name in ("model.pt", "trace.h5"):
+            kept = folder / "ckpt" / "result" / name
+            assert (folder / name).stat().st_ino != kept.stat().st_ino  # a copy, not a link
+            assert kept.read_bytes() == (folder / name).read_bytes()
+
+
+def test_a_damaged_kept_result_is_never_restored(tmp_path):
+    """The run's trace truncated leaves the kept copy whole (it is a copy); a kept copy
+    damaged in turn is discarded and the run trained anew, to the same results."""
+    folder = run_folder(tmp_path / "a")
+    assert gcstudy("train", "--runs", folder).returncode == 0
+    reference = tmp_path / "reference"
+    shutil.copytree(folder, reference)
+    os.truncate(folder / "trace.h5", 1000)
+    kept = folder / "ckpt" / "result"
+    assert (kept / "trace.h5").read_bytes() == (reference / "trace.h5").read_bytes()
+
+    again = gcstudy("train", "--runs", folder)  # the broken pair goes, the kept one comes back
+    assert again.returncode == 0, again.stderr
+    assert "is broken (trace.h5: its size is 1000 bytes" in again.stderr
+    assert "restored the finished run" in again.stderr
+    assert (folder / "trace.h5").read_bytes() == (reference / "trace.h5").read_bytes()
+
+    data = bytearray((kept / "model.pt").read_bytes())
+    data[-200] ^= 0xFF  # one byte of the kept weights, the size unchanged
+    (kept / "model.pt").write_bytes(bytes(data))
+    (folder / "trace.h5").unlink()
+    third = gcstudy("train", "--runs", folder)
+    assert third.returncode == 0, third.stderr
+    assert "not restoring the broken kept result" in third.stderr
+    assert "model.pt: its content changed" in third.stderr
+    assert "restored the finished run" not in third.stderr
+    same_results(folder, reference)
+    assert (kept / "model.pt").read_bytes() == (reference / "model.pt").read_bytes()
 
 
 def test_a_kept_result_of_another_spec_is_trained_anew(tmp_path):

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 import xarray as xr
 import yaml
 
-from gcstudy import traces
+from gcstudy import runfiles, traces
 from gcstudy.models import build
 from gcstudy.rundata import load_run_data, stratified_sample
 from gcstudy.spec import RunSpec, SpecError, example_yaml
@@ -379,6 +379,24 @@ def test_finished_run_is_not_redone_or_overwritten(tmp_path):
     assert (out / "trace.h5").stat().st_mtime_ns == before
     with pytest.raises(FileExistsError, match="finished trace"):
         traces.write(out / "trace.h5", np.array([0]), np.array([0]), {}, {}, "complete")
+
+
+def test_a_finished_run_without_its_weights_is_trained_again(tmp_path, caplog):
+    """A trace without its model.pt is no finished run: the trace goes, the run is trained
+    again, to the same results, and both files are sealed."""
+    out = tmp_path / "run"
+    spec = tiny(steps=3, eval_steps=[])
+    run(spec, out, progress=False)
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    for name in ("trace.h5", "model.pt"):
+        (reference / name).write_bytes((out / name).read_bytes())
+    (out / "model.pt").unlink()
+    with caplog.at_level(logging.WARNING, logger="gcstudy.train"):
+        assert run(spec, out, progress=False) == "complete"
+    assert "is broken (model.pt: missing): training the run again" in caplog.text
+    same_results(out, reference)
+    assert all(runfiles.verify(out / name) is None for name in runfiles.TRAINED)
 
 
 # `gcstudy train` in a child that sends itself a signal at a fixed point of the run, so

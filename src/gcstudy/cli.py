@@ -10,7 +10,7 @@ gcstudy stats STUDY.nc --out results/stats                    regressions, claim
 gcstudy figures STUDY.nc --out results/figures                one figure per experiment
 gcstudy report STUDY.nc --stats S --figures F --out report.html   self-contained report
 gcstudy launch --configfile F [--executor slurm|local] [--only SEL]   submitit job arrays
-gcstudy status --configfile F            runs complete / running / pending, steps, ETA
+gcstudy status [--configfile F]          runs complete / running / pending, steps, ETA
 gcstudy --version
 """
 
@@ -111,9 +111,16 @@ def main(argv: list[str] | None = None) -> int:
     runs.set_defaults(handler=list_runs)
 
     status = verbs.add_parser(
-        "status", help="a study's progress: runs complete/running/pending/diverged/failed, ETA"
+        "status",
+        help="a study's progress: runs complete/running/pending/diverged/failed/broken/"
+        "stale, ETA; exit status 0 when finished, 1 when a run needs action, 3 while running",
     )
-    status.add_argument("--configfile", required=True, nargs="+", help="as for snakemake")
+    status.add_argument(
+        "--configfile",
+        nargs="+",
+        default=["config/config.yaml"],
+        help="as for snakemake (default: config/config.yaml)",
+    )
     status.add_argument("--results", help="results folder (default: the config's `results`)")
     status.add_argument(
         "-d", "--directory", default=".", help="working directory, as snakemake's (default: .)"
@@ -388,8 +395,9 @@ def study_status(args, parser) -> int:
 
     config = study_config.load_all(args.configfile)
     results = Path(args.directory) / (args.results or config["results"])
-    print(status.render(status.survey(study_config.expand(config), results)))
-    return 0
+    found = status.survey(study_config.expand(config), results)
+    print(status.render(found))
+    return status.exit_status(found)
 
 
 def aggregate_runs(args, parser) -> int:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from gcstudy import provenance
+from gcstudy import provenance, runfiles
 from gcstudy.measurements import embed, fewshot, probe_seed
 from gcstudy.metrics.collapse import neural_collapse
 from gcstudy.metrics.gc import per_example_gc, subsample, summarise
@@ -244,7 +244,8 @@ def evaluate(
 
 
 def write_netcdf(dataset: xr.Dataset, path: Path) -> Path:
-    """Write atomically (temporary name, then rename) with the h5netcdf engine."""
+    """Write atomically (temporary name, then rename) with the h5netcdf engine, then seal
+    the file (``gcstudy.runfiles``)."""
     tmp = path.with_name(path.name + ".tmp")
     try:
         dataset.to_netcdf(tmp, engine="h5netcdf")
@@ -252,4 +253,5 @@ def write_netcdf(dataset: xr.Dataset, path: Path) -> Path:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    runfiles.seal(path)
     return path

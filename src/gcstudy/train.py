@@ -15,9 +15,12 @@ the penalty probes and the metric probes. A run resumed from a checkpoint theref
 continues bit for bit like an uninterrupted one (CPU, deterministic algorithms, the same
 torch thread count in every segment: the trace records them, see ``segment``).
 
-Outputs in the run folder: ``trace.h5`` (see ``gcstudy.traces``), ``model.pt`` (final
-weights with the run spec), ``trace.running.h5`` while running, and ``ckpt/`` (removed once
-the run is finished, except ``ckpt/result/`` with ``keep_result``).
+Outputs in the run folder: ``trace.h5`` (see ``gcstudy.traces``) and ``model.pt`` (final
+weights with the run spec), each sealed (``gcstudy.runfiles``: size, time and SHA-256 in
+``<name>.sum``), ``trace.running.h5`` while running, and ``ckpt/`` (removed once the run is
+finished, except ``ckpt/result/`` with ``keep_result``). A run whose trace is finished and
+whose two result files are as sealed is not trained again; a broken or half result (one
+of the two missing, truncated or changed) is removed and the run trained again.
 
 The finished trace records where the run's wall-clock seconds went (attribute
 ``phase_seconds``, summed over resumes): ``start_up`` (from ``run`` being called to the
@@ -30,10 +33,12 @@ counted: the interpreter's start, imports, and the final trace write.
 ``run_many`` trains several runs one after another in one process (``gcstudy train --runs
 DIR...``): the interpreter, torch and the data sets are loaded once. Each run keeps its own
 folder, trace, checkpoints and resume; a run that fails is logged and the others go on.
-Those runs keep their result (``keep_result``): hard links to the finished trace and weights
-in ``ckpt/result/`` (not a Snakemake output), from which a rerun of the same spec restores
-them instead of training again, because Snakemake deletes all of a job's outputs when any
-of its runs fails, and before it runs the job again.
+Those runs keep their result (``keep_result``): copies of the finished trace and weights
+with their seals in ``ckpt/result/`` (not a Snakemake output; copies, not hard links, so
+that a damage to the run's files is no damage to the kept ones), from which a rerun of the
+same spec restores them instead of training again, because Snakemake deletes all of a job's
+outputs when any of its runs fails, and before it runs the job again. A kept copy is read
+whole and checked against its seal before it is restored; a broken one is discarded.
 """
 
 from __future__ import annotations
@@ -54,11 +59,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from gcstudy import checkpoints, config, provenance, runlock, traces
+from gcstudy import checkpoints, config, provenance, runfiles, runlock, traces
 from gcstudy.measurements import measure, poincare_constant
 from gcstudy.models import build
 from gcstudy.rundata import RunData, load_run_data
 from gcstudy.spec import RunSpec
+from gcstudy.status import PROGRESS_NAME, PROGRESS_SECONDS, record_progress
 
 log = logging.getLogger(__name__)
 # SIGINT: Ctrl-C in a terminal (it reaches every process of the foreground group, so the
@@ -86,19 +92,26 @@ def run(
 ) -> str:
     """Train one run into the folder ``out``; returns the final status ("complete" or
     "diverged"). Resumes from ``out/ckpt`` when a valid checkpoint is there; does nothing
-    when ``out/trace.h5`` is already finished. Raises ``Interrupted`` after checkpointing
-    when SIGINT, SIGTERM, SIGUSR1 or SIGUSR2 arrives; raises ``runlock.RunLocked`` when another
-    live process trains ``out``. With ``keep_result``, the finished trace and weights are
-    also linked into ``out/ckpt/result/`` and restored from there when they are missing
-    and the spec is the same."""
+    when ``out/trace.h5`` is already finished and ``out/model.pt`` there, both as sealed
+    (a broken or half result is removed and trained again). Raises ``Interrupted`` after
+    checkpointing when SIGINT, SIGTERM, SIGUSR1 or SIGUSR2 arrives; raises ``runlock.RunLocked``
+    when another live process trains ``out``. With ``keep_result``, the finished trace
+    and weights are also copied into ``out/ckpt/result/`` and restored from there when
+    they are missing (or broken), the spec is the same and the copies are as sealed."""
     entered = time.perf_counter()
     out = Path(out)
     runlock.acquire(out)  # one writer per run folder: a live second trainer is refused
     trace_path = out / "trace.h5"
-    finished = traces.status(trace_path)
-    if finished in traces.FINISHED:
+    problems = {name: runfiles.problem(out / name) for name in runfiles.TRAINED}
+    if not any(problems.values()):
+        finished = traces.status(trace_path)
         log.info("%s is already %s; nothing to do", trace_path, finished)
         return finished
+    if any(problem != "missing" for problem in problems.values()):
+        broken = "; ".join(f"{name}: {problem}" for name, problem in problems.items() if problem)
+        log.warning("the result in %s is broken (%s): training the run again", out, broken)
+        for name in runfiles.TRAINED:
+            runfiles.remove(out / name)
     if keep_result:
         restored = restore_result(out, spec)
         if restored:
@@ -135,9 +148,12 @@ def run(
     status = train_loop(model, optimizer, data, spec, state, out, attrs, poincare, progress)
     with timed(phases, "checkpointing"):
         write_model(out / "model.pt", model, spec, data, status, state["step"])
+        runfiles.seal(out / "model.pt")
     finished = {**attrs, "finished_at": provenance.now(), "phase_seconds": phases}
     write_trace(trace_path, state["records"], data, finished, status)
+    runfiles.seal(trace_path)
     (out / "trace.running.h5").unlink(missing_ok=True)
+    (out / PROGRESS_NAME).unlink(missing_ok=True)
     shutil.rmtree(out / "ckpt", ignore_errors=True)
     if keep_result:
         keep(out)
@@ -145,7 +161,6 @@ def run(
     return status
 
 
-RESULT_FILES = ("model.pt", "trace.h5")  # in this order: the trace says the run is done
 PHASES = ("start_up", "training", "evaluation", "checkpointing")  # see phase_seconds above
 
 
@@ -176,49 +191,40 @@ def finish_queued_work(device: torch.device) -> None:
 
 
 def keep(out: Path) -> None:
-    """Link the finished weights and trace into ``out/ckpt/result/`` (a copy where the file
-    system has no hard links)."""
+    """Copy the finished weights and trace, with their seals, into ``out/ckpt/result/``."""
     kept = out / "ckpt" / "result"
     kept.mkdir(parents=True, exist_ok=True)
-    for name in RESULT_FILES:
-        _link(out / name, kept / name)
+    for name in runfiles.TRAINED:
+        runfiles.copy(out / name, kept / name)
 
 
 def restore_result(out: Path, spec: RunSpec) -> str | None:
     """Put back the kept result of a finished run of the same spec; returns its status, or
-    None when there is none (a kept result of another spec is discarded)."""
+    None when there is none. A kept result that does not match its seals (read whole) or
+    whose trace does not load is discarded, as is one of another spec."""
     kept = out / "ckpt" / "result"
     if not (kept / "trace.h5").is_file():
         return None
-    try:
-        trace = traces.load(kept / "trace.h5")
-    except traces.TraceError as error:
-        log.warning("ignoring the kept result in %s: %s", kept, error)
-        trace = None
-    if (
-        trace is None
-        or trace.attrs.get("spec") != spec.to_dict()
-        or not (kept / "model.pt").is_file()
-    ):
-        if trace is not None:
-            log.info("the kept result in %s belongs to another run spec: training anew", kept)
+    problems = [f"{name}: {p}" for name in runfiles.TRAINED if (p := runfiles.verify(kept / name))]
+    trace = None
+    if not problems:
+        try:
+            trace = traces.load(kept / "trace.h5")
+        except traces.TraceError as error:
+            problems.append(str(error))
+    if problems:
+        log.warning("not restoring the broken kept result in %s (%s): training anew",
+                    kept, "; ".join(problems))  # fmt: skip
         shutil.rmtree(kept)
         return None
-    for name in RESULT_FILES:
-        _link(kept / name, out / name)
+    if trace.attrs.get("spec") != spec.to_dict():
+        log.info("the kept result in %s belongs to another run spec: training anew", kept)
+        shutil.rmtree(kept)
+        return None
+    for name in runfiles.TRAINED:
+        runfiles.copy(kept / name, out / name)
     log.info("restored the finished run from %s (no training needed)", kept)
     return str(trace.attrs["status"])
-
-
-def _link(source: Path, target: Path) -> None:
-    """``target`` becomes the same file as ``source`` (hard link, else copy), atomically."""
-    tmp = target.with_name(target.name + ".link")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(source, tmp)
-    except OSError:
-        shutil.copy2(source, tmp)
-    os.replace(tmp, target)
 
 
 def run_many(
@@ -304,6 +310,7 @@ def train_loop(model, optimizer, data, spec, state, out, attrs, poincare, progre
         desc=out.name,
     )
     shown: dict[str, str] = {}  # latest loss and measurements, shown after the bar
+    progress_at = time.perf_counter()  # when progress.json was last written (gcstudy.status)
     with catch_signals() as received:
         while True:
             step = state["step"]
@@ -342,6 +349,9 @@ def train_loop(model, optimizer, data, spec, state, out, attrs, poincare, progre
             bar.update(1)
             shown["loss"] = f"{loss:.3f}"
             bar.set_postfix(shown, refresh=False)
+            if time.perf_counter() - progress_at >= PROGRESS_SECONDS:
+                progress_at = time.perf_counter()
+                record_progress(out, state["step"], progress_at - clock)
             if received or state["step"] % spec.checkpoint_every == 0:
                 state["wall_time"] = time.perf_counter() - clock
                 with timed(phases, "checkpointing"):

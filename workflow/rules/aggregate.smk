@@ -22,6 +22,7 @@ rule aggregate:
         table=result("run_table.json"),
         traces=trace_files,
         evaluations=evaluation_files,
+        run_files=RUN_FILES,
     output:
         result("study.nc"),
     params:

@@ -13,6 +13,7 @@ localrules:
 rule stats:
     input:
         study=result("study.nc"),
+        run_files=RUN_FILES,
     output:
         report(
             directory(result("stats")),
@@ -37,6 +38,7 @@ rule stats:
 rule figures:
     input:
         study=result("study.nc"),
+        run_files=RUN_FILES,
     output:
         report(
             directory(result("figures")),
@@ -62,6 +64,7 @@ rule report:
         study=result("study.nc"),
         stats=result("stats"),
         figures=result("figures"),
+        run_files=RUN_FILES,
     output:
         report(
             result("report.html"),

@@ -2,7 +2,7 @@
 import json
 
 from gcstudy import config as study_config
-from gcstudy import jobs, workflow_config
+from gcstudy import jobs, runfiles, studylock, workflow_config
 
 # Inside a SLURM job step this Snakemake process gets train's warning signal too; it must
 # outlive it so that the trainer can checkpoint (gcstudy.jobs).
@@ -26,6 +26,24 @@ TRAIN_GROUPS = (
     if RESOURCES["runs_per_job"] > 1
     else []
 )
+
+EVALUATION_FILES = runfiles.EVALUATIONS
+# An input of aggregate, stats, figures and report, rewritten when a run file is found
+# missing or broken; so the study file and all after it are rebuilt.
+RUN_FILES = f"{RESULTS}/{runfiles.STUDY_CHECK}"
+
+# The results folder is this Snakemake's alone while it runs (a second one is refused,
+# naming this one; a dry run beside it is let through and writes nothing), and the files
+# of its run folders are the truth: broken ones are removed, so that Snakemake sees them
+# missing and makes them again (gcstudy.studylock, gcstudy.runfiles, docs/recovery.md).
+if workflow.is_main_process and studylock.guard(RESULTS, workflow.output_settings.dryrun):
+    runfiles.check_study(
+        RESULTS,
+        {
+            folder: [EVALUATION_FILES[kind] for kind in run.evaluations if kind in EVALUATION_FILES]
+            for folder, run in RUNS.items()
+        },
+    )
 
 wildcard_constraints:
     run=r"[A-Za-z0-9_\-]+/[A-Za-z0-9_.\-]+",
@@ -56,9 +74,6 @@ def data_marker(run):
 
 def trace_files(wildcards=None):
     return [f"{RESULTS}/runs/{run_id}/trace.h5" for run_id in RUNS]
-
-
-EVALUATION_FILES = {"fewshot": "fewshot.nc", "gc_estimators": "gc_estimators.nc"}
 
 
 def evaluated(kind, runs=None):
