@@ -89,3 +89,19 @@ def test_train_jobs_get_their_time_limit_in_minutes(slurm, tmp_path):
     assert submitted_limits(tmp_path / "rule") == dict.fromkeys(wildcards, declared)
     overridden = submitted_limits(tmp_path / "override", "train:runtime=90")
     assert overridden == dict.fromkeys(wildcards, 90)
+
+
+def test_pyproject_admits_no_snakemake_that_reads_runtimes_as_seconds():
+    """Every Snakemake requirement in pyproject excludes 9.16.3 to 9.19.x (issue #4039) and
+    admits the releases around them."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    listed = project["dependencies"] + project["optional-dependencies"]["workflow"]
+    pins = [Requirement(r).specifier for r in listed if Requirement(r).name == "snakemake"]
+    assert len(pins) == 2
+    for pin in pins:
+        assert not any(v in pin for v in ("9.16.3", "9.17.0", "9.18.2", "9.19.0", "9.19.9"))
+        assert all(v in pin for v in ("9.14.1", "9.16.2", "9.20.0", "9.27.1"))
