@@ -296,6 +296,31 @@ def test_bf16_run_trains_in_bf16_and_measures_in_float32(tmp_path, monkeypatch):
     assert not np.array_equal(bf16.train_loss[-1], fp32.train_loss[-1])  # training differed
 
 
+def test_extra_evaluations_do_not_change_the_training_trajectory(tmp_path):
+    """The clock steps a config adds (eval_clock_steps) only add measurements: a transfer
+    run (every measurement, few-shot episodes included) evaluated at steps 2, 3 and 5 as
+    well ends with bitwise the same weights and final measurements as without them."""
+    plain = tiny(dataset="digits_fs", steps=8, eval_steps=[0])
+    clocked = tiny(dataset="digits_fs", steps=8, eval_steps=[0], eval_clock_steps=[2, 3, 5])
+    run(plain, tmp_path / "plain", progress=False)
+    run(clocked, tmp_path / "clocked", progress=False)
+    first, second = (traces.read(tmp_path / d / "trace.h5") for d in ("plain", "clocked"))
+    assert first.step.values.tolist() == [0, 8]
+    assert second.step.values.tolist() == [0, 2, 3, 5, 8]
+    for name in first.data_vars:
+        if name != "wall_time":
+            np.testing.assert_array_equal(
+                first[name].sel(step=8).values, second[name].sel(step=8).values, err_msg=name
+            )
+    weights = [
+        torch.load(tmp_path / d / "model.pt", weights_only=True)["state_dict"]
+        for d in ("plain", "clocked")
+    ]
+    assert weights[0].keys() == weights[1].keys()
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key
+
+
 def test_divergence_ends_the_run_with_its_trace_so_far(tmp_path):
     result = gcstudy("train", write_spec(tmp_path / "s.yaml", lr=1e20), "--out", tmp_path / "d")
     assert result.returncode == 0, result.stderr
