@@ -152,8 +152,13 @@ def test_gc_penalty_is_unbiased_and_differentiable_for_a_linear_map():
 
 
 def test_run_writes_a_complete_trace_with_provenance(tmp_path):
+    before = os.times()
     assert run(tiny(), tmp_path / "run", progress=False) == "complete"
+    after = os.times()
     trace = traces.read(tmp_path / "run" / "trace.h5")
+    # the loop's CPU seconds: some, and no more than the whole call took (data and model
+    # set-up included)
+    assert 0 < trace.attrs["cpu_seconds"] <= after.user + after.system - before.user - before.system
     assert trace.step.values.tolist() == [0, 3, 7, 12]
     assert trace.gc_per_class.dims == ("step", "class")
     assert trace["class"].values.tolist() == list(range(10))

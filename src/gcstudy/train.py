@@ -104,17 +104,24 @@ def run(
     model = build(spec.model, data.num_classes, data.train_images.shape[1], spec.width)
     model = model.to(device, memory_format=memory_format(device))
     optimizer = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum)
-    state = {"step": 0, "records": [], "wall_time": 0.0, "started_at": provenance.now()}
+    state = {
+        "step": 0, "records": [], "wall_time": 0.0, "cpu_time": 0.0,
+        "started_at": provenance.now(),
+    }  # fmt: skip
     if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
-        state = {k: saved[k] for k in state}
+        state = {k: saved.get(k, state[k]) for k in state}  # older checkpoints: no cpu_time
     poincare = poincare_constant(data, spec)
     attrs = trace_attributes(spec, data, device, poincare, state["started_at"])
     status = train_loop(model, optimizer, data, spec, state, out, attrs, poincare, progress)
     write_model(out / "model.pt", model, spec, data, status, state["step"])
     write_trace(
-        trace_path, state["records"], data, {**attrs, "finished_at": provenance.now()}, status
+        trace_path,
+        state["records"],
+        data,
+        {**attrs, "finished_at": provenance.now(), "cpu_seconds": state["cpu_time"]},
+        status,
     )
     (out / "trace.running.h5").unlink(missing_ok=True)
     shutil.rmtree(out / "ckpt", ignore_errors=True)
@@ -201,11 +208,14 @@ def run_many(
 
 def train_loop(model, optimizer, data, spec, state, out, attrs, poincare, progress) -> str:
     """SGD from ``state['step']`` to ``spec.steps``, measuring at the evaluation steps;
-    returns "complete" or "diverged". ``state`` is updated in place."""
+    returns "complete" or "diverged". ``state`` is updated in place; ``state['cpu_time']``
+    adds up the CPU seconds this process spends in the loop (training and measuring, the
+    final evaluation included: the trace's ``cpu_seconds``)."""
     evaluation_steps = set(spec.evaluation_steps)
     autocast = autocast_dtype(spec, data.train_images.device)
     step_fn = make_step(model, spec, autocast)
     clock = time.perf_counter() - state["wall_time"]
+    cpu_clock = time.process_time() - state["cpu_time"]
     bar = tqdm(
         total=spec.steps,
         initial=state["step"],
@@ -220,6 +230,7 @@ def train_loop(model, optimizer, data, spec, state, out, attrs, poincare, progre
         while True:
             step = state["step"]
             state["wall_time"] = time.perf_counter() - clock
+            state["cpu_time"] = time.process_time() - cpu_clock
             recorded = state["records"] and state["records"][-1]["step"] == step
             if step in evaluation_steps and not recorded:
                 if not all(p.isfinite().all() for p in model.parameters()):
@@ -241,6 +252,7 @@ def train_loop(model, optimizer, data, spec, state, out, attrs, poincare, progre
                     nc=f"{record['nc_train']:.3g}",
                 )
             if step == spec.steps:
+                state["cpu_time"] = time.process_time() - cpu_clock
                 return "complete"
             loss = train_step(model, optimizer, data, spec, step, step_fn)
             if not math.isfinite(loss):
@@ -252,6 +264,7 @@ def train_loop(model, optimizer, data, spec, state, out, attrs, poincare, progre
             bar.set_postfix(shown, refresh=False)
             if received or state["step"] % spec.checkpoint_every == 0:
                 state["wall_time"] = time.perf_counter() - clock
+                state["cpu_time"] = time.process_time() - cpu_clock
                 checkpoints.save(
                     out / "ckpt",
                     state["step"],
