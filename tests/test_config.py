@@ -312,7 +312,9 @@ def test_runs_are_evaluated_where_every_design_clock_reads_them():
 
 def test_a_shared_run_is_evaluated_at_the_clock_steps_of_every_study_that_reads_it():
     runs = validate(copy.deepcopy(CLOCKED))
-    base = [r for r in runs if r.point == {"lr": 0.05, "batch_size": 32, "l2": 0.0, "gc_penalty": 0.0}]
+    base = [
+        r for r in runs if r.point == {"lr": 0.05, "batch_size": 32, "l2": 0.0, "gc_penalty": 0.0}
+    ]
     # seed 0 of both studies is one training run; seed 1 is only the sweeps'
     assert [r.trained_in for r in base] == [
         "sweeps/lr-0.05_bs-32_l2-0_gcp-0_seed-0", "sweeps/lr-0.05_bs-32_l2-0_gcp-0_seed-1",
