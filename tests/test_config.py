@@ -167,6 +167,21 @@ def test_default_study_is_sized_to_decide():
     assert {"E2", "E3", "E4", "E5"} <= experiments and experiments & {"E1", "E1b"}
 
 
+def test_default_study_gives_l2_a_dose():
+    """Issue 18: a study that sweeps L2 has >= 3 values, the largest at a dose
+    2 x lr x L2 x steps >= 0.5 (weights decayed by L2 alone to exp(-0.5) = 0.61 or less)."""
+    default = study_config.load(REPO / "config" / "config.yaml")
+    swept = set()
+    for run in study_config.expand(default):
+        if "l2" in run.sweeps:
+            swept.add(run.study)
+            values = default["studies"][run.study]["sweeps"]["l2"]
+            assert len(values) >= 3, run.study
+            if run.spec.l2 == max(values):
+                assert 2 * run.spec.lr * run.spec.l2 * run.spec.steps >= 0.5, run.run_id
+    assert swept == {"sweeps", "transfer"}
+
+
 def test_runs_with_one_spec_are_trained_once_and_keep_their_study():
     config = copy.deepcopy(GOOD)
     config["studies"]["bound"] = {
