@@ -167,6 +167,21 @@ def test_default_study_is_sized_to_decide():
     assert {"E2", "E3", "E4", "E5"} <= experiments and experiments & {"E1", "E1b"}
 
 
+def test_default_study_gives_l2_a_dose():
+    """Issue 18: a study that sweeps L2 has >= 3 values, the largest at a dose
+    2 x lr x L2 x steps >= 0.5 (weights decayed by L2 alone to exp(-0.5) = 0.61 or less)."""
+    default = study_config.load(REPO / "config" / "config.yaml")
+    swept = set()
+    for run in study_config.expand(default):
+        if "l2" in run.sweeps:
+            swept.add(run.study)
+            values = default["studies"][run.study]["sweeps"]["l2"]
+            assert len(values) >= 3, run.study
+            if run.spec.l2 == max(values):
+                assert 2 * run.spec.lr * run.spec.l2 * run.spec.steps >= 0.5, run.run_id
+    assert swept == {"sweeps", "transfer"}
+
+
 def test_runs_with_one_spec_are_trained_once_and_keep_their_study():
     config = copy.deepcopy(GOOD)
     config["studies"]["bound"] = {
@@ -262,3 +277,78 @@ def test_schema_ships_in_the_wheel_and_validates_outside_the_checkout(tmp_path):
     assert package.startswith(str(target)) and schema.startswith(str(target))
     assert resources["minutes_per_1000_steps"] == load(study_config.SCHEMA)["properties"][
         "resources"]["properties"]["minutes_per_1000_steps"]["default"]  # fmt: skip
+
+
+CLOCKED = {
+    "defaults": {"width": 0.0625, "steps": 300, "eval_every": 1000, "eval_log_points": 0},
+    "studies": {
+        "sweeps": {
+            "experiment": "E1b",
+            "dataset": "digits",
+            "base": {"lr": 0.05, "batch_size": 32},
+            "sweeps": {"lr": [0.025, 0.1], "batch_size": [64]},
+            "seeds": [0, 1],
+        },
+        "slower": {
+            "experiment": "E1b",
+            "dataset": "digits",
+            "base": {"lr": 0.05, "batch_size": 32},
+            "sweeps": {"lr": [0.0125]},
+            "seeds": [0],
+        },
+    },
+}
+# Worked by hand from the clocks' definitions (300 steps, 2/3 of a value for stability).
+# sweeps.lr (lr 0.025, 0.05, 0.1 at batch 32): steps and examples read every run at 300
+# and 200; lr x steps has the common value 0.025 x 300 = 7.5, reached by lr 0.05 at step
+# 150 (2/3: 100) and by lr 0.1 at 75 (50). sweeps.batch_size (32, 64 at lr 0.05): examples
+# have the common value 32 x 300, reached by batch 64 at step 150 (100). slower.lr (lr
+# 0.0125, 0.05): lr x steps 3.75, reached by lr 0.05 at step 75 (50).
+CLOCK_STEPS = {
+    "sweeps/lr-0.05_bs-32_l2-0_gcp-0": [100, 150, 200, 300],
+    "sweeps/lr-0.025_bs-32_l2-0_gcp-0": [200, 300],
+    "sweeps/lr-0.1_bs-32_l2-0_gcp-0": [50, 75, 200, 300],
+    "sweeps/lr-0.05_bs-64_l2-0_gcp-0": [100, 150, 200, 300],
+    "slower/lr-0.0125_bs-32_l2-0_gcp-0": [200, 300],
+}
+
+
+def test_runs_are_evaluated_where_every_design_clock_reads_them():
+    config = copy.deepcopy(CLOCKED)
+    config["share_runs"] = False
+    for run in validate(config):
+        point = run.run_id.rsplit("_seed-", 1)[0]
+        if point == "slower/lr-0.05_bs-32_l2-0_gcp-0":
+            assert run.spec.eval_clock_steps == [50, 75, 200, 300]
+        else:
+            assert run.spec.eval_clock_steps == CLOCK_STEPS[point], run.run_id
+        assert run.spec.evaluation_steps == [0, *run.spec.eval_clock_steps]
+
+
+def test_a_shared_run_is_evaluated_at_the_clock_steps_of_every_study_that_reads_it():
+    runs = validate(copy.deepcopy(CLOCKED))
+    base = [
+        r for r in runs if r.point == {"lr": 0.05, "batch_size": 32, "l2": 0.0, "gc_penalty": 0.0}
+    ]
+    # seed 0 of both studies is one training run; seed 1 is only the sweeps'
+    assert [r.trained_in for r in base] == [
+        "sweeps/lr-0.05_bs-32_l2-0_gcp-0_seed-0", "sweeps/lr-0.05_bs-32_l2-0_gcp-0_seed-1",
+        "sweeps/lr-0.05_bs-32_l2-0_gcp-0_seed-0",
+    ]  # fmt: skip
+    assert base[0].spec == base[2].spec
+    assert base[0].spec.eval_clock_steps == [50, 75, 100, 150, 200, 300]  # the union
+    assert base[1].spec.eval_clock_steps == [100, 150, 200, 300]
+    assert len(study_config.trained_runs(runs)) == len(runs) - 1
+    # run ids and folders do not depend on the schedule
+    unclocked = copy.deepcopy(CLOCKED)
+    unclocked["stats"] = {"clocks": []}
+    plain = study_config.expand(unclocked)
+    assert [(r.run_id, r.trained_in) for r in plain] == [(r.run_id, r.trained_in) for r in runs]
+    assert all(r.spec.eval_clock_steps == [] for r in plain)
+
+
+def test_the_clock_panel_comes_from_the_stats_section():
+    config = copy.deepcopy(CLOCKED)
+    study_config.fill_defaults(config)
+    config["stats"]["clocks"] = ["steps"]
+    assert {tuple(r.spec.eval_clock_steps) for r in study_config.expand(config)} == {(200, 300)}

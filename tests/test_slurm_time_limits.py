@@ -95,7 +95,6 @@ def test_pyproject_admits_no_snakemake_that_reads_runtimes_as_seconds():
     """Every Snakemake requirement in pyproject excludes 9.16.3 to 9.19.x (issue #4039) and
     admits the releases around them."""
     import tomllib
-
     from packaging.requirements import Requirement
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]

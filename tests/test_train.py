@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -160,8 +161,13 @@ def test_gc_penalty_is_unbiased_and_differentiable_for_a_linear_map():
 
 
 def test_run_writes_a_complete_trace_with_provenance(tmp_path):
+    before = os.times()
     assert run(tiny(), tmp_path / "run", progress=False) == "complete"
+    after = os.times()
     trace = traces.read(tmp_path / "run" / "trace.h5")
+    # the loop's CPU seconds: some, and no more than the whole call took (data and model
+    # set-up included)
+    assert 0 < trace.attrs["cpu_seconds"] <= after.user + after.system - before.user - before.system
     assert trace.step.values.tolist() == [0, 3, 7, 12]
     assert trace.gc_per_class.dims == ("step", "class")
     assert trace["class"].values.tolist() == list(range(10))
@@ -320,7 +326,11 @@ def test_phase_seconds_split_the_run_into_its_four_phases(tmp_path, monkeypatch)
 
         return wrapped
 
-    monkeypatch.setattr(gcstudy.train, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+    monkeypatch.setattr(
+        gcstudy.train,
+        "time",
+        types.SimpleNamespace(perf_counter=lambda: now[0], process_time=time.process_time),
+    )
     for name, seconds in (("load_run_data", 1e5), ("train_step", 1.0), ("measure", 10.0),
                           ("write_model", 1e4)):  # fmt: skip
         monkeypatch.setattr(gcstudy.train, name, advancing(getattr(gcstudy.train, name), seconds))
@@ -359,6 +369,31 @@ def test_channels_last_is_the_cuda_layout_unless_switched_off():
     assert memory_format(cuda, channels_last=False) == torch.contiguous_format
     assert memory_format(cpu, channels_last=True) == torch.contiguous_format
     assert RunSpec().channels_last
+
+
+def test_extra_evaluations_do_not_change_the_training_trajectory(tmp_path):
+    """The clock steps a config adds (eval_clock_steps) only add measurements: a transfer
+    run (every measurement, few-shot episodes included) evaluated at steps 2, 3 and 5 as
+    well ends with bitwise the same weights and final measurements as without them."""
+    plain = tiny(dataset="digits_fs", steps=8, eval_steps=[0])
+    clocked = tiny(dataset="digits_fs", steps=8, eval_steps=[0], eval_clock_steps=[2, 3, 5])
+    run(plain, tmp_path / "plain", progress=False)
+    run(clocked, tmp_path / "clocked", progress=False)
+    first, second = (traces.read(tmp_path / d / "trace.h5") for d in ("plain", "clocked"))
+    assert first.step.values.tolist() == [0, 8]
+    assert second.step.values.tolist() == [0, 2, 3, 5, 8]
+    for name in first.data_vars:
+        if name != "wall_time":
+            np.testing.assert_array_equal(
+                first[name].sel(step=8).values, second[name].sel(step=8).values, err_msg=name
+            )
+    weights = [
+        torch.load(tmp_path / d / "model.pt", weights_only=True)["state_dict"]
+        for d in ("plain", "clocked")
+    ]
+    assert weights[0].keys() == weights[1].keys()
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key
 
 
 def test_divergence_ends_the_run_with_its_trace_so_far(tmp_path):

@@ -62,9 +62,13 @@ def tiny_study(tmp_path_factory):
 def test_tiny_study_trains_each_run_and_aggregates(tiny_study):
     ids = [r.run_id for r in study_config.validate(yaml.safe_load(yaml.safe_dump(TINY_CONFIG)))]
     assert ids == ["tiny/lr-0.05_bs-16_l2-0_gcp-0_seed-0", "tiny/lr-0.1_bs-16_l2-0_gcp-0_seed-0"]
+    # eval_steps 0, 3 and the last step 6, plus where the design clocks read the lr sweep:
+    # at steps 6 and 4 (2/3 of 6) for equal steps and examples; for equal lr x steps, the
+    # common value 0.05 x 6 = 0.3, reached by lr 0.1 at step 3 (2/3 of it: step 2)
+    planned = {ids[0]: [0, 3, 4, 6], ids[1]: [0, 2, 3, 4, 6]}
     for run_id in ids:
         trace = traces.read(tiny_study / RESULTS / "runs" / run_id / "trace.h5")
-        assert trace.step.values.tolist() == [0, 3, 6]
+        assert trace.step.values.tolist() == planned[run_id]
         assert trace.attrs["spec"]["lr"] == float(run_id.split("_")[0].split("-")[1])
         assert (tiny_study / "logs" / "train" / f"{run_id}.log").exists()
         assert (tiny_study / RESULTS / "benchmarks" / "train" / f"{run_id}.tsv").exists()

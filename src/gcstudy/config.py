@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from gcstudy import yamlio
+from gcstudy.clocks import CLOCKS, scheduled_steps
 from gcstudy.data.registry import DATASETS
 from gcstudy.spec import RunSpec, SpecError, check_sample_sizes, did_you_mean
 
@@ -202,20 +203,55 @@ def fill_defaults(config: dict[str, Any], source: str = "config") -> dict[str, A
 
 
 def expand(config: dict[str, Any], source: str = "config") -> list[Run]:
-    """All runs of all studies, in config order, each id once per study; with
-    ``share_runs`` (default true) a run whose spec an earlier run already has is trained in
-    that run's folder."""
+    """All runs of all studies, in config order, each id once per study, each evaluated
+    where the design clocks read it (``with_clock_steps``); with ``share_runs`` (default
+    true) a run whose spec an earlier run already has, up to those clock steps, is trained
+    in that run's folder, evaluated at the clock steps of every run that reads it."""
+    clocks = config.get("stats", {}).get("clocks", CLOCKS)
     runs: list[Run] = []
     for name, study in config["studies"].items():
-        runs.extend(_expand_study(config, name, study, source))
+        runs.extend(with_clock_steps(_expand_study(config, name, study, source), clocks))
     if not config.get("share_runs", True):
         return runs
     first: dict[str, str] = {}
-    shared = []
+    folders = [first.setdefault(_share_key(run), run.run_id) for run in runs]
+    clock_steps: dict[str, set[int]] = {folder: set() for folder in folders}
+    for run, folder in zip(runs, folders, strict=True):
+        clock_steps[folder].update(run.spec.eval_clock_steps)
+    return [
+        _evaluated_at(dataclasses.replace(run, folder=folder), clock_steps[folder])
+        for run, folder in zip(runs, folders, strict=True)
+    ]
+
+
+def with_clock_steps(runs: list[Run], clocks) -> list[Run]:
+    """``runs`` (one study's) with ``eval_clock_steps`` holding every step a design clock
+    reads them at (``gcstudy.clocks.scheduled_steps``): for each sweep a run belongs to
+    (the runs of that factor, the base point and all seeds included; in a study without
+    sweeps, its base runs), at the sweep's common clock value and 2/3 of it."""
+    members: dict[str, list[Run]] = {}
     for run in runs:
-        key = json.dumps(run.spec.to_dict(), sort_keys=True)
-        shared.append(dataclasses.replace(run, folder=first.setdefault(key, run.run_id)))
-    return shared
+        for sweep in run.sweeps:
+            members.setdefault(sweep, []).append(run)
+    timing = {run.run_id: (run.spec.lr, run.spec.batch_size, run.spec.steps) for run in runs}
+    scheduled = []
+    for run in runs:
+        steps = set(run.spec.eval_clock_steps)
+        for sweep in run.sweeps:
+            sweep_timing = [timing[other.run_id] for other in members[sweep]]
+            steps |= scheduled_steps(clocks, timing[run.run_id], sweep_timing)
+        scheduled.append(_evaluated_at(run, steps))
+    return scheduled
+
+
+def _share_key(run: Run) -> str:
+    """What makes two runs one training run: the spec, up to its clock evaluations."""
+    return json.dumps({**run.spec.to_dict(), "eval_clock_steps": []}, sort_keys=True)
+
+
+def _evaluated_at(run: Run, clock_steps: set[int]) -> Run:
+    spec = dataclasses.replace(run.spec, eval_clock_steps=sorted(clock_steps))
+    return dataclasses.replace(run, spec=spec)
 
 
 def trained_runs(runs: list[Run]) -> list[Run]:

@@ -103,6 +103,11 @@ class RunSpec:
         "explicit evaluation steps; when given they replace the "
         "cadence above (0 and the last step are always added)",
     )
+    eval_clock_steps: list = option(  # noqa: RUF009
+        [],
+        "evaluation steps added to the cadence (or to eval_steps): where the design "
+        "clocks read the run; a study config fills them in (gcstudy.clocks)",
+    )
     gc_method: str = option("hutchinson", "GC estimator during training", GC_METHODS)
     gc_probes: int = option(1, "Hutchinson probes per example (gc_method hutchinson)", minimum=1)
     gc_outputs: int = option(
@@ -212,10 +217,10 @@ class RunSpec:
 
     @property
     def evaluation_steps(self) -> list[int]:
-        """Sorted steps at which metrics are traced: always 0 and ``steps``; either the
-        explicit ``eval_steps`` or every ``eval_every`` steps plus ``eval_log_points``
-        log-spaced steps (dense early, sparse late)."""
-        chosen = {0, self.steps}
+        """Sorted steps at which metrics are traced: always 0, ``steps`` and the
+        ``eval_clock_steps``; either the explicit ``eval_steps`` or every ``eval_every``
+        steps plus ``eval_log_points`` log-spaced steps (dense early, sparse late)."""
+        chosen = {0, self.steps, *self.eval_clock_steps}
         if self.eval_steps:
             chosen.update(self.eval_steps)
         else:
@@ -304,11 +309,12 @@ def _check_gc_budget(spec: RunSpec, source: str) -> None:
 
 
 def _check_eval_steps(spec: RunSpec, source: str) -> None:
-    bad = [s for s in spec.eval_steps if not 0 <= s <= spec.steps]
-    if bad:
-        raise SpecError(
-            f"{source}: key 'eval_steps' has steps {bad} outside [0, steps={spec.steps}]"
-        )
+    for key in ("eval_steps", "eval_clock_steps"):
+        bad = [s for s in getattr(spec, key) if not 0 <= s <= spec.steps]
+        if bad:
+            raise SpecError(
+                f"{source}: key {key!r} has steps {bad} outside [0, steps={spec.steps}]"
+            )
 
 
 def example_yaml() -> str:

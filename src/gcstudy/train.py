@@ -129,6 +129,7 @@ def run(
         "step": 0,
         "records": [],
         "wall_time": 0.0,
+        "cpu_time": 0.0,
         "started_at": provenance.now(),
         "phase_seconds": dict.fromkeys(PHASES, 0.0),
         "segments": [],
@@ -136,7 +137,7 @@ def run(
     if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
-        state = {k: saved.get(k, state[k]) for k in state}
+        state = {k: saved.get(k, state[k]) for k in state}  # older checkpoints lack some
         log.info("%s: resuming at step %d, training to %d", out, state["step"], spec.steps)
     else:
         log.info("%s: training from step 0 to %d", out, spec.steps)
@@ -149,7 +150,12 @@ def run(
     with timed(phases, "checkpointing"):
         write_model(out / "model.pt", model, spec, data, status, state["step"])
         runfiles.seal(out / "model.pt")
-    finished = {**attrs, "finished_at": provenance.now(), "phase_seconds": phases}
+    finished = {
+        **attrs,
+        "finished_at": provenance.now(),
+        "phase_seconds": phases,
+        "cpu_seconds": state["cpu_time"],
+    }
     write_trace(trace_path, state["records"], data, finished, status)
     runfiles.seal(trace_path)
     (out / "trace.running.h5").unlink(missing_ok=True)
@@ -293,13 +299,16 @@ def duration(seconds: float) -> str:
 
 def train_loop(model, optimizer, data, spec, state, out, attrs, poincare, progress) -> str:
     """SGD from ``state['step']`` to ``spec.steps``, measuring at the evaluation steps;
-    returns "complete" or "diverged". ``state`` is updated in place."""
+    returns "complete" or "diverged". ``state`` is updated in place; ``state['cpu_time']``
+    adds up the CPU seconds this process spends in the loop (training and measuring, the
+    final evaluation included: the trace's ``cpu_seconds``)."""
     evaluation_steps = set(spec.evaluation_steps)
     device = data.train_images.device
     autocast = autocast_dtype(spec, device)
     phases = state["phase_seconds"]
     step_fn = make_step(model, spec, autocast)
     clock = time.perf_counter() - state["wall_time"]
+    cpu_clock = time.process_time() - state["cpu_time"]
     bar = tqdm(
         total=spec.steps,
         initial=state["step"],
@@ -315,6 +324,7 @@ def train_loop(model, optimizer, data, spec, state, out, attrs, poincare, progre
         while True:
             step = state["step"]
             state["wall_time"] = time.perf_counter() - clock
+            state["cpu_time"] = time.process_time() - cpu_clock
             recorded = state["records"] and state["records"][-1]["step"] == step
             if step in evaluation_steps and not recorded:
                 with timed(phases, "evaluation"):
@@ -337,6 +347,7 @@ def train_loop(model, optimizer, data, spec, state, out, attrs, poincare, progre
                     nc=f"{record['nc_train']:.3g}",
                 )
             if step == spec.steps:
+                state["cpu_time"] = time.process_time() - cpu_clock
                 return "complete"
             with timed(phases, "training"):
                 loss = train_step(model, optimizer, data, spec, step, step_fn)
@@ -354,6 +365,7 @@ def train_loop(model, optimizer, data, spec, state, out, attrs, poincare, progre
                 record_progress(out, state["step"], progress_at - clock)
             if received or state["step"] % spec.checkpoint_every == 0:
                 state["wall_time"] = time.perf_counter() - clock
+                state["cpu_time"] = time.process_time() - cpu_clock
                 with timed(phases, "checkpointing"):
                     checkpoints.save(
                         out / "ckpt",
