@@ -670,8 +670,14 @@ def check(plan: Plan, budget_s: float, commit: str, smoke: bool, out: Path) -> d
                 save()
 
         def train_and_derive() -> dict:
+            # the paper run's evaluations within the shortened budget, its clock steps included
             cadence = [s for s in paper.evaluation_steps if s < plan.train_steps]
-            values = {**e1_spec.to_dict(), "steps": plan.train_steps, "eval_steps": cadence}
+            values = {
+                **e1_spec.to_dict(),
+                "steps": plan.train_steps,
+                "eval_steps": cadence,
+                "eval_clock_steps": [],
+            }
             measured = train_run(values, Path(scratch))
             record["derived"] = minutes_per_1000_steps(measured, paper)
             return measured

@@ -158,7 +158,7 @@ def test_a_finished_study_with_shared_runs_is_complete_and_says_what_is_wrong(
     assert cli.main(["status"]) == 1
     out = capsys.readouterr().out
     assert f"  stale    {runs[1].run_id}: step 100/120: trained with another run spec " \
-           "than the config's (keys steps differ)" in out  # fmt: skip
+           "than the config's (keys eval_clock_steps, steps differ)" in out  # fmt: skip
 
 
 def test_a_fresh_study_is_in_progress(study, tmp_path):

@@ -15,6 +15,7 @@ import pytest
 import torch
 import yaml
 
+from gcstudy import config as study_config
 from gcstudy import traces
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +38,9 @@ LONG_RUN = {
         },
     },
 }  # fmt: skip
-RUNS = ["tiny/lr-0.05_bs-16_l2-0_gcp-0_seed-0", "tiny/lr-0.1_bs-16_l2-0_gcp-0_seed-0"]
+# in the order the group job trains them: most expected cost first (gcstudy.config's
+# train_groups; lr 0.1 is evaluated at more clock steps than lr 0.05)
+RUNS = [run.run_id for run in study_config.train_groups(study_config.validate(LONG_RUN), 2)[0]]
 
 
 def trained_arrays(folder: Path) -> tuple[dict, dict]:
