@@ -23,3 +23,16 @@ def study(seed: int = 0, layout: testing.Layout | None = None, **laws):
     return testing.simulate(
         layout or default_layout(), testing.Laws(**laws), np.random.default_rng(seed)
     )
+
+
+def supply_poincare_constant(ds, c: float):
+    """The study as if every run's config had supplied the Poincare constant ``c`` (the
+    GC-form bound then decides claim 4's parts 4d-4f)."""
+    import json
+
+    ds = ds.copy(deep=True)
+    specs = [json.loads(str(s)) | {"poincare_constant": c} for s in ds["spec_json"].values]
+    return ds.assign_coords(
+        spec_json=("run", np.array([json.dumps(s, sort_keys=True) for s in specs])),
+        poincare_constant=("run", np.full(ds.sizes["run"], c)),
+    )

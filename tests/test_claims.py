@@ -138,6 +138,16 @@ def test_contradiction_is_holm_adjusted_over_the_claim():
     assert [t.verdict for t in strong] == ["contradicted", "supported"]
 
 
+def test_holm_matches_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(3)
+    for size in (1, 2, 5, 40):
+        p = rng.uniform(0, 0.2, size) ** 2
+        p[: size // 3] = p[0]  # ties
+        np.testing.assert_allclose(rule.holm(p), multipletests(p, method="holm")[1])
+
+
 def test_all_parts_rule_in_words():
     supported = Verdict("supported", "supported in every study")
     parts = {"1a": supported, "1b": supported, "1c": supported, "1d": rule.part_verdict([])}

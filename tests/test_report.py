@@ -97,11 +97,13 @@ def report(tmp_path_factory):
 
 def test_sections_present(report):
     _, _, parsed = report
+    # issue 18: what was asked and found first; the run inventory after the statistics
     assert parsed.sections == [
-        "inventory",
+        "summary",
         "claims",
         "figures",
         "statistics",
+        "inventory",
         "methods",
         "defaults",
         "provenance",
@@ -165,3 +167,32 @@ def test_inventory_runs_defaults_and_provenance(report):
     assert dataset.attrs["config_hash"] in text
     assert "git commit" in text and "version: xarray" in text
     assert "summary window = last 2 evaluations, 199 permutations" in text
+
+
+def test_first_screen_says_what_was_asked_found_and_what_the_study_is(report):
+    root, text, _ = report
+    summary = json.loads((root / "stats" / "claims.json").read_text())
+    first = text[text.index("What was asked and what was found") : text.index('id="claims"')]
+    for claim in (c for c in summary["claims"] if str(c["claim"]).isdigit()):
+        assert claim["statement"] in first
+        assert f"claim {claim['claim']}: {claim['label']}" in first
+    # the deciding mechanisms and clocks in words
+    assert "Per sweep: at equal steps," in first and "learning rate (sweeps)" in first
+    assert "at equal examples seen" in first and "at equal lr x steps" in first
+    assert "Decided by the CDNV bound (parts 4a, 4b, 4c)" in first
+    assert "4d, 4e, 4f are a diagnostic" in first
+    # what the study is and cannot say; the convergence state
+    assert "What the study is." in first and "vgg11 at width 0.125 on digits" in first
+    assert "20 steps" in first and "What it cannot say." in first
+    assert "narrower than the paper" in first
+    assert "Runs in the terminal phase" in first and "sweeps: " in first
+    assert "with 2/3 of the budget" in first or "not converged" in first
+
+
+def test_run_table_is_collapsed_after_the_statistics_and_p_is_labelled(report):
+    _, text, _ = report
+    assert text.index('id="statistics"') < text.index("table-runs")
+    runs = text[text.index("table-runs") :]
+    assert runs.index("<details>") < runs.index("stats/runs.csv")
+    assert "p (one-sided; for a slope max(p_t, p_permutation))" in text
+    assert "max of t and permutation p" in text  # each test in the claims table

@@ -22,6 +22,8 @@ import os
 import sys
 from pathlib import Path
 
+from gcstudy.clocks import CLOCKS
+
 # Spinning OpenMP threads slow torch down many times on a shared machine (a login node, a
 # CPU job next to others); waiting passively costs nothing measurable. Set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -206,6 +208,13 @@ def add_stats_settings(parser) -> None:
         "--permutations", type=int, default=2000, help="within-seed permutations per test (2000)"
     )
     parser.add_argument("--seed", type=int, default=0, help="permutation seed (0)")
+    parser.add_argument(
+        "--clocks",
+        nargs="+",
+        default=list(CLOCKS),
+        choices=CLOCKS,
+        help=f"design clocks at which claims 1-3 are judged ({' '.join(CLOCKS)})",
+    )
 
 
 def stats_options(keys: dict) -> str:
@@ -213,14 +222,15 @@ def stats_options(keys: dict) -> str:
     workflow's stats and figures rules)."""
     return (
         f"--alpha {keys['alpha']} --summary-window {keys['summary_window']} "
-        f"--permutations {keys['permutations']} --seed {keys['seed']}"
+        f"--permutations {keys['permutations']} --seed {keys['seed']} "
+        f"--clocks {' '.join(keys['clocks'])}"
     )
 
 
 def stats_settings(args):
     from gcstudy.analysis.claims import Settings
 
-    return Settings(args.alpha, args.summary_window, args.permutations, args.seed)
+    return Settings(args.alpha, args.summary_window, args.permutations, args.seed, args.clocks)
 
 
 def prepare_data(args, parser) -> int:

@@ -1,6 +1,6 @@
 # From the study file to answers: statistics, figures and one self-contained report.
 # Light CPU work on one file, like aggregate: run where Snakemake runs, not as cluster jobs.
-# The config's `stats` keys (level, summary window, permutations, seed) reach both verbs.
+# The config's `stats` keys (level, summary window, permutations, seed, clocks) reach both verbs.
 from gcstudy.cli import stats_options
 
 

@@ -1,13 +1,12 @@
-"""One figure per claim, drawn from the run-level summaries that decide it.
+"""One figure per claim, drawn from the readings and fits that decide it.
 
-* claim 1: each sweep's run-level GC summary (geometric mean over the last evaluations)
-  against the swept value, one marker colour per seed, with the seed-blocked fit on the
-  positive values and its CI (for the average seed); a 0 sits one decade below the smallest
-  positive value; lost grid points are named in red;
-* claim 2: per study, the added-variable plot of the deciding fit: log NC against log GC,
-  both with the seeds and the training loss projected out, and the fitted slope with its CI;
-* claim 3: per transfer study, the same for target NC and 5-shot accuracy against source
-  GC, and (descriptive) accuracy against target NC;
+* claims 1-3: one row of panels per sweep (claim 1) or per sweep and metric (claims 2, 3),
+  one column per design clock: each run's value where the clock reads it (one marker
+  colour per seed; a value 0 sits one decade below the smallest positive value) and the
+  seed-blocked fit of the log metric on the log value over the positive values, with its
+  CI (average seed), exactly the fit of the test that decided (``relations.effect_test``);
+  the title gives the test's verdict there, or says that the factor does not act on GC
+  at that clock (claims 2 and 3 then test nothing);
 * claim 4: per bound study, each run's bound / NCC test error over steps (error offset by
   half an example), with the line at 1 where the bound equals the error.
 
@@ -20,42 +19,34 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
-from scipy import stats as sps
 
 from gcstudy.analysis import summaries
-from gcstudy.analysis.claims import Settings, bound, factors, transfer
-from gcstudy.analysis.claims.blocked import Permutations, blocked_fit, partial_residuals
-from gcstudy.analysis.claims.relations import PROGRESS, usable
+from gcstudy.analysis.claims import Results, Settings, analyse, bound, factors, mechanisms
+from gcstudy.analysis.claims.blocked import Permutations, blocked_fit
+from gcstudy.analysis.claims.relations import usable
 from gcstudy.analysis.figures import STEP_LABEL, Drawn, format_value, step_axis, tidy_log_axis
 from gcstudy.analysis.summaries import FACTOR_LABELS
+from gcstudy.clocks import CLOCK_LABELS
+
+METRIC_LABELS = {
+    "log_gc": "GC",
+    "log_nc": "NC",
+    "log_target_nc": "target NC",
+    "fewshot_accuracy": "5-shot accuracy",
+}
 
 
 def build(dataset: xr.Dataset, settings: Settings) -> list[Drawn]:
-    frame = summaries.run_frame(dataset, settings.window)
+    results = analyse(dataset, settings, extras=False)
+    frame = results.tables["runs"]
     studies = summaries.studies_of(dataset)
     drawn = [
-        claim1(frame, studies, settings),
-        claim2(frame, studies, settings),
-        claim3(frame, studies, settings),
+        clock_figure(results, 1, settings),
+        clock_figure(results, 2, settings),
+        clock_figure(results, 3, settings),
         claim4(dataset, frame, studies),
     ]
     return [d for d in drawn if d is not None]
-
-
-def _fit(y, x, seed, sign, settings, covariates=None):
-    """The deciding slope's fit (its permutation p is not drawn: 99 permutations)."""
-    permutations = Permutations(99, np.random.default_rng(settings.seed))
-    return blocked_fit(y, x, seed, sign, settings.alpha, permutations, covariates)
-
-
-def _grid(count: int, width: float = 3.6, height: float = 3.2):
-    cols = min(4, count)
-    rows = int(np.ceil(count / cols))
-    figure = Figure(figsize=(width * cols + 0.8, height * rows + 0.8), layout="constrained")
-    axes = figure.subplots(rows, cols, squeeze=False).ravel()
-    for ax in axes[count:]:
-        ax.set_visible(False)
-    return figure, axes
 
 
 def _interval(fit, alpha: float) -> str:
@@ -64,198 +55,158 @@ def _interval(fit, alpha: float) -> str:
     )
 
 
-def claim1(frame, studies: dict, settings: Settings) -> Drawn | None:
-    sweeps = [(s, f) for s, info in studies.items() for f in summaries.swept_factors(info)]
-    if not sweeps:
+FIGURES = {  # claim -> (figure name, title, caption head)
+    1: (
+        "claim1_gc_vs_factors",
+        "Claim 1: GC against each swept factor, at each design clock",
+        "Claim 1: each run's GC where the clock reads it",
+    ),
+    2: (
+        "claim2_nc_vs_factors",
+        "Claim 2: NC against each factor acting on GC, at each design clock",
+        "Claim 2: each run's NC (training features) where the clock reads it",
+    ),
+    3: (
+        "claim3_transfer",
+        "Claim 3: target NC and 5-shot accuracy against each factor acting on GC",
+        "Claim 3: each run's target NC and traced 5-way 5-shot NCC accuracy where the clock "
+        "reads it",
+    ),
+}
+
+
+def _rows(results: Results, claim: int) -> list[tuple[str, str, str, str]]:
+    """(study, factor, reading column, part) of each row of a claim's figure."""
+    readings = results.tables["readings"]
+    if readings.empty:
+        return []
+    sweeps = list(dict.fromkeys(zip(readings["study"], readings["factor"], strict=True)))
+    if claim == 1:
+        return [(s, f, "log_gc", factors.PART_OF[f]) for s, f in sweeps]
+    parts = mechanisms.PARTS_2 if claim == 2 else mechanisms.PARTS_3
+    rows = []
+    for study, factor in sweeps:
+        chosen = readings[(readings["study"] == study) & (readings["factor"] == factor)]
+        for part in parts:
+            column = mechanisms.METRICS[part][0]
+            if np.isfinite(chosen[column].to_numpy(float)).any():
+                rows.append((study, factor, column, part))
+    return rows
+
+
+def clock_figure(results: Results, claim: int, settings: Settings) -> Drawn | None:
+    rows = _rows(results, claim)
+    if not rows:
         return None
-    figure, axes = _grid(len(sweeps))
-    for ax, (study, factor) in zip(axes, sweeps, strict=False):
-        runs = summaries.sweep_members(frame, study, factor)
-        runs = usable(runs, ["log_gc"])
-        value = runs[factor].to_numpy(float)
-        positive = value[value > 0]
-        zero_at = positive.min() / 10 if len(positive) else 1.0
-        shown = np.where(value > 0, value, zero_at)
-        for k, seed in enumerate(sorted(runs["seed"].unique())):
-            pick = runs["seed"].to_numpy() == seed
-            ax.plot(
-                shown[pick],
-                np.exp(runs["log_gc"].to_numpy()[pick]),
-                "o",
-                ms=5,
-                color=f"C{k % 10}",
-                label=f"seed {seed}",
-                gid=f"seed-{seed}",
-            )
-        fit = None
-        if (value > 0).sum() >= 3:
-            keep = value > 0
-            fit = _fit(
-                runs["log_gc"].to_numpy()[keep],
-                np.log(value[keep]),
-                runs["seed"].to_numpy()[keep],
-                factors.SIGN[factor],
-                settings,
-            )
-        if fit is not None:
-            grid = np.linspace(np.log(positive.min()), np.log(positive.max()), 50)
-            mean, low, high = fit.mean_line(grid, settings.alpha)
-            ax.plot(np.exp(grid), np.exp(mean), "k-", lw=1.2, gid="fit")
-            ax.fill_between(np.exp(grid), np.exp(low), np.exp(high), color="k", alpha=0.12, lw=0)
+    clocks = settings.clocks
+    name, title, head = FIGURES[claim]
+    figure = Figure(figsize=(3.6 * len(clocks) + 0.8, 3.2 * len(rows) + 0.8), layout="constrained")
+    axes = figure.subplots(len(rows), len(clocks), squeeze=False)
+    readings = results.tables["readings"]
+    tests = {(t.study, t.mechanism, t.clock, t.part): t for t in results.tests if t.claim == claim}
+    for row_axes, (study, factor, column, part) in zip(axes, rows, strict=True):
+        for ax, clock in zip(row_axes, clocks, strict=True):
+            runs = readings[
+                (readings["study"] == study)
+                & (readings["factor"] == factor)
+                & (readings["clock"] == clock)
+            ]
+            test = tests.get((study, factor, clock, part))
+            panel(ax, usable(runs, [column]), factor, column, test, settings)
             ax.set_title(
-                f"{study}: {FACTOR_LABELS[factor]}\n{_interval(fit, settings.alpha)}", fontsize=9
+                f"{study}: {FACTOR_LABELS[factor]}\n{CLOCK_LABELS[clock]}, {part}: "
+                + (test.verdict if test else "does not act on GC here"),
+                fontsize=9,
             )
-        else:
-            ax.set_title(f"{study}: {FACTOR_LABELS[factor]}", fontsize=9)
-        lost = summaries.lost_runs(frame, studies[study], study, factor)
-        if lost:
-            ax.text(
-                0.02,
-                0.02,
-                "lost: " + lost,
-                transform=ax.transAxes,
-                fontsize=6,
-                color="C3",
-                va="bottom",
-                wrap=True,
-            )
-        ax.set_xscale("log")
-        ticks = sorted(set(shown))
-        has_zero = bool((value <= 0).any())
-        names = ["0" if has_zero and t == zero_at else format_value(factor, t) for t in ticks]
-        ax.set_xticks(ticks, names, fontsize=7)
-        ax.minorticks_off()
-        ax.set_yscale("log")
-        tidy_log_axis(ax.yaxis, np.exp(runs["log_gc"].to_numpy()))
-        ax.set_xlabel(FACTOR_LABELS[factor])
-        ax.set_ylabel("GC, run summary")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    figure.suptitle("Claim 1: run-level GC against each swept factor", fontsize=11)
+    axes[0][0].legend(fontsize=7)
+    figure.suptitle(title, fontsize=11)
     caption = (
-        f"Claim 1: each run's GC summary (geometric mean over its last {settings.window} "
-        "evaluations) against the swept value, one colour per seed; the line is the "
-        "seed-blocked fit of log GC on log value (average seed) over the positive values "
-        f"with its {100 * (1 - settings.alpha):.0f}% CI. A value 0 is drawn one decade below "
-        "the smallest positive value (such sweeps are decided by the rank trend test)."
+        f"{head} (equal steps, equal examples seen, equal lr x steps: one column each), one "
+        "colour per seed; the line is the seed-blocked fit of the log metric on the log value "
+        f"over the positive values (average seed) with its {100 * (1 - settings.alpha):.0f}% "
+        "CI: the fit of the deciding test, which conditions on the seed only (no train loss, "
+        "no other post-treatment quantity). A value 0 is drawn one decade below the smallest "
+        "positive value (such sweeps are decided by the rank trend test). Panel titles give "
+        "the test's verdict."
     )
-    return Drawn("claim1_gc_vs_factors", figure, caption)
+    if claim > 1:
+        caption += (
+            " Only factors that claim 1 finds acting on GC at a clock are tested there, in "
+            "the direction of their effect on GC."
+        )
+    return Drawn(name, figure, caption)
 
 
-def added_variable(ax, runs, y: str, x: str, sign: int, settings, control, labels) -> None:
-    """The added-variable plot of the deciding fit ``y ~ x + C(seed) + control``."""
-    covariates = runs[control].to_numpy(float) if control else None
+def panel(ax, runs, factor: str, column: str, test, settings: Settings) -> None:
+    """One sweep at one clock: the runs' values where the clock reads them and the fit."""
+    log = column.startswith("log_")
+    value = runs["value"].to_numpy(float)
+    y = runs[column].to_numpy(float)
+    shown_y = np.exp(y) if log else y
+    positive = value > 0
+    zero_at = value[positive].min() / 10 if positive.any() else 1.0
+    shown_x = np.where(positive, value, zero_at)
     seeds = runs["seed"].to_numpy()
-    fit = _fit(runs[y].to_numpy(float), runs[x].to_numpy(float), seeds, sign, settings, covariates)
-    if fit is None:
-        ax.text(0.5, 0.5, "too few runs", ha="center", transform=ax.transAxes, color="grey")
-        return
-    rx, ry = partial_residuals(runs[y].to_numpy(float), runs[x].to_numpy(float), seeds, covariates)
     for k, seed in enumerate(sorted(np.unique(seeds))):
         pick = seeds == seed
         ax.plot(
-            rx[pick],
-            ry[pick],
+            shown_x[pick],
+            shown_y[pick],
             "o",
             ms=5,
             color=f"C{k % 10}",
             label=f"seed {seed}",
             gid=f"seed-{seed}",
         )
-    grid = np.linspace(rx.min(), rx.max(), 50)
-    half = sps.t.ppf(1 - settings.alpha / 2, fit.df) * fit.se * np.abs(grid)
-    ax.plot(grid, fit.slope * grid, "k-", lw=1.2, gid="fit")
-    ax.fill_between(
-        grid, fit.slope * grid - half, fit.slope * grid + half, color="k", alpha=0.12, lw=0
-    )
-    ax.set_xlabel(labels[0], fontsize=8)
-    ax.set_ylabel(labels[1], fontsize=8)
-    ax.set_title(f"{labels[2]}\n{_interval(fit, settings.alpha)}", fontsize=9)
-    ax.grid(alpha=0.3)
-
-
-def claim2(frame, studies: dict, settings: Settings) -> Drawn | None:
-    chosen = [s for s, info in studies.items() if summaries.swept_factors(info)]
-    if not chosen:
-        return None
-    figure, axes = _grid(len(chosen))
-    given = "given seed and training loss"
-    for ax, study in zip(axes, chosen, strict=False):
-        runs = usable(frame[frame["study"] == study], ["log_gc", "log_nc", PROGRESS])
-        added_variable(
-            ax,
-            runs,
-            "log_nc",
-            "log_gc",
-            1,
-            settings,
-            [PROGRESS],
-            (f"log GC, {given}", f"log NC, {given}", study),
+    if test is not None and positive.sum() >= 3:
+        permutations = Permutations(99, np.random.default_rng(settings.seed))
+        sign = 1 if test.expected == "slope > 0" else -1
+        fit = blocked_fit(
+            y[positive],
+            np.log(value[positive]),
+            seeds[positive],
+            sign,
+            settings.alpha,
+            permutations,
         )
-    axes[0].legend(fontsize=7)
-    figure.suptitle("Claim 2: NC against GC across runs, at equal training loss", fontsize=11)
-    caption = (
-        "Claim 2, the deciding fit as an added-variable plot: each complete run's log NC and "
-        f"log GC summaries (last {settings.window} evaluations) with the seed and the log "
-        "training loss projected out; the line is the fitted slope with its "
-        f"{100 * (1 - settings.alpha):.0f}% CI. A relation that only comes from training "
-        "progress (or from shared seeds) leaves no slope here."
-    )
-    return Drawn("claim2_nc_vs_gc", figure, caption)
-
-
-def claim3(frame, studies: dict, settings: Settings) -> Drawn | None:
-    chosen = [
-        s
-        for s in studies
-        if np.isfinite(frame.loc[frame["study"] == s, "fewshot_accuracy"].to_numpy(float)).any()
-    ]
-    if not chosen:
-        return None
-    figure = Figure(figsize=(12, 3.4 * len(chosen) + 0.8), layout="constrained")
-    axes = figure.subplots(len(chosen), 3, squeeze=False)
-    given = "given seed and training loss"
-    for row, study in zip(axes, chosen, strict=True):
-        runs = frame[frame["study"] == study]
-        for ax, (part, y, sign, what) in zip(row, transfer.RELATIONS, strict=False):
-            added_variable(
-                ax,
-                usable(runs, [transfer.GC, y, transfer.LOSS]),
-                y,
-                transfer.GC,
-                sign,
-                settings,
-                [transfer.LOSS],
-                (
-                    f"log source GC, {given}",
-                    f"{what.split(' vs ')[0]}, {given}",
-                    f"{study}: {part} {what}",
-                ),
+        if fit is not None:
+            grid = np.linspace(np.log(value[positive].min()), np.log(value[positive].max()), 50)
+            mean, low, high = fit.mean_line(grid, settings.alpha)
+            back = np.exp if log else (lambda v: v)
+            ax.plot(np.exp(grid), back(mean), "k-", lw=1.2, gid="fit")
+            ax.fill_between(np.exp(grid), back(low), back(high), color="k", alpha=0.12, lw=0)
+            ax.text(
+                0.02,
+                0.98,
+                _interval(fit, settings.alpha),
+                transform=ax.transAxes,
+                fontsize=7,
+                va="top",
             )
-        ok = usable(runs, ["log_fewshot_target_nc", "fewshot_accuracy"])
-        added_variable(
-            row[2],
-            ok,
-            "fewshot_accuracy",
-            "log_fewshot_target_nc",
-            -1,
-            settings,
-            None,
-            (
-                "log target NC, given seed",
-                "5-shot accuracy, given seed",
-                f"{study}: accuracy vs target NC (descriptive)",
-            ),
+    if test is not None and test.lost:
+        ax.text(
+            0.02,
+            0.02,
+            test.lost,
+            transform=ax.transAxes,
+            fontsize=6,
+            color="C3",
+            va="bottom",
+            wrap=True,
         )
-    axes[0][0].legend(fontsize=7)
-    figure.suptitle("Claim 3: transfer relations on the final few-shot table", fontsize=11)
-    caption = (
-        "Claim 3, on the final few-shot table (fewshot.nc): target NC and 5-way 5-shot NCC "
-        "accuracy against the source GC of the final network, as added-variable plots (seed "
-        "and training loss projected out; these fits decide 3a and 3b), and accuracy against "
-        "target NC (seed projected out; descriptive)."
-    )
-    return Drawn("claim3_transfer", figure, caption)
+    ax.set_xscale("log")
+    ticks = sorted(set(shown_x))
+    has_zero = bool((~positive).any())
+    names = ["0" if has_zero and t == zero_at else format_value(factor, t) for t in ticks]
+    ax.set_xticks(ticks, names, fontsize=7)
+    ax.minorticks_off()
+    if log:
+        ax.set_yscale("log")
+        if len(shown_y):
+            tidy_log_axis(ax.yaxis, shown_y)
+    ax.set_xlabel(FACTOR_LABELS[factor])
+    ax.set_ylabel(METRIC_LABELS[column], fontsize=8)
+    ax.grid(alpha=0.3)
 
 
 def claim4(dataset: xr.Dataset, frame, studies: dict) -> Drawn | None:

@@ -1,13 +1,17 @@
-"""One self-contained HTML report (``gcstudy report``): what was run, what it shows, and how.
+"""One self-contained HTML report (``gcstudy report``): what was asked, what was found, how.
 
-Sections: summary (a badge per claim that says its verdict in words), run inventory
-(complete / diverged / skipped, with reasons, and one row per run), the claims table with
-its decision rule and a warning on every verdict whose sweep or study lost runs, the
-figures (PNG embedded as base64) with captions, the statistics tables, the methods, the
-assumptions and defaults in force (from the run specs, flagging every choice SCIENCE.md
-marks as a default), and provenance (versions, git commits, config hash, dates, the
-statistics settings). A generated study (``gcstudy.testing``) says so in its first line.
-Nothing is fetched from the network when it is opened.
+The first screen says what was asked and found: each claim in one sentence with its verdict
+and, in words, the mechanisms and design clocks that decided it; what the study is (model,
+width, data, steps, seeds per study) and what it cannot say; the convergence state (runs in
+the terminal phase, verdicts stable at 2/3 of the budget). Then the sections: the claims
+table with every test (verdict per clock and at 2/3 of the budget, the decision rule, a
+warning on every verdict whose sweep lost runs), the figures (PNG embedded as base64) with
+captions, the statistics tables, what was run (inventory; the per-run table collapsed), the
+methods, the assumptions and defaults in force (from the run specs, flagging every choice
+the project marks as a default) and provenance (versions, git commits, config hash, dates,
+the statistics settings). A generated study (``gcstudy.testing``) says so in its first
+line. Nothing is fetched from the network when it is opened. How the claims are decided:
+docs/claims.md.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ import pandas as pd
 import xarray as xr
 
 from gcstudy.analysis import aggregate
+from gcstudy.analysis.summaries import FACTOR_LABELS, TERMINAL_ACCURACY
 from gcstudy.analysis.tables import fmt, html_table
+from gcstudy.clocks import CLOCK_LABELS
 
 # Run-spec keys that SCIENCE.md or FACTS.md fix as a "default" (the paper does not say).
 SCIENCE_DEFAULTS = {
@@ -52,20 +58,27 @@ SCIENCE_DEFAULTS = {
 }
 VERDICT_CLASS = {"supported": "ok", "contradicted": "bad", "inconclusive": "meh"}
 STAT_TABLES = (
-    ("sweep_slopes", "Claim 1: run-level GC against each swept factor"),
+    ("sweep_slopes", "Claim 1: GC against each swept factor, at each clock (decides)"),
+    ("collapse_vs_gc", "Claim 2: NC against each acting factor, at each clock (decides)"),
     (
-        "collapse_vs_gc",
-        "Claim 2: NC against GC (decides), placebo, definitional check, sensitivity",
+        "collapse_shown",
+        "Claim 2, shown only: NC vs GC pooled; the same conditioned on train loss "
+        "(post-treatment); geometric collapse vs GC (definitional)",
     ),
-    ("transfer", "Claim 3: transfer relations on the final few-shot table"),
+    ("transfer", "Claim 3: target NC and 5-shot accuracy against each acting factor (decides)"),
+    ("transfer_shown", "Claim 3, descriptive: relations on the final few-shot table"),
     ("bound", "Claim 4: the NCC-error bounds"),
+    ("terminal_phase", "Runs in the terminal phase, per study"),
     ("estimators", "GC estimators against the exact GC (Fig. 2 numbers)"),
     ("tests", "Every deciding test behind the claims table"),
 )
+P_LABEL = "p (one-sided; for a slope max(p_t, p_permutation))"
 TEST_COLUMNS = [
     "claim",
     "part",
     "study",
+    "mechanism",
+    "clock",
     "name",
     "expected",
     "estimate",
@@ -74,6 +87,7 @@ TEST_COLUMNS = [
     "p",
     "p_against_holm",
     "n",
+    "interpolated",
     "verdict",
     "reason",
     "warning",
@@ -204,16 +218,18 @@ def inventory_section(dataset: xr.Dataset, stats_dir: Path) -> str:
             f"--skip-bad</code>: their numbers appear nowhere.</p><ul>{items}</ul>"
         )
     parts.append(
-        "<h3 id='table-runs'>Every run</h3><p>Run-level summaries (geometric mean over the "
-        "last evaluations, the unit every test uses), the final few-shot table, the step "
-        "reached of the planned budget, device and commit. File: <code>stats/runs.csv</code>."
-        "</p>" + frame_html(read_csv(stats_dir, "runs"))
+        "<h3 id='table-runs'>Every run</h3><details><summary>One row per run (click to "
+        "open): run-level summaries (geometric mean over the last evaluations), the final "
+        "few-shot table, the step reached of the planned budget, device and commit. File: "
+        "<code>stats/runs.csv</code>.</summary>"
+        + frame_html(read_csv(stats_dir, "runs"))
+        + "</details>"
     )
     return "\n".join(parts)
 
 
 def claims_section(summary: dict) -> str:
-    """Each claim of SCIENCE.md 6 with its verdict in words, then its parts with the tests
+    """Each claim (docs/claims.md) with its verdict in words, then its parts with the tests
     that decided them (estimate, CI, p, Holm p against, sample, reason, warning)."""
     tests = summary.get("tests", [])
     level = round(100 * (1 - summary["alpha"]))
@@ -221,8 +237,10 @@ def claims_section(summary: dict) -> str:
     for claim in summary.get("claims", []):
         name = str(claim["claim"])
         badge = verdict_badge(
-            claim["verdict"], any(_warned(t) for t in tests if t["part"].startswith(name))
-        )
+            claim["verdict"],
+            any(_warned(t) for t in tests if t["part"].startswith(name)),
+            claim.get("label", claim["verdict"]),
+        ) + _by_clock(claim)
         if name.isdigit():
             rows.append(
                 f'<tr class="main"><td><b>{esc(name)}</b></td><td><b>{esc(claim["statement"])}'
@@ -237,7 +255,7 @@ def claims_section(summary: dict) -> str:
         )
     warnings = "".join(f"<li>{esc(w)}</li>" for w in summary.get("warnings", []))
     return (
-        "<table class='claims'><thead><tr><th>#</th><th>claim (SCIENCE.md 6) and its parts"
+        "<table class='claims'><thead><tr><th>#</th><th>claim (docs/claims.md) and its parts"
         "</th><th>verdict</th><th>why, and the tests that decided it</th></tr></thead><tbody>"
         + "".join(rows)
         + "</tbody></table>"
@@ -255,16 +273,29 @@ def claims_section(summary: dict) -> str:
 
 
 def _warned(test: dict) -> bool:
-    return bool(test.get("warning")) or str(test.get("problem", "")).startswith("lost")
+    return bool(test.get("warning")) or bool(test.get("lost"))
 
 
-def verdict_badge(verdict: str, warned: bool = False) -> str:
+def verdict_badge(verdict: str, warned: bool = False, label: str = "") -> str:
     mark = (
         ' <span class="warnmark" title="runs lost: see the warning below">&#9888; runs lost</span>'
     )
-    return f'<span class="badge {VERDICT_CLASS[verdict]}">{esc(verdict)}</span>' + (
+    return f'<span class="badge {VERDICT_CLASS[verdict]}">{esc(label or verdict)}</span>' + (
         mark if warned else ""
     )
+
+
+def _by_clock(claim: dict) -> str:
+    """The verdict at each clock and at 2/3 of the budget, small, under the badge."""
+    pieces = [
+        f"{CLOCK_LABELS.get(key[3:], key[3:])}: {value}"
+        for key, value in claim.items()
+        if key.startswith("at ") and key != "at 2/3 of the budget" and isinstance(value, str)
+    ]
+    stable = claim.get("at 2/3 of the budget")
+    if isinstance(stable, str) and stable:
+        pieces.append(f"at 2/3 of the budget: {stable}")
+    return f"<br><small>{esc('; '.join(pieces))}</small>" if pieces else ""
 
 
 def test_item(t: dict, level: int) -> str:
@@ -276,11 +307,14 @@ def test_item(t: dict, level: int) -> str:
     warning = (
         f' <span class="warnmark">&#9888; {esc(t["warning"])}</span>' if t.get("warning") else ""
     )
+    clock = f" at {CLOCK_LABELS[t['clock']]}" if t.get("clock") in CLOCK_LABELS else ""
+    interpolated = f"; interpolated: {t['interpolated']}" if t.get("interpolated") else ""
     return (
         f'<li><span class="badge {VERDICT_CLASS.get(t["verdict"], "meh")}">{esc(t["verdict"])}'
-        f"</span> <b>{esc(t['study'])}</b>: {esc(t['name'])} ({esc(t['expected'])}), estimate "
-        f"{esc(fmt(t['estimate']))}{interval}, p {esc(fmt(t['p']))}, Holm p against "
-        f"{esc(fmt(t['p_against_holm']))} ({esc(t['n'])}): {esc(t['reason'])}{warning}</li>"
+        f"</span> <b>{esc(t['study'])}</b>{esc(clock)}: {esc(t['name'])} ({esc(t['expected'])}),"
+        f" estimate {esc(fmt(t['estimate']))}{interval}, p {esc(fmt(t['p']))} (one-sided; "
+        f"max of t and permutation p), Holm p against {esc(fmt(t['p_against_holm']))} "
+        f"({esc(t['n'])}{esc(interpolated)}): {esc(t['reason'])}{warning}</li>"
     )
 
 
@@ -321,7 +355,10 @@ def stats_section(stats_dir: Path) -> str:
         parts.append(
             f"<p>Files: <code>stats/{name}.csv</code>, <code>.md</code>, <code>.tex</code>.</p>"
         )
-        parts.append(frame_html(frame, TEST_COLUMNS if name == "tests" else None))
+        if name == "tests" and not frame.empty:
+            frame = frame[[c for c in TEST_COLUMNS if c in frame.columns]]
+            frame = frame.rename(columns={"p": P_LABEL})
+        parts.append(frame_html(frame))
     return "\n".join(parts)
 
 
@@ -332,11 +369,14 @@ def methods_section(summary: dict) -> str:
     return (
         f"<p>{esc(summary.get('decision_rule', ''))}</p><ul>{items}</ul><p>Why runs: the "
         "evaluation steps of one run are not independent observations, and runs of one seed "
-        "share initialisation and data order across grid points, hence one summary per run "
-        "and the seed as a block. Why at equal training loss: equal step is not equal "
-        "progress across learning rates and batch sizes, and two metrics that both fall as "
-        "training proceeds correlate through progress alone. Trajectory-level fits (the "
-        "MixedLM in the claim-2 table) are sensitivity analyses and never decide. The false-"
+        "share initialisation and data order across grid points, hence one value per run "
+        "and the seed as a block. Why clocks: equal step is not equal progress across "
+        "learning rates and batch sizes, and which notion of equal progress is right is not "
+        "known, so each relation is judged at equal steps, equal examples seen and equal lr "
+        "x steps, and must hold at every one. Why no control for train loss: the loss is "
+        "read out from the same features as NC, downstream of both the factor and NC; "
+        "holding it fixed conditions on a collider and manufactures relations of either "
+        "sign. Such fits are shown, labelled, never deciding (docs/claims.md). The false-"
         "positive rate and power of these rules are measured by simulation "
         "(<code>benchmarks/bench_claims.py</code>).</p>"
     )
@@ -434,7 +474,8 @@ def provenance_section(dataset: xr.Dataset, summary: dict) -> str:
             "statistics",
             f"alpha = {summary.get('alpha', '')}, summary window = last "
             f"{summary.get('summary_window', '')} evaluations, "
-            f"{summary.get('permutations', '')} permutations, seed "
+            f"{summary.get('permutations', '')} permutations, clocks "
+            f"{', '.join(summary.get('clocks', []))}, seed "
             f"{summary.get('settings', {}).get('seed', '')}; study file {summary.get('study', '')}",
         ),
     ]
@@ -460,20 +501,130 @@ def partial_warning(dataset: xr.Dataset) -> str:
     )
 
 
-def summary_line(summary: dict) -> str:
-    """One badge per claim, with its verdict said in words (all parts or nothing)."""
+def first_screen(summary: dict, dataset: xr.Dataset, stats_dir: Path) -> str:
+    """What was asked and what was found, before anything else: each claim in one sentence,
+    its verdict and in words the mechanisms and clocks that decided it; what the study is
+    and cannot say; whether the runs reached the terminal phase and the verdicts settled."""
     tests = summary.get("tests", [])
     claims = [c for c in summary.get("claims", []) if str(c["claim"]).isdigit()]
-    return "".join(
-        f'<p class="verdict"><span class="badge {VERDICT_CLASS[c["verdict"]]}">claim '
-        f"{c['claim']}: {esc(c['verdict'])}</span> {esc(c['detail'])}"
-        + (
-            " &#9888; rests on sweeps that lost runs"
-            if any(_warned(t) for t in tests if t["part"].startswith(str(c["claim"])))
-            else ""
+    items = []
+    for c in claims:
+        number = int(c["claim"])
+        warned = any(_warned(t) for t in tests if t["part"].startswith(str(number)))
+        items.append(
+            f'<li><p class="verdict"><span class="badge {VERDICT_CLASS[c["verdict"]]}">claim '
+            f"{number}: {esc(c.get('label', c['verdict']))}</span> <b>{esc(c['statement'])}."
+            f"</b></p><p class='verdict'>{esc(deciding_words(c, tests))}"
+            + (" &#9888; rests on sweeps that lost runs." if warned else "")
+            + "</p></li>"
         )
-        + "</p>"
+    return (
+        "<section id='summary'><h2>What was asked and what was found</h2>"
+        f"<ul class='found'>{''.join(items)}</ul>"
+        f"{study_note(dataset)}{convergence_note(claims, stats_dir)}</section>"
+    )
+
+
+def deciding_words(claim: dict, tests: list[dict]) -> str:
+    """The mechanisms and clocks behind a claim's verdict, in words."""
+    number = int(claim["claim"])
+    mine = [t for t in tests if int(t["claim"]) == number]
+    if number == 4:
+        parts = sorted({t["part"] for t in mine if not t.get("diagnostic")})
+        diagnostic = sorted({t["part"] for t in mine if t.get("diagnostic")})
+        words = f"Decided by the CDNV bound (parts {', '.join(parts) or 'none'})"
+        if diagnostic:
+            words += f"; parts {', '.join(diagnostic)} are a diagnostic (Gaussian proxy for c)"
+        return words + f". {claim['detail']}."
+    if not mine:
+        return f"Nothing decided it: {claim['detail']}."
+    clocks = list(dict.fromkeys(t["clock"] for t in mine))
+    pieces = []
+    for clock in clocks:
+        by_verdict: dict[str, list[str]] = {}
+        for t in mine:
+            if t["clock"] == clock:
+                name = FACTOR_LABELS.get(t["mechanism"], t["mechanism"])
+                what = f"{name} ({t['study']}{', ' + t['part'] if number == 3 else ''})"
+                by_verdict.setdefault(t["verdict"], []).append(what)
+        said = "; ".join(f"{v}: {', '.join(m)}" for v, m in by_verdict.items())
+        pieces.append(f"at {CLOCK_LABELS.get(clock, clock)}, {said}")
+    lead = "Per sweep" if number == 1 else "Per mechanism acting on GC"
+    stable = claim.get("at 2/3 of the budget")
+    settled = f" With 2/3 of the budget: {stable}." if isinstance(stable, str) and stable else ""
+    return f"{lead}: " + "; ".join(pieces) + "." + settled
+
+
+def study_note(dataset: xr.Dataset) -> str:
+    """What the study is (model, width, data, steps, seeds per study) and cannot say."""
+    studies = dataset.attrs.get("studies", {})
+    lines = []
+    widths = []
+    for name in dict.fromkeys(str(s) for s in dataset["study"].values):
+        info = studies.get(name, {})
+        runs = dataset["study"].values == name
+        steps = sorted({int(s) for s in dataset["steps_planned"].values[runs]})
+        width = float(info.get("width", np.nan)) if info.get("width") is not None else np.nan
+        widths.append(width)
+        lines.append(
+            f"<li><b>{esc(name)}</b> ({esc(info.get('experiment', ''))}): "
+            f"{esc(info.get('model', ''))} at width {esc(fmt(width))} on "
+            f"{esc(info.get('dataset', ''))}, {esc(', '.join(map(str, steps)))} steps, "
+            f"{len(info.get('seeds', [])) or '?'} seeds, "
+            f"{esc(', '.join(info.get('sweeps', {})) or 'no sweep')}</li>"
+        )
+    narrow = [w for w in widths if np.isfinite(w) and w < 1]
+    cannot = [
+        "It tests the claims on these networks, data and budgets only: a verdict here is "
+        "evidence about the paper's claims, not a replication of its figures."
+    ]
+    if narrow:
+        cannot.append(
+            f"The networks are narrower than the paper's (width {fmt(min(narrow))} to "
+            f"{fmt(max(narrow))} of full width)."
+        )
+    cannot.append(
+        "The per-mechanism tests say whether each factor moves NC with GC (a total effect), "
+        "not that GC causes NC; a claim about the terminal phase needs runs that reached it."
+    )
+    if dataset.attrs.get("generated_by"):
+        cannot.insert(0, "This is a generated study: it says nothing about networks.")
+    return (
+        "<div class='note'><b>What the study is.</b><ul>" + "".join(lines) + "</ul>"
+        "<b>What it cannot say.</b> " + esc(" ".join(cannot)) + "</div>"
+    )
+
+
+def convergence_note(claims: list[dict], stats_dir: Path) -> str:
+    """Runs in the terminal phase per study, and whether each verdict was stable."""
+    table = read_csv(stats_dir, "terminal_phase")
+    reached = (
+        "; ".join(
+            f"{r['study']}: {int(r['terminal_phase'])} of {int(r['complete_runs'])}"
+            for _, r in table.iterrows()
+        )
+        if not table.empty
+        else "not recorded (no train accuracy in the study file)"
+    )
+    unstable = [
+        str(c["claim"])
         for c in claims
+        if c.get("label") == "inconclusive: not converged"
+        or (
+            isinstance(c.get("at 2/3 of the budget"), str)
+            and c["at 2/3 of the budget"] != c["verdict"]
+        )
+    ]
+    stable = (
+        "every verdict is the same with 2/3 of the budget"
+        if not unstable
+        else f"claim {', '.join(unstable)} changed between 2/3 of the budget and the end "
+        "(inconclusive: not converged)"
+    )
+    return (
+        "<p class='note'><b>Convergence.</b> Runs in the terminal phase (train accuracy >= "
+        f"{100 * TERMINAL_ACCURACY:g} % at every evaluation of the last third): {esc(reached)}. "
+        f"Verdicts: {esc(stable)}.</p>"
     )
 
 
@@ -497,10 +648,10 @@ def render(dataset: xr.Dataset, stats_dir: Path, figures_dir: Path) -> str:
         f"{k} ({v.get('experiment', '')})" for k, v in dataset.attrs.get("studies", {}).items()
     )
     sections = [
-        ("inventory", "What was run", inventory_section(dataset, stats_dir)),
         ("claims", "Claims", claims_section(summary)),
         ("figures", "Figures", figures_section(figures_dir)),
         ("statistics", "Statistics", stats_section(stats_dir)),
+        ("inventory", "What was run", inventory_section(dataset, stats_dir)),
         ("methods", "Methods", methods_section(summary)),
         ("defaults", "Assumptions and defaults in force", defaults_section(dataset)),
         ("provenance", "Provenance", provenance_section(dataset, summary)),
@@ -519,7 +670,7 @@ def render(dataset: xr.Dataset, stats_dir: Path, figures_dir: Path) -> str:
         "<p class='sub'>Reproduction of Munn, Dherin &amp; Gonzalvo, NeurIPS 2024 "
         f"(arXiv 2405.15706). Studies: {esc(studies)}. Config hash "
         f"<code>{esc(dataset.attrs.get('config_hash', ''))}</code>.</p>"
-        f"{summary_line(summary)}{partial_warning(dataset)}"
+        f"{partial_warning(dataset)}{first_screen(summary, dataset, stats_dir)}"
         f"<nav>{nav}</nav>{body}"
         "</body></html>\n"
     )

@@ -3,10 +3,11 @@
 Reads ``results/study.nc``; writes under ``results/stats/``, each table as CSV, Markdown and
 LaTeX: ``claims`` (verdicts of the claims and their parts), ``tests`` (every deciding
 test), ``runs`` (one row per run: its run-level summaries), ``sweep_slopes`` (claim 1),
-``collapse_vs_gc`` (claim 2, with the placebo, the definitional check and the
-sensitivity fit), ``transfer`` (claim 3), ``bound`` (claim 4), ``estimators`` (Fig. 2
-numbers), ``inventory``; and ``claims.json`` (verdicts, tests, settings, decision rule,
-warnings) for the report. The decisions are in ``gcstudy.analysis.claims``.
+``readings`` (each sweep's runs read at each design clock), ``collapse_vs_gc`` and
+``transfer`` (claims 2 and 3 per acting mechanism and clock), ``collapse_shown`` and
+``transfer_shown`` (fits shown, never deciding), ``bound`` (claim 4), ``terminal_phase``,
+``estimators`` (Fig. 2 numbers), ``inventory``; and ``claims.json`` (verdicts, tests,
+settings, decision rule, warnings) for the report. The decisions are in ``gcstudy.analysis.claims``.
 """
 
 from __future__ import annotations
@@ -21,52 +22,71 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from gcstudy.analysis import aggregate
+from gcstudy.analysis import aggregate, summaries
 from gcstudy.analysis.claims import CLAIMS, Results, Settings, analyse
 from gcstudy.analysis.tables import write_table
 
 DECISION_RULE = (
-    "Every test uses one summary per run (the mean of the log metric over the run's last "
-    "{window} evaluations; few-shot values from the final table) with the seed as a "
-    "blocking factor. A test is supported when its one-sided p-value in the predicted "
-    "direction is below alpha = {alpha:g} (for a slope: both the t-test and the within-seed "
-    "permutation test, {permutations} permutations), contradicted when its p-value against "
-    "the prediction, Holm-adjusted over the claim's tests, is below alpha, and inconclusive "
-    "otherwise or when its sweep lost runs. A part is supported when it is supported in "
-    "every study that tests it; a claim is supported only when every part is supported, "
-    "contradicted when any part is contradicted, and otherwise inconclusive, naming the "
-    "parts not tested or not decided."
+    "The run is the unit, the seed a blocking factor. Claims 1-3 are judged per mechanism at "
+    "each design clock ({clocks}): the runs of a sweep are read where they have made equal "
+    "progress by that clock (equal steps, examples seen or lr x steps), and a test is the "
+    "seed-blocked fit of the metric on the swept value (log value; a blocked rank trend when "
+    "the sweep contains 0), one-sided in the predicted direction, supported when both the "
+    "t-test and the within-seed permutation test ({permutations} permutations) reject at "
+    "alpha = {alpha:g} (p = max(p_t, p_perm)), contradicted when its p against the prediction, "
+    "Holm-adjusted over the claim's tests at that clock, is below alpha. Claims 2 and 3 test "
+    "only the factors that claim 1 finds acting on GC at that clock, in the direction of "
+    "their effect on GC; no quantity measured after treatment (train loss, accuracy, NCC "
+    "error) decides. At a clock a part is supported when every test is, contradicted when "
+    "any is; a claim is supported only when every part is supported, contradicted when any "
+    "is (a GC-form bound with the Gaussian proxy is a diagnostic outside this rule). A claim or "
+    "part is supported (contradicted) only when it is so at every clock, otherwise "
+    "inconclusive; the whole decision is repeated with the readings at 2/3 of the budget "
+    "and a verdict that changes is inconclusive: not converged. Claim 4 is judged on the "
+    "bound study's runs (summaries over the last {window} evaluations where a run-level value "
+    "is needed)."
 )
 METHODS = {
-    "1": "Per study and sweep: OLS log GC ~ log value + C(seed) on the runs of the sweep "
-    "(base point included), one-sided t-test and within-seed permutation test of the slope; "
-    "a sweep containing 0 (L2 or penalty off) is decided by a blocked rank trend test (the "
-    "within-seed Spearman sum against its within-seed permutations), its slope fitted on the "
-    "positive values. A grid point without a complete run leaves the sweep inconclusive.",
-    "2": "Per study with sweeps: OLS log NC ~ log GC + C(seed) + log train loss across its "
-    "complete runs (at equal training loss: equal step is not equal progress), t-test and "
-    "Freedman-Lane within-seed permutation test. Shown, never deciding: a placebo (NC of "
-    "another run of the same seed), the fit without the progress control, geometric "
-    "collapse vs GC (definitional: built from per-class GC) and a MixedLM over run-steps.",
-    "3": "Per transfer study, on the final fewshot.nc values: log target NC and 5-shot NCC "
-    "accuracy against the log source GC of the final network, + C(seed) + log train loss. "
-    "Accuracy vs target NC is descriptive.",
-    "4": "Per bound study and bound: non-vacuous (< 1 beyond its noise) over more than half of "
-    "training (time-weighted); above the test error at every non-vacuous run-step by more "
-    "than the binomial noise of the error and the bound's own noise (a Holm-significant "
-    "excess contradicts); tracks the error both in detrended within-run changes and across "
-    "runs at the end (every complete run on the bound study's data set).",
+    "1": "Per study, swept factor and clock: log GC read at the clock's step ~ log value + "
+    "C(seed) over the sweep's runs (base point included), one-sided t-test and within-seed "
+    "permutation test; a sweep containing 0 (L2 or penalty off) is decided by a blocked rank "
+    "trend test, its slope fitted on the positive values. A grid point without a complete run "
+    "leaves the sweep undecided. A factor significant either way at a clock acts on GC there.",
+    "2": "Per acting mechanism (study, factor, clock): log NC at the clock's step ~ log value "
+    "+ C(seed), one-sided in the direction of the factor's effect on GC. Shown, never "
+    "deciding: NC vs GC pooled over a study's runs, the same conditioned on train loss "
+    "(post-treatment), and geometric collapse vs GC (definitional: built from per-class GC).",
+    "3": "Per acting mechanism of a transfer study and clock: log target NC (with the GC "
+    "effect's sign) and 5-way 5-shot accuracy traced during training (against it) ~ log value "
+    "+ C(seed). Accuracy vs target NC on the final table (fewshot.nc) is descriptive.",
+    "4": "Per bound study, the CDNV bound 4(C-1) NC_train decides: non-vacuous (< 1 beyond its "
+    "noise) over more than half of training (time-weighted); above the test error at every "
+    "non-vacuous run-step by more than the binomial noise of the error and the bound's own "
+    "noise (a Holm-significant excess contradicts); tracks the error in detrended within-run "
+    "changes and across runs at the end. The GC-form bound decides only with a Poincare "
+    "constant from the config; with the Gaussian proxy it is a diagnostic.",
 }
 CAPTIONS = {
-    "claims": "Claims of SCIENCE.md section 6, their parts and verdicts (all parts or nothing).",
-    "tests": "Every deciding test: p for the prediction, Holm-adjusted p against it.",
+    "claims": "Claims (docs/claims.md), their parts and verdicts at each clock, at 2/3 of the "
+    "budget and final (all parts, every clock, stable).",
+    "tests": "Every test at the full budget: p for the prediction (max of the t and permutation "
+    "p for a slope), Holm-adjusted p against it (per claim and clock).",
     "runs": "One row per run: run-level summaries (geometric mean over the last "
     "evaluations), final few-shot values (fewshot.nc), status and provenance.",
-    "sweep_slopes": "Claim 1: slope of log GC on log swept value with the seed as a block.",
-    "collapse_vs_gc": "Claim 2: NC vs GC across runs at equal training loss (decides); "
-    "placebo, no-control fit, definitional check and MixedLM (shown only).",
-    "transfer": "Claim 3: target NC and 5-shot accuracy vs source GC (fewshot.nc).",
-    "bound": "Claim 4: the NCC-error bounds: non-vacuous share, violations, tracking.",
+    "readings": "Each run of each sweep read at each clock: the step and the values there "
+    "(interpolated = no evaluation at that step: log value linear in log step).",
+    "sweep_slopes": "Claim 1: slope of log GC on log swept value at each clock, seed-blocked.",
+    "collapse_vs_gc": "Claim 2 (decides): per acting mechanism and clock, log NC on the swept "
+    "value, in the direction of its effect on GC.",
+    "collapse_shown": "Claim 2 (shown, never deciding): NC vs GC pooled over a study; the same "
+    "conditioned on train loss (post-treatment); geometric collapse vs GC (definitional).",
+    "transfer": "Claim 3 (decides): per acting mechanism and clock, target NC and 5-shot "
+    "accuracy on the swept value.",
+    "transfer_shown": "Claim 3 (descriptive): final-table relations (fewshot.nc).",
+    "bound": "Claim 4: the NCC-error bounds: non-vacuous share, violations, tracking, the step "
+    "where each first falls below 1 and bound / error at the end; the bound from test NC.",
+    "terminal_phase": "Runs in the terminal phase: train accuracy >= 99.5 % at every evaluation "
+    "of the last third of the run's evaluations, per study.",
     "estimators": "GC estimators (Fig. 2): mean, sd and relative bias against the exact GC.",
     "inventory": "Runs per study: complete, diverged (kept, excluded from tests), skipped.",
 }
@@ -85,6 +105,7 @@ def write(results: Results, dataset: xr.Dataset, out_dir, study_path: str = "") 
     tables = {
         **{k: v for k, v in results.tables.items() if k != "runs"},
         "runs": run_table(results.tables["runs"]),
+        "terminal_phase": summaries.terminal_phase(dataset),
         "estimators": estimators(dataset),
         "inventory": inventory(dataset),
     }
@@ -99,7 +120,10 @@ def write(results: Results, dataset: xr.Dataset, out_dir, study_path: str = "") 
         "permutations": settings.permutations,
         "study": study_path,
         "generated_by": dataset.attrs.get("generated_by", ""),
-        "decision_rule": DECISION_RULE.format(**dataclasses.asdict(settings)),
+        "clocks": list(settings.clocks),
+        "decision_rule": DECISION_RULE.format(
+            **{**dataclasses.asdict(settings), "clocks": ", ".join(settings.clocks)}
+        ),
         "methods": METHODS,
         "claims": results.claims_table().to_dict(orient="records"),
         "tests": [t.row() for t in results.tests],
@@ -114,10 +138,10 @@ def warnings_of(results: Results) -> list[str]:
     """A line per verdict that rests on a sweep or study that lost runs."""
     lines = []
     for test in results.tests:
-        lost = test.warning or (test.problem if test.problem.startswith("lost") else "")
+        lost = test.warning or test.lost
         if lost:
-            lines.append(f"claim {test.part} ({test.study}, {test.name}): {lost}")
-    return lines
+            lines.append(f"claim {test.part} ({test.study}, {test.name}, {test.clock}): {lost}")
+    return list(dict.fromkeys(lines))
 
 
 def run_table(frame: pd.DataFrame) -> pd.DataFrame:

@@ -9,6 +9,12 @@ final few-shot table (``fewshot.nc``: target NC and 5-way 5-shot NCC accuracy), 
 log GC and log training loss at the last evaluation (the network ``fewshot.nc``
 evaluates) and the design facts the tests need; ``lost_runs`` names the grid points of a
 sweep or study that have no complete run (diverged, or not aggregated).
+
+``clock_readings`` reads every run of every sweep at the steps where the sweep's runs have
+made equal progress by each design clock (``gcstudy.clocks``): the values that claims 1-3
+decide on. A reading at a step the run was not evaluated at is interpolated (log metric
+linear in log step between the bracketing evaluations, linear in step below the first
+evaluation after step 0) and marked ``interpolated``.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ import json
 import numpy as np
 import pandas as pd
 import xarray as xr
+
+from gcstudy import clocks
 
 FACTORS = ("lr", "batch_size", "l2", "gc_penalty")
 FACTOR_LABELS = {
@@ -163,3 +171,116 @@ def lost_runs(frame: pd.DataFrame, info: dict, study: str, factor: str | None = 
             why = "diverged" if status.get(key) == "diverged" else "not aggregated"
             lost.append(f"{where} seed {seed} ({why})")
     return "; ".join(dict.fromkeys(lost))
+
+
+# reading column -> (study-file variable, read its log?)
+READINGS = {
+    "log_gc": ("gc", True),
+    "log_nc": ("nc_train", True),
+    "log_geometric_collapse": ("geometric_collapse", True),
+    "log_train_loss": ("train_loss", True),
+    "log_target_nc": ("target_nc", True),
+    "fewshot_accuracy": ("fewshot_5shot_accuracy", False),
+}
+
+
+def read_at(steps: np.ndarray, values: np.ndarray, at: int) -> tuple[float, bool]:
+    """A run's value at step ``at`` from its evaluations (``values`` over ``steps``, NaN
+    where not evaluated): the evaluation itself, or interpolated linearly in log step
+    between the bracketing evaluations (linearly in step below the first evaluation after
+    step 0); NaN outside the evaluated range. Returns (value, interpolated)."""
+    measured = np.isfinite(values)
+    s, v = steps[measured].astype(float), values[measured]
+    if not len(s) or at < s[0] or at > s[-1]:
+        return np.nan, False
+    hit = np.flatnonzero(s == at)
+    if len(hit):
+        return float(v[hit[0]]), False
+    above = int(np.searchsorted(s, at))
+    low, high = s[above - 1], s[above]
+    weight = at / high if low <= 0 else np.log(at / low) / np.log(high / low)
+    return float((1 - weight) * v[above - 1] + weight * v[above]), True
+
+
+def clock_readings(
+    dataset: xr.Dataset, frame: pd.DataFrame, studies: dict, clock_names, fraction: float = 1.0
+) -> pd.DataFrame:
+    """One row per (study, swept factor, clock, run of the sweep): the step the run is read
+    at (``clocks.read_step`` at ``fraction`` of the sweep's common clock value; the common
+    value over the sweep's planned budgets, lost runs included), each ``READINGS`` value
+    there, and whether it was interpolated."""
+    steps = dataset["step"].values
+    position = {run: i for i, run in enumerate(dataset["run"].values)}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        arrays = {
+            column: np.log(dataset[var].values) if log else dataset[var].values
+            for column, (var, log) in READINGS.items()
+            if var in dataset
+        }
+    gc_measured = np.isfinite(dataset["gc"].values)
+    rows = []
+    for study, info in studies.items():
+        for factor in swept_factors(info):
+            runs = sweep_members(frame, study, factor)
+            lr, batch = runs["lr"].to_numpy(float), runs["batch_size"].to_numpy(float)
+            budget = runs["steps_planned"].to_numpy(float)
+            for clock in clock_names:
+                common = clocks.common_value(clock, lr, batch, budget)
+                at = clocks.read_step(clock, fraction * common, lr, batch, budget)
+                for run, step in zip(runs.index, at, strict=True):
+                    i = position[run]
+                    row = {
+                        "study": study,
+                        "factor": factor,
+                        "clock": clock,
+                        "run": run,
+                        "seed": runs.at[run, "seed"],
+                        "value": float(runs.at[run, factor]),
+                        "complete": bool(runs.at[run, "complete"]),
+                        "read_step": int(step),
+                        "interpolated": not gc_measured[i, steps == step].any(),
+                    }
+                    for column in READINGS:
+                        row[column] = (
+                            read_at(steps, arrays[column][i], int(step))[0]
+                            if column in arrays
+                            else np.nan
+                        )
+                    rows.append(row)
+    return pd.DataFrame(rows)
+
+
+TERMINAL_ACCURACY = 0.995  # train accuracy of the terminal phase (Papyan et al. 2020)
+
+
+def terminal_phase(dataset: xr.Dataset) -> pd.DataFrame:
+    """Per study: how many complete runs are in the terminal phase, i.e. have train accuracy
+    (on the fixed training feature sample) >= ``TERMINAL_ACCURACY`` at every evaluation of
+    the last third of their evaluations, and which are not."""
+    if "train_accuracy" not in dataset:
+        return pd.DataFrame()
+    accuracy = dataset["train_accuracy"].values
+    rows = []
+    for study in dict.fromkeys(str(s) for s in dataset["study"].values):
+        chosen = np.flatnonzero(
+            (dataset["study"].values == study) & (dataset["status"].values == "complete")
+        )
+        reached, missing, lowest = 0, [], []
+        for i in chosen:
+            values = accuracy[i][np.isfinite(accuracy[i])]
+            last = values[len(values) - max(1, int(np.ceil(len(values) / 3))) :]
+            lowest.append(float(last.min()) if len(last) else np.nan)
+            if len(last) and (last >= TERMINAL_ACCURACY).all():
+                reached += 1
+            else:
+                missing.append(str(dataset["run"].values[i]))
+        rows.append(
+            {
+                "study": study,
+                "complete_runs": len(chosen),
+                "terminal_phase": reached,
+                "lowest_late_train_accuracy": float(np.nanmin(lowest)) if lowest else np.nan,
+                "not_reached": ", ".join(missing),
+            }
+        )
+    return pd.DataFrame(rows)

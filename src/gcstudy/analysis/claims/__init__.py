@@ -1,10 +1,19 @@
-"""The claims of SCIENCE.md section 6 and the decisions on them.
+"""The claims of the project (docs/claims.md) and the decisions on them.
 
-One module per claim family, each deciding from the run-level summaries of
-``gcstudy.analysis.summaries``: ``factors`` (claim 1), ``collapse`` (claim 2), ``transfer``
-(claim 3), ``bound`` (claim 4); ``blocked`` is their statistical engine (seed-blocked OLS
-and within-seed permutation tests), ``rule`` the all-parts decision rule. ``analyse`` runs
-them all on a study file.
+One module per job: ``factors`` (claim 1, per sweep and design clock; it also says which
+factors *act* on GC), ``mechanisms`` (claims 2 and 3, per acting mechanism and clock),
+``collapse`` and ``transfer`` (the fits shown beside claims 2 and 3, never deciding),
+``bound`` (claim 4); ``relations`` holds the fits, ``blocked`` their statistical engine
+(seed-blocked OLS and within-seed permutation tests), ``rule`` the decision rule (all parts,
+every clock, stable at 2/3 of the budget). ``analyse`` runs them all on a study file.
+
+Stable names for callers: ``analyse(dataset, settings)`` returns ``Results``;
+``Results.verdict(key)`` is "supported", "contradicted" or "inconclusive" for a claim
+(1-4) or a part ("1a".."1d", "2a", "3a", "3b", "4a".."4f"); ``Results.label(key)`` adds the
+reason where the report says it ("inconclusive: not converged"), ``Results.claims[key].reason``
+is the reason as a ``rule.Reason``. Part 2a is one part (every acting mechanism); 3a and 3b
+likewise. The GC-form parts 4d-4f are diagnostics (reason ``DIAGNOSTIC``, outside the
+all-parts rule) unless every bound run's config supplies a Poincare constant.
 """
 
 from __future__ import annotations
@@ -16,94 +25,163 @@ import pandas as pd
 import xarray as xr
 
 from gcstudy.analysis import summaries
-from gcstudy.analysis.claims import bound, collapse, factors, transfer
+from gcstudy.analysis.claims import bound, collapse, factors, mechanisms, transfer
 from gcstudy.analysis.claims.blocked import Permutations
 from gcstudy.analysis.claims.rule import (
+    NO_CLOCK,
     VERDICTS,
+    Reason,
     Settings,
     Test,
     Verdict,
     claim_verdict,
+    converged,
+    decide_per_clock,
     decide_tests,
+    over_clocks,
     part_verdict,
 )
+from gcstudy.clocks import STABILITY_FRACTION
 
 CLAIMS = {
     1: "Larger learning rate, smaller batch, larger L2 and larger GC penalty lower the GC",
-    2: "Lower GC goes with lower NC on the source classes",
-    3: "Lower source GC goes with lower target NC and higher few-shot accuracy",
-    4: "The NCC-error bounds are non-vacuous, lie above the NCC test error and track it",
+    2: "Each of these mechanisms, where it lowers GC, also lowers NC on the source classes",
+    3: "Where a mechanism lowers source GC, it also lowers target NC and raises few-shot accuracy",
+    4: "The NCC-error bound is non-vacuous over most of training, lies above the NCC test "
+    "error and tracks it",
 }
-PARTS = {**factors.PARTS, **collapse.PARTS, **transfer.PARTS, **bound.PARTS}
+PARTS = {**factors.PARTS, **mechanisms.PARTS_2, **mechanisms.PARTS_3, **bound.PARTS}
 
-__all__ = ["CLAIMS", "PARTS", "VERDICTS", "Results", "Settings", "Test", "analyse"]
+__all__ = ["CLAIMS", "PARTS", "VERDICTS", "Reason", "Results", "Settings", "Test", "analyse"]
+
+
+@dataclass
+class Decision:
+    """Every verdict from the readings at one fraction of the budget."""
+
+    fraction: float
+    tests: list[Test] = field(default_factory=list)
+    claims: dict[int, Verdict] = field(default_factory=dict)
+    parts: dict[str, Verdict] = field(default_factory=dict)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 @dataclass
 class Results:
-    """The verdicts, the tests behind them and every table of the statistics stage."""
+    """The verdicts (the final ones, checked against those at 2/3 of the budget), the
+    tests behind them and every table of the statistics stage."""
 
     settings: Settings
     tests: list[Test] = field(default_factory=list)
     claims: dict[int, Verdict] = field(default_factory=dict)
     parts: dict[str, Verdict] = field(default_factory=dict)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    stability: Decision | None = None
+
+    def _get(self, key: int | str) -> Verdict:
+        return self.claims[key] if isinstance(key, int) else self.parts[key]
 
     def verdict(self, key: int | str) -> str:
         """The verdict of a claim (1-4) or of a part ("1a")."""
-        return (self.claims[key] if isinstance(key, int) else self.parts[key]).verdict
+        return self._get(key).verdict
+
+    def label(self, key: int | str) -> str:
+        """The verdict with its reason where the report names it."""
+        return self._get(key).label
 
     def claims_table(self) -> pd.DataFrame:
         rows = []
         for number, statement in CLAIMS.items():
-            claim = self.claims[number]
-            rows.append(
-                {
-                    "claim": str(number),
-                    "statement": statement,
-                    "verdict": claim.verdict,
-                    "detail": claim.detail,
-                }
-            )
-            for part, text in PARTS.items():
-                if part.startswith(str(number)):
-                    verdict = self.parts[part]
-                    rows.append(
-                        {
-                            "claim": part,
-                            "statement": text,
-                            "verdict": verdict.verdict,
-                            "detail": verdict.detail,
-                        }
-                    )
+            keyed = [(str(number), statement, self.claims[number])]
+            keyed += [(p, t, self.parts[p]) for p, t in PARTS.items() if p.startswith(str(number))]
+            for key, text, verdict in keyed:
+                rows.append(
+                    {
+                        "claim": key,
+                        "statement": text,
+                        "verdict": verdict.verdict,
+                        "label": verdict.label,
+                        "reason": verdict.reason.name,
+                        **{f"at {c or 'bound study'}": v for c, v in verdict.clocks.items()},
+                        "at 2/3 of the budget": verdict.stability,
+                        "detail": verdict.detail,
+                    }
+                )
         return pd.DataFrame(rows)
 
 
 def analyse(dataset: xr.Dataset, settings: Settings | None = None, extras: bool = True) -> Results:
-    """Decide every claim on a study file. ``extras=False`` skips what never decides (the
-    placebo and the mixed-model sensitivity fit), for the calibration benchmark."""
+    """Decide every claim on a study file: at the full budget and, for the stability
+    check, at 2/3 of it. ``extras=False`` skips the fits that never decide (for the
+    calibration benchmark)."""
     settings = settings or Settings()
     permutations = Permutations(settings.permutations, np.random.default_rng(settings.seed))
     frame = summaries.run_frame(dataset, settings.window)
     studies = summaries.studies_of(dataset)
-    results = Results(settings)
-    tests1, results.tables["sweep_slopes"] = factors.decide(frame, studies, settings, permutations)
-    tests2, results.tables["collapse_vs_gc"] = collapse.decide(
-        dataset, frame, studies, settings, permutations, extras
-    )
-    tests3, results.tables["transfer"] = transfer.decide(frame, studies, settings, permutations)
-    tests4, results.tables["bound"] = bound.decide(dataset, frame, studies, settings, permutations)
-    for number, tests in zip(CLAIMS, (tests1, tests2, tests3, tests4), strict=True):
-        decide_tests(tests, settings.alpha)
-        parts = {
-            part: part_verdict([t for t in tests if t.part == part])
-            for part in PARTS
-            if part.startswith(str(number))
-        }
-        results.parts.update(parts)
-        results.claims[number] = claim_verdict(parts)
-        results.tests += tests
+    final = decide(dataset, frame, studies, settings, permutations, 1.0)
+    early = decide(dataset, frame, studies, settings, permutations, STABILITY_FRACTION)
+    results = Results(settings, final.tests, stability=early)
+    for key, verdict in final.parts.items():
+        results.parts[key] = converged(verdict, early.parts[key])
+    for key, verdict in final.claims.items():
+        results.claims[key] = converged(verdict, early.claims[key])
+    results.tables.update(final.tables)
+    if extras:
+        results.tables["collapse_shown"] = collapse.shown(frame, studies, settings, permutations)
+        results.tables["transfer_shown"] = transfer.shown(frame, studies, settings, permutations)
     results.tables["tests"] = pd.DataFrame([t.row() for t in results.tests])
     results.tables["claims"] = results.claims_table()
     results.tables["runs"] = frame
     return results
+
+
+def decide(dataset, frame, studies, settings: Settings, permutations, fraction: float) -> Decision:
+    """Every test, part and claim from the readings at ``fraction`` of the budget."""
+    out = Decision(fraction)
+    readings = summaries.clock_readings(dataset, frame, studies, settings.clocks, fraction)
+    out.tables["readings"] = readings
+    tests1, out.tables["sweep_slopes"] = (
+        factors.decide(readings, frame, studies, settings, permutations)
+        if len(readings)
+        else ([], pd.DataFrame())
+    )
+    decide_per_clock(tests1, settings)
+    acting = factors.acting(tests1)
+    tests2, out.tables["collapse_vs_gc"] = (
+        mechanisms.decide(2, readings, acting, settings, permutations)
+        if len(readings)
+        else ([], pd.DataFrame())
+    )
+    tests3, out.tables["transfer"] = (
+        mechanisms.decide(3, readings, acting, settings, permutations)
+        if len(readings)
+        else ([], pd.DataFrame())
+    )
+    decide_per_clock(tests2, settings)
+    decide_per_clock(tests3, settings)
+    tests4, out.tables["bound"] = bound.decide(
+        bound.up_to(dataset, fraction), studies, settings, permutations
+    )
+    decide_tests(tests4, settings.alpha)
+    # a part of claim 2 or 3 without a test: no acting mechanism where its metric is
+    # measured, or (no study measures it) not tested
+    measured = {part: mechanisms.measured(readings, part) for part in mechanisms.METRICS}
+    for number, tests in zip(CLAIMS, (tests1, tests2, tests3, tests4), strict=True):
+        clocks = settings.clocks if number < 4 else (NO_CLOCK,)
+        names = [p for p in PARTS if p.startswith(str(number))]
+        by_clock = {}
+        for clock in clocks:
+            at = [t for t in tests if t.clock == clock]
+            parts = {
+                p: part_verdict(
+                    [t for t in at if t.part == p],
+                    Reason.NO_MECHANISM if measured.get(p) else Reason.NOT_TESTED,
+                )
+                for p in names
+            }
+            by_clock[clock] = (parts, claim_verdict(parts))
+        for p in names:
+            out.parts[p] = over_clocks({c: parts[p] for c, (parts, _) in by_clock.items()})
+        out.claims[number] = over_clocks({c: claim for c, (_, claim) in by_clock.items()})
+        out.tests += tests
+    return out

@@ -1,4 +1,16 @@
-"""Claim 4, per bound study (E3, or evaluation ``bound``), for each bound (CDNV and GC):
+"""Claim 4, per bound study (E3, or evaluation ``bound``), for each bound (CDNV and GC).
+
+The CDNV bound ``4 (C - 1) NC`` (NC on the training features, as traced in ``bound_cdnv``)
+decides parts 4a-4c. The GC-form bound ``4 (C - 1) c geometric collapse`` decides 4d-4f
+only when every run's config supplies the Poincare constant ``c`` (``poincare_constant``);
+with the default Gaussian proxy (``c = max_i lambda_max(Cov(x | i))``, not a valid
+Poincare constant for image classes) its tests are diagnostics: computed and shown with
+their arithmetic (``c``, the gap to the CDNV bound, the geometric collapse the bound would
+need), never deciding and never contradicting the claim (docs/claims.md). The table also
+gives, per study, the step where each bound first falls below 1, the bound / error ratio
+at the end, and the same for the bound from test-feature NC, ``4 (C - 1) NC_test``.
+
+The parts:
 
 * **non-vacuous over most of training**: each run-step is *non-vacuous* when the bound is
   below 1 by more than ``z_(1-alpha)`` times its own noise, *vacuous* when above 1 by more;
@@ -34,10 +46,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from scipy import stats as sps
-from statsmodels.stats.multitest import multipletests
 
+from gcstudy.analysis import summaries
 from gcstudy.analysis.claims.relations import fit_relation, usable
-from gcstudy.analysis.claims.rule import Settings, Test
+from gcstudy.analysis.claims.rule import Settings, Test, holm
 from gcstudy.analysis.summaries import error_plus_half_count
 
 BOUNDS = {
@@ -67,16 +79,30 @@ def bound_studies(studies: dict) -> list[str]:
     ]
 
 
-def decide(
-    dataset: xr.Dataset, frame: pd.DataFrame, studies: dict, settings: Settings, permutations
-):
+def up_to(dataset: xr.Dataset, fraction: float) -> xr.Dataset:
+    """The study file as it was at ``fraction`` of each run's budget: every per-step value
+    after step ``fraction * steps_planned`` removed (the stability reading of claim 4)."""
+    if fraction >= 1:
+        return dataset
+    late = dataset["step"].values[None, :] > fraction * dataset["steps_planned"].values[:, None]
+    out = dataset.copy()
+    for name, variable in dataset.data_vars.items():
+        if variable.dims[:2] == ("run", "step") and variable.dtype.kind == "f":
+            mask = late.reshape(late.shape + (1,) * (variable.ndim - 2))
+            out[name] = variable.where(~mask)
+    return out
+
+
+def decide(dataset: xr.Dataset, studies: dict, settings: Settings, permutations):
     tests, rows = [], []
+    frame = summaries.run_frame(dataset, settings.window)
     for study in bound_studies(studies):
         chosen = np.flatnonzero((dataset["study"].values == study) & frame["complete"].to_numpy())
         if not len(chosen):
             continue
         runs = dataset.isel(run=chosen)
         error = runs["ncc_test_error"].values
+        proxy = gaussian_proxy(runs)
         for name, (label, *parts) in BOUNDS.items():
             bound = runs[name].values
             noise = relative_noise(runs, name)
@@ -87,9 +113,70 @@ def decide(
             for test, part in zip((test_a, test_b, test_c), parts, strict=True):
                 test.claim, test.part, test.study = 4, part, study
                 test.name = f"{label}: {test.name}"
+                if name == "bound_gc" and proxy:
+                    test.diagnostic = proxy
                 tests.append(test)
-            rows.append({**row, **row_a, **row_b, **row_c})
+            rows.append({**row, **row_a, **row_b, **row_c, **landmarks(runs, bound, error)})
+        rows.append(test_feature_row(study, runs, error))
     return tests, pd.DataFrame(rows)
+
+
+def gaussian_proxy(runs: xr.Dataset) -> str:
+    """Why the GC-form bound cannot decide ("" when every run's config supplies ``c``):
+    the Gaussian proxy's value, the gap to the CDNV bound at the end, and the geometric
+    collapse the bound would need to be below 1."""
+    supplied = [json.loads(str(s)).get("poincare_constant") for s in runs["spec_json"].values]
+    if all(c is not None for c in supplied):
+        return ""
+    c = float(np.nanmedian(runs["poincare_constant"].values))
+    factor = float(np.nanmedian(runs["bound_cdnv"].values / runs["nc_train"].values))
+    gap = summaries.window_mean_log(runs["bound_gc"].values / runs["bound_cdnv"].values, 1)[0]
+    return (
+        f"diagnostic: c = {c:.4g} is the Gaussian proxy max_i lambda_max(Cov(x|i)), not a "
+        f"Poincare constant the config supplies; the GC-form bound is 4(C-1) c = "
+        f"{factor * c:.4g} x geometric collapse, < 1 only below {1 / (factor * c):.2g}; at "
+        f"the end it is {np.exp(np.nanmedian(gap)):.3g} x the CDNV bound (median over runs)"
+    )
+
+
+def landmarks(runs: xr.Dataset, bound: np.ndarray, error: np.ndarray) -> dict:
+    """Where a bound first falls below 1 (median and range over runs of the first evaluated
+    step with bound < 1; NaN for a run where it never does) and bound / error at each
+    run's last evaluation (error offset by half an example), median over runs."""
+    steps = runs["step"].values
+    below = np.isfinite(bound) & (bound < 1)
+    crossing = np.array([steps[np.argmax(row)] if row.any() else np.nan for row in below])
+    offset = error_plus_half_count(runs) - error
+    last = summaries.window_mean_log(bound, 1)[0] - summaries.window_mean_log(error + offset, 1)[0]
+    return {
+        "crossing_step_median": float(np.nanmedian(crossing)) if below.any() else np.nan,
+        "crossing_step_range": _range(crossing),
+        "never_below_1": int(np.isnan(crossing).sum()),
+        "end_ratio_to_error": float(np.exp(np.nanmedian(last))),
+        "fed_by": "NC of the training features",
+    }
+
+
+def test_feature_row(study: str, runs: xr.Dataset, error: np.ndarray) -> dict:
+    """What the CDNV bound would be from the NC of the test features, ``4 (C - 1)
+    NC_test`` (shown, not deciding)."""
+    row = {"study": study, "bound": "CDNV bound from test NC (shown)", "runs": runs.sizes["run"]}
+    if "nc_test" not in runs or not np.isfinite(runs["nc_test"].values).any():
+        return {**row, "fed_by": "NC of the test features: not traced"}
+    factor = np.nanmedian(runs["bound_cdnv"].values / runs["nc_train"].values, axis=1)
+    bound = factor[:, None] * runs["nc_test"].values
+    return {
+        **row,
+        "bound_min": float(np.nanmin(bound)),
+        "bound_max": float(np.nanmax(bound)),
+        **landmarks(runs, bound, error),
+        "fed_by": "NC of the test features (4 (C - 1) NC_test)",
+    }
+
+
+def _range(values: np.ndarray) -> str:
+    finite = values[np.isfinite(values)]
+    return f"{finite.min():g}-{finite.max():g}" if len(finite) else "never"
 
 
 def relative_noise(runs: xr.Dataset, name: str) -> np.ndarray:
@@ -174,7 +261,7 @@ def above(runs, bound, error, noise, alpha) -> tuple[Test, dict]:
     if not judged.any():
         test.problem = "the bound is >= 1 at every run-step: nothing to judge"
         return test, {**row, "significant_violations": 0}
-    against = multipletests(sps.norm.sf(-z), method="holm")[1]
+    against = holm(sps.norm.sf(-z))
     test.estimate = float((z > sps.norm.ppf(1 - alpha)).mean())
     test.p, test.p_against = float(sps.norm.sf(z).max()), float(against.min())
     return test, {

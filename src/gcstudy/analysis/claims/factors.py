@@ -1,24 +1,20 @@
-"""Claim 1, per sweep: larger lr, smaller batch, larger L2, larger GC penalty -> lower GC.
+"""Claim 1, per sweep and design clock: larger lr, smaller batch, larger L2, larger GC
+penalty -> lower GC.
 
-For each study and swept factor, over the sweep's complete runs (the base point included):
-
-* positive values: OLS ``log GC ~ log value + C(seed)`` (GC: the run-level summary), slope
-  one-sided in the predicted direction; supported only if the t-test and the within-seed
-  permutation test both reject (``Fit.p_decide``);
-* values with 0 (L2 or penalty off): the blocked rank trend test decides (``rank_trend``);
-  the slope is fitted on the positive values and shown;
-* a grid point (value, seed) without a complete run (diverged, not aggregated) makes the
-  sweep inconclusive, with the points named: the missing run is not missing at random.
+For each study, swept factor and clock: ``relations.effect_test`` of the run's log GC, read
+where the sweep's runs have made equal progress by that clock, on the swept value, in the
+predicted direction (``SIGN``). A factor whose test is supported (or contradicted) at a
+clock **acts** on GC there, in the predicted (or the opposite) direction: claims 2 and 3
+then ask whether it moves NC, target NC and few-shot accuracy with it (``acting``).
 """
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
-from gcstudy.analysis.claims.blocked import blocked_fit, rank_trend
+from gcstudy.analysis.claims.relations import effect_test
 from gcstudy.analysis.claims.rule import Settings, Test
-from gcstudy.analysis.summaries import FACTOR_LABELS, lost_runs, sweep_members, swept_factors
+from gcstudy.analysis.summaries import FACTOR_LABELS, lost_runs
 
 PARTS = {
     "1a": "larger learning rate -> lower GC",
@@ -31,75 +27,37 @@ SIGN = {"lr": -1, "batch_size": 1, "l2": -1, "gc_penalty": -1}  # predicted d lo
 
 
 def decide(
-    frame: pd.DataFrame, studies: dict, settings: Settings, permutations
-) -> tuple[list, pd.DataFrame]:
+    readings: pd.DataFrame, frame: pd.DataFrame, studies: dict, settings: Settings, permutations
+) -> tuple[list[Test], pd.DataFrame]:
     tests, rows = [], []
-    for study, info in studies.items():
-        for factor in swept_factors(info):
-            test, row = sweep_test(frame, study, info, factor, settings, permutations)
-            tests.append(test)
-            rows.append(row)
+    for (study, factor, clock), runs in readings.groupby(["study", "factor", "clock"], sort=False):
+        lost = lost_runs(frame, studies[study], study, factor)
+        test = Test(
+            claim=1,
+            part=PART_OF[factor],
+            study=study,
+            name=f"GC vs {FACTOR_LABELS[factor]}",
+            expected="",
+            method="",
+            mechanism=factor,
+            clock=clock,
+            lost=f"lost grid points, sweep not decided: {lost}" if lost else "",
+        )
+        test, row = effect_test(test, runs, "log_gc", SIGN[factor], settings, permutations)
+        tests.append(test)
+        rows.append(row)
     return tests, pd.DataFrame(rows)
 
 
-def sweep_test(frame, study: str, info: dict, factor: str, settings: Settings, permutations):
-    runs = sweep_members(frame, study, factor)
-    runs = runs[runs["complete"] & np.isfinite(runs["log_gc"])]
-    value, y, seed = (
-        runs[factor].to_numpy(float),
-        runs["log_gc"].to_numpy(),
-        runs["seed"].to_numpy(),
-    )
-    sign, positive = SIGN[factor], value > 0
-    fit = (
-        blocked_fit(
-            y[positive], np.log(value[positive]), seed[positive], sign, settings.alpha, permutations
-        )
-        if positive.sum() >= 3
-        else None
-    )
-    has_zero = bool((value <= 0).any())
-    rank = rank_trend(y, value, seed, sign, permutations) if has_zero else None
-    test = Test(
-        claim=1,
-        part=PART_OF[factor],
-        study=study,
-        name=f"GC vs {FACTOR_LABELS[factor]}",
-        expected="slope < 0" if sign < 0 else "slope > 0",
-        method="blocked rank trend (within-seed permutation); slope on positive values shown"
-        if has_zero
-        else "OLS log GC ~ log value + C(seed), t-test and within-seed permutation test",
-        n=f"{len(runs)} runs, {len(np.unique(value))} values, {len(np.unique(seed))} seeds",
-        problem=_lost(frame, info, study, factor),
-    )
-    if fit is not None:
-        test.estimate, test.ci_low, test.ci_high = fit.slope, fit.ci_low, fit.ci_high
-    if has_zero and rank is not None:
-        test.p, test.p_against = rank.p_perm, rank.p_perm_against
-    elif not has_zero and fit is not None:
-        test.p, test.p_against = fit.p_decide, fit.p_decide_against
-    elif not test.problem:
-        test.problem = f"too few runs or values to test ({test.n})"
-    row = {
-        "study": study,
-        "sweep": factor,
-        "runs": len(runs),
-        "values": len(np.unique(value)),
-        "seeds": len(np.unique(seed)),
-        "expected": test.expected,
-        "slope": test.estimate,
-        "ci_low": test.ci_low,
-        "ci_high": test.ci_high,
-        "p_t": fit.p if fit else np.nan,
-        "p_permutation": fit.p_perm if fit else np.nan,
-        "rank_rho": rank.rho if rank else np.nan,
-        "p_rank": rank.p_perm if rank else np.nan,
-        "decided_by": "rank test" if has_zero else "slope (t and permutation)",
-        "lost": test.problem if test.problem.startswith("lost") else "",
-    }
-    return test, row
-
-
-def _lost(frame, info: dict, study: str, factor: str) -> str:
-    lost = lost_runs(frame, info, study, factor)
-    return f"lost grid points, sweep not decided: {lost}" if lost else ""
+def acting(tests: list[Test]) -> dict[tuple[str, str, str], tuple[int, str]]:
+    """(study, factor, clock) -> (the sign of the factor's significant effect on log GC,
+    ""): claim 1's test supported gives the predicted sign, contradicted the opposite; or
+    (0, why) where claim 1 could not decide (lost runs, too few to fit)."""
+    out = {}
+    for test in tests:
+        key = (test.study, test.mechanism, test.clock)
+        if test.verdict in ("supported", "contradicted"):
+            out[key] = (SIGN[test.mechanism] * (1 if test.verdict == "supported" else -1), "")
+        elif test.problem:
+            out[key] = (0, test.problem)
+    return out

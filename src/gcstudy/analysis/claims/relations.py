@@ -1,11 +1,20 @@
-"""A relation between two run-level summaries across the runs of a study, seed-blocked and
-controlled for training progress: shared by claims 2, 3 and 4.
+"""How a swept factor moves a metric, and how two run-level values relate: the fits of
+claims 1-4.
 
-``log NC ~ log GC + C(seed) + log train loss`` (and the like), one run one observation. The
-training loss (its run-level summary on the fixed training sample) stands for training
-progress: equal step is not equal progress across learning rates and batch sizes, and two
-metrics that both fall as training proceeds are related through progress alone; the slope
-that decides is the one that remains at equal training loss.
+``effect_test`` is the one test of claims 1, 2 and 3: across the runs of one sweep (the
+base point included, every seed) read at one design clock, the seed-blocked fit of the
+metric on the factor, one observation per run, one-sided in the predicted direction:
+
+* positive values: OLS ``y ~ log value + C(seed)``; the t-test and the within-seed
+  permutation test must both reject (``Fit.p_decide``: the larger of the two p-values);
+* values with 0 (L2 or penalty off): the blocked rank trend test (``rank_trend``) decides;
+  the slope is fitted on the positive values and shown;
+* a grid point (value, seed) without a complete run makes the test undecidable, with the
+  points named: the missing run is not missing at random.
+
+No covariate enters: the factor is randomised (set by design) and its total effect is the
+estimand. ``fit_relation`` fits one run-level value on another (seed-blocked, optional
+covariates) for what is shown beside the decisions and for claim 4's across-run tracking.
 """
 
 from __future__ import annotations
@@ -13,10 +22,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from gcstudy.analysis.claims.blocked import Fit, Permutations, blocked_fit
+from gcstudy.analysis.claims.blocked import Fit, Permutations, blocked_fit, rank_trend
 from gcstudy.analysis.claims.rule import Settings, Test
-
-PROGRESS = "log_train_loss"
 
 
 def usable(runs: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -25,6 +32,81 @@ def usable(runs: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     for column in columns:
         ok &= np.isfinite(runs[column].to_numpy(float))
     return runs[ok]
+
+
+def effect_test(test: Test, runs: pd.DataFrame, y: str, sign: int, settings, permutations):
+    """Fill ``test`` with the effect of ``runs["value"]`` (the swept factor) on column
+    ``y`` (module docstring); returns the test and a table row of both fits."""
+    runs = usable(runs, [y])
+    value, response, seed = (
+        runs["value"].to_numpy(float),
+        runs[y].to_numpy(float),
+        runs["seed"].to_numpy(),
+    )
+    positive = value > 0
+    fit = (
+        blocked_fit(
+            response[positive],
+            np.log(value[positive]),
+            seed[positive],
+            sign,
+            settings.alpha,
+            permutations,
+        )
+        if positive.sum() >= 3
+        else None
+    )
+    has_zero = bool((value <= 0).any())
+    rank = rank_trend(response, value, seed, sign, permutations) if has_zero else None
+    test.expected = "slope < 0" if sign < 0 else "slope > 0"
+    test.method = (
+        f"blocked rank trend of {y} along the value (within-seed permutation); slope on "
+        "positive values shown"
+        if has_zero
+        else f"OLS {y} ~ log value + C(seed); decides max(p_t, p_permutation)"
+    )
+    test.n = f"{len(runs)} runs, {len(np.unique(value))} values, {len(np.unique(seed))} seeds"
+    interpolated = int(runs["interpolated"].sum()) if "interpolated" in runs else 0
+    test.interpolated = f"{interpolated} of {len(runs)} readings" if interpolated else ""
+    test.problem = test.problem or test.lost
+    if fit is not None:
+        test.estimate, test.ci_low, test.ci_high = fit.slope, fit.ci_low, fit.ci_high
+    if has_zero and rank is not None:
+        test.p, test.p_against = rank.p_perm, rank.p_perm_against
+    elif not has_zero and fit is not None:
+        test.p, test.p_against = fit.p_decide, fit.p_decide_against
+    elif not test.problem:
+        test.problem = f"too few runs or values to test ({test.n})"
+    row = {
+        "study": test.study,
+        "sweep": test.mechanism,
+        "clock": test.clock,
+        "metric": y,
+        "runs": len(runs),
+        "values": len(np.unique(value)),
+        "seeds": len(np.unique(seed)),
+        "read_steps": _steps(runs),
+        "interpolated": interpolated,
+        "expected": test.expected,
+        "slope": test.estimate,
+        "ci_low": test.ci_low,
+        "ci_high": test.ci_high,
+        "p_t": fit.p if fit else np.nan,
+        "p_permutation": fit.p_perm if fit else np.nan,
+        "rank_rho": rank.rho if rank else np.nan,
+        "p_rank": rank.p_perm if rank else np.nan,
+        "decided_by": "rank test" if has_zero else "slope (t and permutation)",
+        "lost": test.lost,
+    }
+    return test, row
+
+
+def _steps(runs: pd.DataFrame) -> str:
+    """The steps a sweep's runs are read at, per value ("0.01: 300, 0.02: 150")."""
+    if "read_step" not in runs:
+        return ""
+    pairs = runs.groupby("value")["read_step"].agg(lambda s: "/".join(map(str, sorted(set(s)))))
+    return ", ".join(f"{v:g}: {s}" for v, s in pairs.items())
 
 
 def fit_relation(
@@ -47,17 +129,6 @@ def fit_relation(
         permutations,
         covariates,
     )
-
-
-def relation_test(test: Test, fit: Fit | None, runs: pd.DataFrame) -> Test:
-    """Copy a fit into a claim test (too few runs: the test cannot decide)."""
-    test.n = f"{len(runs)} runs, {runs['seed'].nunique()} seeds"
-    if fit is None:
-        test.problem = test.problem or f"too few runs to fit ({test.n})"
-        return test
-    test.estimate, test.ci_low, test.ci_high = fit.slope, fit.ci_low, fit.ci_high
-    test.p, test.p_against = fit.p_decide, fit.p_decide_against
-    return test
 
 
 def fit_row(fit: Fit | None, **labels) -> dict:
