@@ -221,7 +221,11 @@ def test_the_gc_form_bound_with_the_gaussian_proxy_never_decides():
     for part in ("4d", "4e", "4f"):
         assert results.parts[part].reason is Reason.DIAGNOSTIC, part
         assert results.label(part) == "inconclusive: diagnostic only"
-    assert "Gaussian proxy" in results.parts["4d"].detail
+    # the arithmetic: c (the laws' 2.0), 4 (C - 1) c with C = 10 digits classes, the
+    # geometric collapse below which the bound would be non-vacuous
+    detail = results.parts["4d"].detail
+    assert "c = 2 is the Gaussian proxy" in detail
+    assert "4(C-1) c = 72 x geometric collapse, < 1 only below 0.014" in detail
     supplied = analyse(supply_poincare_constant(ds, 2.0))
     assert supplied.verdict("4d") == "contradicted" and supplied.verdict(4) == "contradicted"
 

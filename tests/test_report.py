@@ -7,10 +7,13 @@ import base64
 import json
 from html.parser import HTMLParser
 
+import pandas as pd
 import pytest
 
 from gcstudy import cli, testing
 from gcstudy.analysis import aggregate, claims
+from gcstudy.analysis import report as report_module
+from gcstudy.analysis.tables import fmt
 
 SKIPPED = "sweeps/lr-0.02_bs-32_l2-0_gcp-0_seed-0"
 DIVERGED = "sweeps/lr-0.1_bs-32_l2-0_gcp-0_seed-1"
@@ -181,6 +184,13 @@ def test_first_screen_says_what_was_asked_found_and_what_the_study_is(report):
     assert "at equal examples seen" in first and "at equal lr x steps" in first
     assert "Decided by the CDNV bound (parts 4a, 4b, 4c)" in first
     assert "4d, 4e, 4f are a diagnostic" in first
+    # claim 4: where the bound crosses 1, bound / error at the end, which NC feeds it
+    bound = pd.read_csv(root / "stats" / "bound.csv").set_index("bound")
+    cdnv = bound.loc["CDNV bound"]
+    assert "(from the NC of the training features, 4 (C - 1) NC_train)" in first
+    assert f"first below 1 at step {fmt(cdnv['crossing_step_median'])}" in first
+    assert f"bound / test error at the end {fmt(cdnv['end_ratio_to_error'])}" in first
+    assert "NC of the test features, 4 (C - 1) NC_test" in first
     # what the study is and cannot say; the convergence state
     assert "What the study is." in first and "vgg11 at width 0.125 on digits" in first
     assert "20 steps" in first and "What it cannot say." in first
@@ -196,3 +206,19 @@ def test_run_table_is_collapsed_after_the_statistics_and_p_is_labelled(report):
     assert runs.index("<details>") < runs.index("stats/runs.csv")
     assert "p (one-sided; for a slope max(p_t, p_permutation))" in text
     assert "max of t and permutation p" in text  # each test in the claims table
+
+
+def test_a_claim_that_did_not_converge_says_so_on_the_first_screen(report):
+    root, _, _ = report
+    summary = json.loads((root / "stats" / "claims.json").read_text())
+    claim2 = next(c for c in summary["claims"] if str(c["claim"]) == "2")
+    claim2.update(
+        verdict="inconclusive",
+        label="inconclusive: not converged",
+        reason="NOT_CONVERGED",
+        stability="supported",
+    )
+    dataset = aggregate.open_study(root / "study.nc")
+    first = report_module.first_screen(summary, dataset, root / "stats")
+    assert "claim 2: inconclusive: not converged" in first
+    assert "claim 2 changed between 2/3 of the budget and the end" in first

@@ -288,13 +288,11 @@ def verdict_badge(verdict: str, warned: bool = False, label: str = "") -> str:
 def _by_clock(claim: dict) -> str:
     """The verdict at each clock and at 2/3 of the budget, small, under the badge."""
     pieces = [
-        f"{CLOCK_LABELS.get(key[3:], key[3:])}: {value}"
-        for key, value in claim.items()
-        if key.startswith("at ") and key != "at 2/3 of the budget" and isinstance(value, str)
+        f"{CLOCK_LABELS.get(clock, 'bound study')}: {verdict}"
+        for clock, verdict in claim.get("clocks", {}).items()
     ]
-    stable = claim.get("at 2/3 of the budget")
-    if isinstance(stable, str) and stable:
-        pieces.append(f"at 2/3 of the budget: {stable}")
+    if claim.get("stability"):
+        pieces.append(f"at 2/3 of the budget: {claim['stability']}")
     return f"<br><small>{esc('; '.join(pieces))}</small>" if pieces else ""
 
 
@@ -312,10 +310,19 @@ def test_item(t: dict, level: int) -> str:
     return (
         f'<li><span class="badge {VERDICT_CLASS.get(t["verdict"], "meh")}">{esc(t["verdict"])}'
         f"</span> <b>{esc(t['study'])}</b>{esc(clock)}: {esc(t['name'])} ({esc(t['expected'])}),"
-        f" estimate {esc(fmt(t['estimate']))}{interval}, p {esc(fmt(t['p']))} (one-sided; "
-        f"max of t and permutation p), Holm p against {esc(fmt(t['p_against_holm']))} "
+        f" estimate {esc(fmt(t['estimate']))}{interval}, p {esc(fmt(t['p']))} "
+        f"({esc(_p_kind(t.get('method', '')))}), Holm p against {esc(fmt(t['p_against_holm']))} "
         f"({esc(t['n'])}{esc(interpolated)}): {esc(t['reason'])}{warning}</li>"
     )
+
+
+def _p_kind(method: str) -> str:
+    """What a test's ``p`` is, from its method."""
+    if "rank trend" in method:
+        return "one-sided; within-seed permutation p of the rank trend"
+    if "max(p_t, p_permutation)" in method:
+        return "one-sided; max of t and permutation p"
+    return "one-sided"
 
 
 def _finite(value) -> bool:
@@ -507,6 +514,7 @@ def first_screen(summary: dict, dataset: xr.Dataset, stats_dir: Path) -> str:
     and cannot say; whether the runs reached the terminal phase and the verdicts settled."""
     tests = summary.get("tests", [])
     claims = [c for c in summary.get("claims", []) if str(c["claim"]).isdigit()]
+    bounds = read_csv(stats_dir, "bound")
     items = []
     for c in claims:
         number = int(c["claim"])
@@ -514,7 +522,7 @@ def first_screen(summary: dict, dataset: xr.Dataset, stats_dir: Path) -> str:
         items.append(
             f'<li><p class="verdict"><span class="badge {VERDICT_CLASS[c["verdict"]]}">claim '
             f"{number}: {esc(c.get('label', c['verdict']))}</span> <b>{esc(c['statement'])}."
-            f"</b></p><p class='verdict'>{esc(deciding_words(c, tests))}"
+            f"</b></p><p class='verdict'>{esc(deciding_words(c, tests, bounds))}"
             + (" &#9888; rests on sweeps that lost runs." if warned else "")
             + "</p></li>"
         )
@@ -525,8 +533,8 @@ def first_screen(summary: dict, dataset: xr.Dataset, stats_dir: Path) -> str:
     )
 
 
-def deciding_words(claim: dict, tests: list[dict]) -> str:
-    """The mechanisms and clocks behind a claim's verdict, in words."""
+def deciding_words(claim: dict, tests: list[dict], bounds: pd.DataFrame) -> str:
+    """The mechanisms and clocks behind a claim's verdict, in words (claim 4: the bounds)."""
     number = int(claim["claim"])
     mine = [t for t in tests if int(t["claim"]) == number]
     if number == 4:
@@ -535,7 +543,7 @@ def deciding_words(claim: dict, tests: list[dict]) -> str:
         words = f"Decided by the CDNV bound (parts {', '.join(parts) or 'none'})"
         if diagnostic:
             words += f"; parts {', '.join(diagnostic)} are a diagnostic (Gaussian proxy for c)"
-        return words + f". {claim['detail']}."
+        return words + f". {claim['detail']}. " + bound_words(bounds)
     if not mine:
         return f"Nothing decided it: {claim['detail']}."
     clocks = list(dict.fromkeys(t["clock"] for t in mine))
@@ -550,9 +558,30 @@ def deciding_words(claim: dict, tests: list[dict]) -> str:
         said = "; ".join(f"{v}: {', '.join(m)}" for v, m in by_verdict.items())
         pieces.append(f"at {CLOCK_LABELS.get(clock, clock)}, {said}")
     lead = "Per sweep" if number == 1 else "Per mechanism acting on GC"
-    stable = claim.get("at 2/3 of the budget")
-    settled = f" With 2/3 of the budget: {stable}." if isinstance(stable, str) and stable else ""
+    stable = claim.get("stability")
+    settled = f" With 2/3 of the budget: {stable}." if stable else ""
     return f"{lead}: " + "; ".join(pieces) + "." + settled
+
+
+def bound_words(bounds: pd.DataFrame) -> str:
+    """Per bound study: where each bound first falls below 1, bound / error at the end, and
+    which NC feeds it (the ``bound`` table of ``claims.bound``)."""
+    said = []
+    for _, row in bounds.iterrows():
+        if "crossing_step_median" not in row or not isinstance(row.get("fed_by"), str):
+            continue
+        never = int(row.get("never_below_1", 0) or 0)
+        crossing = (
+            f"first below 1 at step {fmt(row['crossing_step_median'])} (median over runs; "
+            f"{row['crossing_step_range']})"
+            if _finite(row["crossing_step_median"])
+            else "never below 1"
+        ) + (f", never in {never} runs" if never and _finite(row["crossing_step_median"]) else "")
+        said.append(
+            f"{row['study']}, {row['bound']} (from the {row['fed_by']}): {crossing}; bound / "
+            f"test error at the end {fmt(row['end_ratio_to_error'])}."
+        )
+    return " ".join(said)
 
 
 def study_note(dataset: xr.Dataset) -> str:
@@ -579,10 +608,8 @@ def study_note(dataset: xr.Dataset) -> str:
         "evidence about the paper's claims, not a replication of its figures."
     ]
     if narrow:
-        cannot.append(
-            f"The networks are narrower than the paper's (width {fmt(min(narrow))} to "
-            f"{fmt(max(narrow))} of full width)."
-        )
+        span = " to ".join(dict.fromkeys(fmt(w) for w in (min(narrow), max(narrow))))
+        cannot.append(f"The networks are narrower than the paper's (width {span} of full width).")
     cannot.append(
         "The per-mechanism tests say whether each factor moves NC with GC (a total effect), "
         "not that GC causes NC; a claim about the terminal phase needs runs that reached it."
@@ -609,11 +636,7 @@ def convergence_note(claims: list[dict], stats_dir: Path) -> str:
     unstable = [
         str(c["claim"])
         for c in claims
-        if c.get("label") == "inconclusive: not converged"
-        or (
-            isinstance(c.get("at 2/3 of the budget"), str)
-            and c["at 2/3 of the budget"] != c["verdict"]
-        )
+        if c["reason"] == "NOT_CONVERGED" or (c.get("stability") or c["verdict"]) != c["verdict"]
     ]
     stable = (
         "every verdict is the same with 2/3 of the budget"

@@ -125,7 +125,7 @@ def write(results: Results, dataset: xr.Dataset, out_dir, study_path: str = "") 
             **{**dataclasses.asdict(settings), "clocks": ", ".join(settings.clocks)}
         ),
         "methods": METHODS,
-        "claims": results.claims_table().to_dict(orient="records"),
+        "claims": results.records(),
         "tests": [t.row() for t in results.tests],
         "warnings": warnings_of(results),
     }

@@ -9,11 +9,17 @@ every clock, stable at 2/3 of the budget). ``analyse`` runs them all on a study 
 
 Stable names for callers: ``analyse(dataset, settings)`` returns ``Results``;
 ``Results.verdict(key)`` is "supported", "contradicted" or "inconclusive" for a claim
-(1-4) or a part ("1a".."1d", "2a", "3a", "3b", "4a".."4f"); ``Results.label(key)`` adds the
-reason where the report says it ("inconclusive: not converged"), ``Results.claims[key].reason``
-is the reason as a ``rule.Reason``. Part 2a is one part (every acting mechanism); 3a and 3b
-likewise. The GC-form parts 4d-4f are diagnostics (reason ``DIAGNOSTIC``, outside the
-all-parts rule) unless every bound run's config supplies a Poincare constant.
+(1-4) or a part ("1a".."1d", "2a", "3a", "3b", "4a".."4f"); ``Results.label(key)`` adds
+the reason where the report says it ("inconclusive: not converged");
+``Results.claims[key].reason`` is the reason as a ``rule.Reason``, ``.clocks`` the verdict
+at each clock and ``.stability`` the verdict at 2/3 of the budget; ``Results.stability`` is
+the whole decision at 2/3 (its tests and tables). Part 2a is one part (every acting
+mechanism); 3a and 3b likewise. The GC-form parts 4d-4f are diagnostics (reason
+``DIAGNOSTIC``, outside the all-parts rule) unless every bound run's config supplies a
+Poincare constant. Changed in issue 18: part statements (per mechanism, no "at equal
+training loss"), the tables ``collapse_vs_gc`` and ``transfer`` (now per mechanism and
+clock), ``collapse_shown``, ``transfer_shown`` and ``readings`` (new); the placebo and the
+mixed-model rows are gone (the per-mechanism test's permutation test is its placebo).
 """
 
 from __future__ import annotations
@@ -89,7 +95,10 @@ class Results:
         """The verdict with its reason where the report names it."""
         return self._get(key).label
 
-    def claims_table(self) -> pd.DataFrame:
+    def records(self) -> list[dict]:
+        """Each claim, then its parts: statement, verdict, label, reason (``Reason`` name),
+        the verdict at each clock (``clocks``; "" for claim 4's bound study), the verdict
+        at 2/3 of the budget (``stability``) and the detail in words."""
         rows = []
         for number, statement in CLAIMS.items():
             keyed = [(str(number), statement, self.claims[number])]
@@ -102,11 +111,27 @@ class Results:
                         "verdict": verdict.verdict,
                         "label": verdict.label,
                         "reason": verdict.reason.name,
-                        **{f"at {c or 'bound study'}": v for c, v in verdict.clocks.items()},
-                        "at 2/3 of the budget": verdict.stability,
+                        "clocks": dict(verdict.clocks),
+                        "stability": verdict.stability,
                         "detail": verdict.detail,
                     }
                 )
+        return rows
+
+    def claims_table(self) -> pd.DataFrame:
+        """``records`` as a flat table: one column per clock ("at steps", ...)."""
+        rows = []
+        for record in self.records():
+            clocks = record.pop("clocks")
+            stability, detail = record.pop("stability"), record.pop("detail")
+            rows.append(
+                {
+                    **record,
+                    **{f"at {c or 'bound study'}": v for c, v in clocks.items()},
+                    "at 2/3 of the budget": stability,
+                    "detail": detail,
+                }
+            )
         return pd.DataFrame(rows)
 
 
