@@ -7,9 +7,9 @@ from functools import cache
 import numpy as np
 
 from gcstudy import testing
+from gcstudy.testing.laws import NO_EFFECT, NULL
 
-NULL = {"nc_coupling": 0.0, "target_coupling": 0.0, "speed_exponents": (0.0, 0.0)}
-NO_EFFECT = {"effects": dict.fromkeys(testing.REALISTIC_EFFECTS, 0.0)}
+__all__ = ["NO_EFFECT", "NULL", "default_layout", "study"]
 
 
 @cache

@@ -3,8 +3,10 @@
 Natural logs throughout; ``r`` a run, ``t`` an evaluation step, ``T`` the run's budget.
 
 * **Progress** ``p(r, t) = 1 - exp(-rate_r t / (tau T))``, with a run-specific speed
-  ``rate_r = (lr / lr_base)^a (batch_base / batch)^b exp(rate_sd z_r)``: equal step is not
-  equal progress across learning rates and batch sizes.
+  ``rate_r = (lr / lr_base)^a (batch / batch_base)^b exp(rate_sd z_r)``: equal step is not
+  equal progress across learning rates and batch sizes. ``(a, b) = PROGRESS_CLOCKS[k]``
+  makes progress a function of design clock ``k`` alone (``examples``: ``(0, 1)``, the
+  progress of ``t * batch`` examples seen), so that equal progress is equal clock ``k``.
 * **GC** ``log GC = log gc_start + (log gc_final + dG_r - log gc_start) p + seed``, where
   ``dG_r = sum_f effects[f] axis_f(r) + run_sd z`` is the run's planted GC shift:
   ``axis_f = log(x_f / base_f)``, or ``log(1 + x_f / smallest positive x_f)`` for a factor
@@ -12,8 +14,10 @@ Natural logs throughout; ``r`` a run, ``t`` an evaluation step, ``T`` the run's 
 * **Seed effect** ``seed = u_(study, seed) (0.2 + 0.8 exp(-5 t / T))``, ``u ~ N(0, seed_sd)``,
   shared by GC, NC and target NC of every run of that seed (runs of one seed share
   initialisation and data order): large early in training, a fifth of it at the end.
-* **NC** (the planted value) ``log NC = log nc_start + (log nc_final + nc_coupling dG_r +
-  run_sd z' - log nc_start) p + seed``; ``nc_coupling = 0`` makes NC independent of GC.
+* **NC** (the planted value) ``log NC = log nc_start + (log nc_final + dN_r - log nc_start)
+  p + seed`` with ``dN_r = nc_coupling dG_r + sum_f nc_effects[f] axis_f + run_sd z'``:
+  ``nc_coupling = 0`` makes NC independent of GC, ``nc_effects`` moves NC by a factor apart
+  from its effect on GC (e.g. a smaller batch lowers GC but raises NC).
 * **Per class**, following the definitions: per-class GC ``GC_c = GC w_c`` (class weights of
   mean 1); within-class variances below their Poincare ceiling, ``Var_c = kappa c_c GC_c
   exp(-|0.2 z|) <= c_c GC_c``; squared class-mean distances ``d_ij^2 = s D_ij`` with a fixed
@@ -33,28 +37,47 @@ Natural logs throughout; ``r`` a run, ``t`` an evaluation step, ``T`` the run's 
   5-shot accuracy ``acc0 + accuracy_slope (log target NC - log target_final)`` of the
   noise-free target NC; the final table (``fewshot.nc``)
   holds the last step's target NC and accuracy (10,000 episodes: noise 0.003).
-* **Training loss** ``log loss = log log C + (log loss_final - log log C) p`` (plus
-  ``loss_noise``): a function of progress only.
+* **Training loss** ``log loss = log log C + (log loss_final - log log C) p + loss_nc
+  (dN_r p + seed) + sum_f loss_effects[f] axis_f`` (plus ``loss_noise``): with the
+  defaults a function of progress only; ``COLLIDER_LOSS`` (``loss_nc = 2``, lr -0.8, batch
+  +0.4: the law the default study's runs follow, issue 18) puts it downstream of NC, so that
+  holding it fixed conditions on a collider.
 
 ``progress_only=True`` removes every run-level shift (effects and run noise): GC, NC,
 target NC and the loss then depend only on progress, at run-specific rates.
+
+**Scenarios** (``SCENARIOS``): named laws with the truth of claims 1-4 declared, studies
+drawn from a seed fixed by the name and a replicate number (``scenario_study``).
+**The truth at the design clocks** (``clock_effects``, ``truth``): the noise-free laws read
+where the claims read them (each sweep at each clock's common value and 2/3 of it,
+``gcstudy.clocks``) give each factor's effect on log GC, log NC and log target NC per clock;
+from them a claim is *true*, *false* (its opposite holds at every reading) or *no relation*.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import zlib
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
+from gcstudy import clocks
 from gcstudy.analysis.aggregate import final_values
+from gcstudy.clocks import CLOCKS
 from gcstudy.testing.layouts import GENERATED_BY, Layout
 
 # d log GC / d axis_f of a planted effect of realistic size (an estimate: GC falls ~2x over
 # a 20x learning-rate sweep, ~1.5x over the L2 and penalty sweeps; run noise sd 0.15).
 REALISTIC_EFFECTS = {"lr": -0.3, "batch_size": 0.3, "l2": -0.1, "gc_penalty": -0.1}
 FACTORS = ("lr", "batch_size", "l2", "gc_penalty")
+# speed exponents (lr, batch size) that make progress a function of one design clock
+PROGRESS_CLOCKS = {"steps": (0.0, 0.0), "examples": (0.0, 1.0), "lr_steps": (1.0, 0.0)}
+# the train loss the default study's runs follow (issue 18: within seeds log loss = 2.11
+# log NC - 0.80 log lr, R^2 0.995): downstream of NC
+COLLIDER_LOSS = {"loss_nc": 2.0, "loss_effects": {"lr": -0.8, "batch_size": 0.4}}
 
 
 @dataclass
@@ -63,13 +86,14 @@ class Laws:
 
     effects: dict[str, float] = field(default_factory=lambda: dict(REALISTIC_EFFECTS))
     nc_coupling: float = 1.0
+    nc_effects: dict[str, float] = field(default_factory=dict)
     target_coupling: float = 1.0
     accuracy_slope: float = -0.05
     progress_only: bool = False
     seed_sd: float = 0.0
     run_sd: float = 0.15
     rate_sd: float = 0.2
-    speed_exponents: tuple[float, float] = (0.5, 0.5)  # (lr, batch size)
+    speed_exponents: tuple[float, float] = (0.5, -0.5)  # (lr, batch size)
     tau: float = 0.2
     gc_start: float = 40.0
     gc_final: float = 10.0
@@ -84,6 +108,8 @@ class Laws:
     nc_noise: float = 0.03
     loss_noise: float = 0.01
     loss_final: float = 1e-3
+    loss_nc: float = 0.0
+    loss_effects: dict[str, float] = field(default_factory=dict)
     error: str = "below"
     error_fraction: float = 0.4
     test_examples: int = 355
@@ -112,7 +138,7 @@ def simulate(layout: Layout, laws: Laws, rng: np.random.Generator) -> xr.Dataset
     base = {f: np.array([float(studies[s]["base"][f]) for s in study]) for f in FACTORS}
     rate = np.exp(
         a_lr * np.log(ds["lr"].values / base["lr"])
-        - a_bs * np.log(ds["batch_size"].values / base["batch_size"])
+        + a_bs * np.log(ds["batch_size"].values / base["batch_size"])
         + laws.rate_sd * z(n_runs)
     )[:, None]
     progress = 1 - np.exp(-rate * steps / (laws.tau * budget))
@@ -120,12 +146,16 @@ def simulate(layout: Layout, laws: Laws, rng: np.random.Generator) -> xr.Dataset
     keys = list(dict.fromkeys(zip(study, seed, strict=True)))
     shift = dict(zip(keys, laws.seed_sd * z(len(keys)), strict=True))
     seed_term = np.array([shift[k] for k in zip(study, seed, strict=True)])[:, None] * early
+    axes = {f: _axis(ds, f, studies) for f in FACTORS}
+
+    def planted(effects: dict) -> np.ndarray:
+        return sum(effects.get(f, 0.0) * axes[f] for f in FACTORS)
+
     if laws.progress_only:
         d_gc = d_nc = d_target = np.zeros(n_runs)
     else:
-        d_gc = sum(laws.effects.get(f, 0.0) * _axis(ds, f, studies) for f in FACTORS)
-        d_gc = d_gc + laws.run_sd * z(n_runs)
-        d_nc = laws.nc_coupling * d_gc + laws.run_sd * z(n_runs)
+        d_gc = planted(laws.effects) + laws.run_sd * z(n_runs)
+        d_nc = laws.nc_coupling * d_gc + planted(laws.nc_effects) + laws.run_sd * z(n_runs)
         d_target = laws.target_coupling * d_gc + laws.run_sd * z(n_runs)
 
     def trajectory(start, final, run_shift):
@@ -141,6 +171,8 @@ def simulate(layout: Layout, laws: Laws, rng: np.random.Generator) -> xr.Dataset
     loss = np.exp(
         np.log(log_c)
         + (np.log(laws.loss_final) - np.log(log_c)) * progress
+        + laws.loss_nc * (d_nc[:, None] * progress + seed_term)  # NC's deviation
+        + planted(laws.loss_effects)[:, None]
         + laws.loss_noise * z(n_runs, n_steps)
     )
     accuracy = 1 - (1 - 1 / classes) * np.exp(-8 * progress)
@@ -343,3 +375,165 @@ def diverge(ds: xr.Dataset, run_ids, keep: float = 0.5) -> xr.Dataset:
         status[i] = "diverged"
         final[i] = int(ds["step"].values[kept[-1]])
     return ds.assign_coords(status=("run", status.astype(str)), final_step=("run", final))
+
+
+# ---------------------------------------------------------------- truth at the design clocks
+
+NEGLIGIBLE = 0.02  # |d log metric / d axis| below this counts as no effect (1/15 of REALISTIC)
+PREDICTED = {"lr": -1, "batch_size": 1, "l2": -1, "gc_penalty": -1}  # claim 1: sign of d log GC
+CLAIM_METRICS = {2: "nc", 3: "target_nc"}  # the metric claims 2 and 3 follow GC with
+READ = {"gc": "gc", "nc": "nc_train", "target_nc": "target_nc"}  # column -> study variable
+
+
+def clock_effects(layout: Layout, laws: Laws, clock_names=CLOCKS) -> pd.DataFrame:
+    """The noise-free effect of each swept factor on log GC, log NC and log target NC,
+    where the claims read a sweep: for every study, factor, clock and reading (``fraction``
+    of the sweep's common clock value, ``gcstudy.clocks.FRACTIONS``), the least-squares
+    slope of the log metric of the sweep's runs on the factor's axis (module docstring)."""
+    quiet = replace(laws, run_sd=0.0, rate_sd=0.0, seed_sd=0.0, gc_noise=0.0, nc_noise=0.0)
+    ds = simulate(layout, quiet, np.random.default_rng(0))
+    studies = json.loads(ds.attrs["studies"])
+    first_seed = ds["seed"].values == ds["seed"].values.min()
+    rows = []
+    for study, info in studies.items():
+        for factor in info.get("sweeps", {}):
+            members = np.flatnonzero(
+                (ds["study"].values == study)
+                & first_seed
+                & np.array([factor in str(s).split(",") for s in ds["sweeps"].values])
+            )
+            sweep = ds.isel(run=members)
+            lr, batch = sweep["lr"].values, sweep["batch_size"].values
+            budget = sweep["steps_planned"].values
+            axis = _axis(sweep, factor, studies)
+            for clock in clock_names:
+                common = clocks.common_value(clock, lr, batch, budget)
+                for fraction in clocks.FRACTIONS:
+                    steps = clocks.read_step(clock, fraction * common, lr, batch, budget)
+                    at = sweep.sel(step=xr.DataArray(steps, dims="run"))
+                    row = {"study": study, "factor": factor, "clock": clock, "fraction": fraction}
+                    for name, variable in READ.items():
+                        values = at[variable].values if variable in at else np.nan * axis
+                        finite = np.isfinite(values).all()
+                        row[name] = np.polyfit(axis, np.log(values), 1)[0] if finite else np.nan
+                    rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def truth(effects: pd.DataFrame, claim: int) -> str:
+    """Claim 1-3's truth at the design clocks, from ``clock_effects``: *true*, *false* or
+    *no relation*.
+
+    A reading is one (clock, fraction), over every study and factor. Claim 1 is true when
+    at every reading every factor moves GC in the predicted direction, false when at every
+    reading some factor moves it the other way. Claims 2 and 3: a (study, factor) *acts* at
+    a reading when it moves GC (either way); the claim holds at a reading when every acting
+    factor moves the metric (NC; target NC) in the direction of its effect on GC, its
+    opposite when some acting factor moves the metric the other way. True when it holds at
+    every reading where a factor acts (and one does), false when its opposite holds at
+    every reading; effects below ``NEGLIGIBLE`` count as none."""
+    if claim == 1:
+        along = effects["factor"].map(PREDICTED) * effects["gc"]
+        worst = along.groupby([effects["clock"], effects["fraction"]]).min()
+        if (worst > NEGLIGIBLE).all():
+            return "true"
+        return "false" if (worst < -NEGLIGIBLE).all() else "no relation"
+    metric = CLAIM_METRICS[claim]
+    relevant = effects[np.isfinite(effects[metric])]
+    acting = relevant[relevant["gc"].abs() > NEGLIGIBLE]
+    if acting.empty:
+        return "no relation"
+    along = acting[metric] * np.sign(acting["gc"])  # > 0: the metric follows GC
+    worst = along.groupby([acting["clock"], acting["fraction"]]).min()
+    if (worst > NEGLIGIBLE).all():
+        return "true"
+    readings = relevant.groupby(["clock", "fraction"]).ngroups
+    return "false" if (worst < -NEGLIGIBLE).sum() == readings else "no relation"
+
+
+# ---------------------------------------------------------------- named scenarios
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Named laws (``Laws`` keyword arguments) with the truth of claims 1-4 declared:
+    ``true``, ``false`` (the opposite holds) or ``no relation``; claims 1-3 at the design
+    clocks as ``truth`` defines it."""
+
+    laws: dict
+    truth: tuple[str, str, str, str]
+    what: str
+
+
+PLATEAU = {"tau": 0.002}  # progress complete before the earliest clock reading
+NO_EFFECT = {"effects": dict.fromkeys(FACTORS, 0.0)}
+NULL = {"nc_coupling": 0.0, "target_coupling": 0.0, "speed_exponents": (0.0, 0.0)}
+TRUE, FALSE, NONE = "true", "false", "no relation"
+SCENARIOS = {
+    "planted": Scenario(PLATEAU, (TRUE, TRUE, TRUE, TRUE), "every claim true; at a plateau"),
+    "no_effect": Scenario(
+        {**PLATEAU, **NO_EFFECT, "speed_exponents": (0.0, 0.0), "nc_final": 0.2, "poincare": 150.0},
+        (NONE, NONE, NONE, FALSE),
+        "no factor moves GC; the bounds are vacuous",
+    ),
+    "nc_independent": Scenario(
+        {**PLATEAU, "nc_coupling": 0.0, "error": "violated"},
+        (TRUE, NONE, TRUE, FALSE),
+        "NC independent of GC; the error is twice the GC bound",
+    ),
+    "target_indep": Scenario(
+        {**PLATEAU, "target_coupling": 0.0, "error": "independent"},
+        (TRUE, TRUE, NONE, FALSE),
+        "target NC independent of source GC; the error falls like the bound, untracked",
+    ),
+    "seed_0.3": Scenario(
+        {**PLATEAU, **NO_EFFECT, **NULL, "seed_sd": 0.3},
+        (NONE, NONE, NONE, TRUE),
+        "no effect; seed effects of sd 0.3, mostly early in training",
+    ),
+    "seed_1.0": Scenario(
+        {**PLATEAU, **NO_EFFECT, **NULL, "seed_sd": 1.0},
+        (NONE, NONE, NONE, TRUE),
+        "no effect; seed effects of sd 1.0, mostly early in training",
+    ),
+    "progress_only": Scenario(
+        {"progress_only": True, "tau": 0.5},
+        (NONE, TRUE, TRUE, TRUE),
+        "GC, NC, target NC depend only on progress (faster at larger lr, smaller batch)",
+    ),
+    "collider": Scenario(
+        {**PLATEAU, **COLLIDER_LOSS},
+        (TRUE, TRUE, TRUE, TRUE),
+        "every claim true; train loss downstream of NC",
+    ),
+    "collider_nc_indep": Scenario(
+        {**PLATEAU, **COLLIDER_LOSS, "nc_coupling": 0.0},
+        (TRUE, NONE, TRUE, TRUE),
+        "NC independent of GC; train loss downstream of NC; at a plateau",
+    ),
+    "collider_nc_indep_falling": Scenario(
+        {**COLLIDER_LOSS, "nc_coupling": 0.0, "tau": 1.0, "speed_exponents": (0.0, 0.0)},
+        (NONE, NONE, TRUE, FALSE),
+        "NC independent of GC; train loss downstream of NC; still falling at the end (the "
+        "bound vacuous over most of training)",
+    ),
+    "apart": Scenario(
+        {**PLATEAU, "nc_effects": {"batch_size": -0.6}},
+        (TRUE, FALSE, TRUE, TRUE),
+        "a smaller batch lowers GC but raises NC (lr, L2, penalty move them together)",
+    ),
+    "clock_dependent": Scenario(
+        {"speed_exponents": PROGRESS_CLOCKS["examples"], "tau": 0.4},
+        (NONE, NONE, TRUE, TRUE),
+        "progress in examples seen: at equal steps a smaller batch is behind (GC and NC "
+        "apart), at equal examples together",
+    ),
+}
+
+
+def scenario_study(layout: Layout, name: str, replicate: int) -> xr.Dataset:
+    """Replicate ``replicate`` of scenario ``name``: a generated study whose seed is fixed
+    by the name and the replicate number."""
+    key = zlib.crc32(name.encode())
+    rng = np.random.default_rng(np.random.SeedSequence([key, replicate]))
+    return simulate(layout, Laws(**SCENARIOS[name].laws), rng)
