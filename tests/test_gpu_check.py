@@ -155,6 +155,13 @@ def test_minutes_per_1000_steps_follow_from_the_run_at_the_paper_cadence(smoke):
     steps, every, points = defaults["steps"], defaults["eval_every"], defaults["eval_log_points"]
     evaluations = {0, steps, *range(0, steps, every)}
     evaluations |= {round(math.exp(math.log(steps) * k / (points - 1))) for k in range(points)}
+    # and where the design clocks read the E1 base run (lr 0.01, batch 256): equal steps at
+    # the budget and 2/3 of it; equal lr x steps with the lr sweep's smallest lr; equal
+    # examples with the batch sweep's smallest batch (gcstudy.clocks)
+    sweeps = yamlio.load(REPO / "config" / "paper.yaml")["studies"]["E1_vgg13_cifar10"]["sweeps"]
+    lr, batch = defaults["lr"], defaults["batch_size"]
+    for fraction in (1.0, min(sweeps["lr"]) / lr, min(sweeps["batch_size"]) / batch):
+        evaluations |= {round(fraction * steps), round(2 / 3 * fraction * steps)}
     phases = run["phase_seconds"]
     seconds = (
         1000 * phases["training"] / run["steps"]

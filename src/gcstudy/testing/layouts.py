@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from gcstudy import clocks, traces
 from gcstudy import config as study_config
+from gcstudy import traces
 from gcstudy.data.registry import DATASETS
 
 GENERATED_BY = "gcstudy.testing: a generated study with planted laws, not measurements"
@@ -136,7 +136,7 @@ def layout(config: dict) -> Layout:
 
     config = copy.deepcopy(config)
     study_config.validate(config)
-    table = _evaluated_at_clock_steps(study_config.run_table(config))
+    table = study_config.run_table(config)  # runs evaluated where the clocks read them
     records = [aggregate.RunRecord(entry, _placeholder_trace(entry)) for entry in table["runs"]]
     for record in records:
         evaluations = record.entry.get("evaluations", [])
@@ -147,32 +147,6 @@ def layout(config: dict) -> Layout:
     template = aggregate.build_dataset(records, table)
     template.attrs["generated_by"] = GENERATED_BY
     return Layout(config, table, template)
-
-
-def _evaluated_at_clock_steps(table: dict) -> dict:
-    """``table`` with each run's spec evaluated (``eval_steps``) at its own evaluation
-    steps plus every step a design clock reads it at, for each sweep it belongs to (the
-    runs of that factor in its study, the base point and every seed included; in a study
-    without sweeps, its base runs). Unchanged where the expansion already scheduled them."""
-    from gcstudy.spec import RunSpec
-
-    specs = {entry["run_id"]: RunSpec.from_dict(entry["spec"]) for entry in table["runs"]}
-    members: dict[tuple[str, str], list[tuple[float, int, int]]] = {}
-    for entry in table["runs"]:
-        spec = specs[entry["run_id"]]
-        for sweep in entry["sweeps"]:
-            members.setdefault((entry["study"], sweep), []).append(
-                (spec.lr, spec.batch_size, spec.steps)
-            )
-    for entry in table["runs"]:
-        spec = specs[entry["run_id"]]
-        timing = (spec.lr, spec.batch_size, spec.steps)
-        wanted = set(spec.evaluation_steps)
-        for sweep in entry["sweeps"]:
-            wanted |= clocks.scheduled_steps(clocks.CLOCKS, timing, members[entry["study"], sweep])
-        if not wanted <= set(spec.evaluation_steps):
-            entry["spec"] = {**entry["spec"], "eval_steps": sorted(wanted)}
-    return table
 
 
 def _placeholder_trace(entry: dict) -> traces.Trace:
