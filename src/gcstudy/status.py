@@ -200,7 +200,7 @@ def render(statuses: list[RunStatus]) -> str:
         lines.append("ETA: done")
     else:
         lines.append(
-            f"ETA: ~{_duration(eta)} ({per_step:.2f} s/step measured, "
+            f"ETA: ~{duration(eta)} ({per_step:.2f} s/step measured, "
             f"{max(parallel, 1)} run(s) in parallel)"
         )
     return "\n".join(lines)
@@ -214,7 +214,8 @@ def exit_status(statuses: list[RunStatus]) -> int:
     return 0 if all(s.state in FINISHED for s in statuses) else 3
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """``75`` -> ``1 min 15 s``; ``4000`` -> ``1 h 06 min``."""
     hours, rest = divmod(round(seconds), 3600)
     return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min {rest % 60:02d} s"
 

@@ -64,7 +64,7 @@ from gcstudy.measurements import measure, poincare_constant
 from gcstudy.models import build
 from gcstudy.rundata import RunData, load_run_data
 from gcstudy.spec import RunSpec
-from gcstudy.status import PROGRESS_NAME, PROGRESS_SECONDS, record_progress
+from gcstudy.status import PROGRESS_NAME, PROGRESS_SECONDS, duration, record_progress
 
 log = logging.getLogger(__name__)
 # SIGINT: Ctrl-C in a terminal (it reaches every process of the foreground group, so the
@@ -289,12 +289,6 @@ class JobProgress:
             f"{out.name} ({seconds:.1f} s); job {duration(elapsed)} in, "
             + (f"about {duration(left)} left" if self.done < len(self.costs) else "done")
         )
-
-
-def duration(seconds: float) -> str:
-    """``75`` -> ``1 min 15 s``; ``4000`` -> ``1 h 06 min``."""
-    hours, rest = divmod(round(seconds), 3600)
-    return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min {rest % 60:02d} s"
 
 
 def train_loop(model, optimizer, data, spec, state, out, attrs, poincare, progress) -> str:
