@@ -7,6 +7,8 @@
 * No text cites the founders' documents that the repository does not contain.
 * The claim numbers and parts the report shows each have their place in docs/claims.md,
   and docs/data.md's size table says what the code declares.
+* The README and docs/ name only files (``benchmarks/bench_gc.py``) and code
+  (``gcstudy.metrics.gc.subsample``) that exist: a module that moves takes its docs along.
 """
 
 from __future__ import annotations
@@ -226,3 +228,41 @@ def test_the_readme_links_every_document_of_docs():
         if f"docs/{p.name}" not in linked
     ]
     assert "\n## Documentation\n" in readme and not missing, f"README does not link {missing}"
+
+
+PROSE = ("README.md", "config/README.md", *(f"docs/{p.name}" for p in (REPO / "docs").glob("*.md")))
+# A file of the repository by its path: a known top folder, a name with a suffix (folders
+# such as ``--out benchmarks/gpu_check`` are outputs); ``*`` globs (``tests/test_slurm_*.py``).
+REPO_PATH = re.compile(
+    r"(?<![\w/.-])((?:src|tests|benchmarks|scripts|profiles|config|workflow)/[\w./*-]*\.[a-z]+)\b"
+)
+DOTTED = re.compile(r"(?<![\w.])(gcstudy(?:\.\w+)+)")
+
+
+def code_name_exists(dotted: str) -> bool:
+    """Whether ``gcstudy.a.b.c`` is a module or an attribute of one (longest module first)."""
+    import importlib
+
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            thing = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for name in parts[cut:]:
+            if not hasattr(thing, name):
+                return False
+            thing = getattr(thing, name)
+        return True
+    return False
+
+
+@pytest.mark.parametrize("document", PROSE)
+def test_the_prose_names_only_files_and_code_that_exist(document):
+    """Paths (``benchmarks/bench_gc.py``) and dotted names (``gcstudy.metrics.gc.subsample``)
+    in the README and docs/ name files and code of the repository: a module that moves
+    or a function that goes must take its documentation along."""
+    text = (REPO / document).read_text(encoding="utf-8")
+    missing = [p for p in set(REPO_PATH.findall(text)) if not any(REPO.glob(p))]
+    missing += [name for name in set(DOTTED.findall(text)) if not code_name_exists(name)]
+    assert not missing, f"{document} names what the repository does not hold: {sorted(missing)}"
