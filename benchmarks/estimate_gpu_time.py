@@ -16,7 +16,7 @@ derived, and this script shows the derivation:
    study's model, timed, as a fraction of this CPU's matrix-multiply rate measured in the
    same run (``benchmarks/bench_train.py`` does the same per model).
 3. The GPU rate ASSUMED: that same fraction of a GPU's bf16 matrix-multiply rate
-   (``--gpu-matmul-tflops``; 790 TFLOP/s was measured on an H200, see FACTS.md). Small
+   (``--gpu-matmul-tflops``; 790 TFLOP/s, measured on an H200: docs/facts.md#gpu-matrix-rate). Small
    32x32 networks usually use a GPU less well than a large matrix multiply, so this is
    optimistic: the config rounds up and the job time limit is twice the estimate (and
    doubles again on each retry, which resumes from the checkpoint).

@@ -165,7 +165,7 @@ def test_inventory_runs_defaults_and_provenance(report):
     assert "Every run" in text and "20 / 20" in text  # the per-run table: step of budget
     for key in ("bn_recalibration_examples", "poincare_constant", "fewshot_ways", "momentum"):
         assert key in text
-    assert "SCIENCE.md default?" in text
+    assert "open default (docs/science.md)?" in text
     dataset = aggregate.open_study(root / "study.nc")
     assert dataset.attrs["config_hash"] in text
     assert "git commit" in text and "version: xarray" in text

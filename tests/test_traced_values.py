@@ -3,7 +3,7 @@
 A tiny transfer run (digits_fs: source digits 0-4, target digits 5-9) is trained once with
 ``gcstudy.train.run``. The test reloads its ``model.pt`` and the run's fixed samples and
 recomputes the final step's traced values with plain torch autograd and numpy formulas
-written from SCIENCE.md, without the measurement code (``gcstudy.measurements`` and the
+written from docs/science.md, without the measurement code (``gcstudy.measurements`` and the
 ``gcstudy.metrics`` functions it calls). What the recomputation takes from the run:
 
 * the weights, including the BatchNorm running statistics saved after the final step's
@@ -48,7 +48,7 @@ NOT_RECOMPUTED = {
 }
 
 
-# --- plain formulas (SCIENCE.md section 1, 3, 4) ----------------------------------------
+# --- plain formulas (docs/science.md: collapse measures, NCC error bound, few-shot) -----
 
 
 def class_moments(features: np.ndarray, labels: np.ndarray):

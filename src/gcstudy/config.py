@@ -281,7 +281,7 @@ def expected_cost(spec: RunSpec, evaluations: tuple[str, ...] = ()) -> float:
     batch: benchmarks/bench_study.py's per-batch step times of a narrow VGG-11 on 2 CPU
     cores); each evaluation embeds the BatchNorm, feature, test and target samples once and
     runs ``gc_probes`` VJPs (~2 passes) on the training and test GC samples. Scaled by the
-    model (VGG-11 1, VGG-13 1.4, ResNet-18 3.2; FACTS.md step times) and ``width ** 2``.
+    model (VGG-11 1, VGG-13 1.4, ResNet-18 3.2: docs/facts.md#cpu-step-times) and ``width ** 2``.
     """
     train_size, test_size, target_size = SIZES[spec.dataset]
     if spec.train_examples:

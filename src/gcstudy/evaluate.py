@@ -3,7 +3,7 @@
 * Few-shot table (``fewshot.nc``, transfer data sets): 5-way (configurable) 1- and 5-shot
   NCC accuracy on the target classes with the frozen embedding, 10,000 episodes with a
   fixed episode seed, mean and 95% CI; plus the target NC of the final embedding.
-* GC-estimator study (``gc_estimators.nc``, SCIENCE.md section 2 / Fig. 2): on a fixed
+* GC-estimator study (``gc_estimators.nc``, docs/science.md#gc-estimators, Fig. 2): on a fixed
   stratified training sample, the exact GC and, for each estimator and sampling budget,
   ``repeats`` independent estimates: example subsampling (b of the sample's N examples,
   exact per example; its standard error is about the exact GC of the N examples, so it

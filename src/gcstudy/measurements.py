@@ -1,11 +1,11 @@
 """What a run records at one evaluation step (the variables of ``gcstudy.traces``).
 
 All measurements run the network in eval mode, after recomputing the BatchNorm running
-statistics on a fixed training sample (FACTS.md: stale statistics make early metrics
-meaningless), without parameter gradients, with features in float32 and statistics
-accumulated in float64 by the metric functions. GC and geometric collapse are measured on
-a fixed training sample and, with independent probes, on a fixed test sample (SCIENCE.md
-section 5: "on a fixed stratified sample of training data (and on test data)").
+statistics on a fixed training sample (stale statistics make early metrics meaningless:
+docs/facts.md#stale-batchnorm-statistics), without parameter gradients, with features in
+float32 and statistics accumulated in float64 by the metric functions. GC and geometric
+collapse are measured on a fixed training sample and, with independent probes, on a fixed
+test sample (docs/science.md#gc-estimators).
 
 (``gcstudy.evaluate`` holds the evaluations of a finished run; this module the per-step
 measurements during training.)

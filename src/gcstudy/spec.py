@@ -3,7 +3,7 @@
 A run spec is what ``gcstudy train RUN.yaml`` reads and what every trace records. Each field
 has a default, a type and a range; ``RunSpec.from_dict`` refuses unknown keys and bad values
 with a message that names the key, the value and what is allowed, before any work starts.
-Defaults marked "(default)" are choices the paper does not pin down (SCIENCE.md).
+Defaults marked "(default)" are choices the paper does not pin down (docs/science.md#defaults).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-# Per-run evaluations from the final weights (SCIENCE.md sections 2 and 4), one job per run.
+# Per-run evaluations from the final weights (docs/science.md#experiments: E2, E4), one job per run.
 # With resources.runs_per_job > 1 the training jobs evaluate their runs (train.smk).
 EVALUATE_FLAGS = {"fewshot": "--fewshot", "gc_estimators": "--gc-estimators"}
 EVALUATE_MINUTES = {"fewshot": 30, "gc_estimators": 60}

@@ -1,6 +1,6 @@
 """The paper's figures, redrawn from ``results/study.nc`` (``gcstudy figures``).
 
-One figure per study, laid out after the experiment it reproduces (SCIENCE.md section 5):
+One figure per study, laid out after the experiment it reproduces (docs/science.md#experiments):
 
 * E1 / E1b / E5 (``curves``): one row per sweep, columns GC, geometric collapse and NC
   against step; one thin line per run (each seed its own line: 2-5 seeds are too few for a

@@ -31,29 +31,29 @@ from gcstudy.analysis.summaries import FACTOR_LABELS, TERMINAL_ACCURACY
 from gcstudy.analysis.tables import fmt, html_table
 from gcstudy.clocks import CLOCK_LABELS
 
-# Run-spec keys that SCIENCE.md or FACTS.md fix as a "default" (the paper does not say).
+# Run-spec keys whose value is a default the paper does not state (docs/science.md#defaults).
 SCIENCE_DEFAULTS = {
-    "momentum": "plain SGD (momentum 0), constant learning rate (SCIENCE.md 5)",
-    "l2": "explicit L2 penalty lambda * ||theta||^2 in the loss (SCIENCE.md 5)",
-    "steps": "a fixed step budget per study (SCIENCE.md 5)",
-    "eval_every": "evaluation cadence: every this many steps (SCIENCE.md 5)",
+    "momentum": "plain SGD (momentum 0), constant learning rate (docs/science.md#training)",
+    "l2": "explicit L2 penalty lambda * ||theta||^2 in the loss (docs/science.md#training)",
+    "steps": "a fixed step budget per study (docs/science.md#defaults)",
+    "eval_every": "evaluation cadence: every this many steps (docs/science.md#defaults)",
     "eval_log_points": "extra log-spaced evaluation steps, dense early (spec default)",
-    "gc_method": "GC estimator during training (SCIENCE.md 2)",
-    "gc_probes": "Hutchinson probes per example (SCIENCE.md 2: one is enough)",
-    "gc_examples": "fixed stratified training sample for GC (SCIENCE.md 5)",
-    "feature_examples": "fixed stratified training sample for NC, NCC (SCIENCE.md 5)",
+    "gc_method": "GC estimator during training (docs/science.md#gc-estimators)",
+    "gc_probes": "Hutchinson probes per example (docs/facts.md#gc-estimators: one is enough)",
+    "gc_examples": "fixed stratified training sample for GC (docs/science.md#defaults)",
+    "feature_examples": "fixed stratified training sample for NC, NCC (docs/science.md#defaults)",
     "test_examples": "test sample for test error and NC (0 = all)",
     "sample_seed": "seed of the fixed metric samples, shared by all seeds",
     "bn_recalibration_examples": "BatchNorm statistics recomputed before each evaluation "
-    "(SCIENCE.md 1, FACTS.md)",
+    "(docs/science.md#objects, docs/facts.md#stale-batchnorm-statistics)",
     "poincare_constant": "Poincare constant c of the GC bound; null = the Gaussian proxy "
-    "max_i lambda_max(Cov(x|i)) estimated on training inputs (SCIENCE.md 3)",
-    "fewshot_ways": "N-way episodes (SCIENCE.md 4: 5-way)",
-    "fewshot_queries": "queries per class (SCIENCE.md 4: 15)",
+    "max_i lambda_max(Cov(x|i)) estimated on training inputs (docs/science.md#the-ncc-error-bound)",
+    "fewshot_ways": "N-way episodes (docs/science.md#few-shot-transfer: 5-way)",
+    "fewshot_queries": "queries per class (docs/science.md#few-shot-transfer: 15)",
     "fewshot_episodes": "episodes per evaluation during training",
     "fewshot_seed": "fixed episode seed",
-    "fewshot_normalize": "no feature normalisation before NCC (SCIENCE.md 4)",
-    "width": "channel width multiplier (SCIENCE.md 7: 1 = the paper's networks)",
+    "fewshot_normalize": "no feature normalisation before NCC (docs/science.md#few-shot-transfer)",
+    "width": "channel width multiplier (docs/science.md#defaults: 1 = the paper's networks)",
     "precision": "training precision; metrics always fp32 or better",
 }
 VERDICT_CLASS = {"supported": "ok", "contradicted": "bad", "inconclusive": "meh"}
@@ -410,13 +410,13 @@ def defaults_section(dataset: xr.Dataset) -> str:
             {
                 "key": key,
                 "value in force": shown,
-                "SCIENCE.md default?": "yes" if key in SCIENCE_DEFAULTS else "",
+                "open default (docs/science.md)?": "yes" if key in SCIENCE_DEFAULTS else "",
                 "meaning": SCIENCE_DEFAULTS.get(key, ""),
                 "varies within": ", ".join(varying) or "-",
             }
         )
     table = pd.DataFrame(rows).sort_values(
-        by=["SCIENCE.md default?", "key"], ascending=[False, True]
+        by=["open default (docs/science.md)?", "key"], ascending=[False, True]
     )
     facts = []
     if "poincare_constant" in dataset:
@@ -440,7 +440,7 @@ def defaults_section(dataset: xr.Dataset) -> str:
             f"GC-estimator study: {dataset.sizes['repeat']} repeats per estimator and budget."
         )
     facts.append(
-        "Common to every run (SCIENCE.md 5 defaults): plain SGD with a constant "
+        "Common to every run (docs/science.md#defaults): plain SGD with a constant "
         "learning rate, cross-entropy, no data augmentation, per-channel input "
         "normalisation, metrics on fixed stratified samples with the network in eval "
         "mode after BatchNorm recalibration."

@@ -1,4 +1,4 @@
-r"""Upper bounds on the nearest-class-mean (NCC) error (SCIENCE.md section 3, Fig. 3).
+r"""Upper bounds on the nearest-class-mean (NCC) error (docs/science.md#the-ncc-error-bound).
 
 Derivation
 ----------

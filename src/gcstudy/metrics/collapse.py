@@ -13,7 +13,7 @@ All functions are pure functions of tensors. Conventions:
 * Measurements, not losses: the functions run under ``torch.no_grad()`` (no autograd
   graph is built even for features that require grad).
 
-Definitions (SCIENCE.md section 1), with ``mu_c`` the mean of class ``c``:
+Definitions (docs/science.md#collapse-measures), with ``mu_c`` the mean of class ``c``:
 
 * within-class variance ``Var_c = (1/N_c) sum_{i: y_i = c} ||h_i - mu_c||^2``
   (population divisor; the trace of the class covariance), computed two-pass (means

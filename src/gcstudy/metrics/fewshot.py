@@ -1,4 +1,4 @@
-"""Batched N-way K-shot evaluation on cached (frozen) embeddings (SCIENCE.md section 4).
+"""Batched N-way K-shot evaluation on cached, frozen embeddings (docs/science.md#few-shot-transfer).
 
 An *episode* picks ``ways`` distinct classes uniformly at random, then for each chosen
 class ``shots + queries`` distinct examples uniformly at random; the first ``shots`` are

@@ -1,4 +1,4 @@
-"""Geometric complexity (GC) of an embedding and its unbiased estimators (SCIENCE.md 1-2).
+"""Geometric complexity (GC) and its unbiased estimators (docs/science.md#gc-estimators).
 
 For an embedding ``f: R^d -> R^p`` and a sample ``D`` of inputs,
 
@@ -22,11 +22,11 @@ Every method first produces one unbiased estimate ``e_i`` of ``||J_f(x_i)||_F^2`
 
 The reported ``stderr`` is ``std(e_i) / sqrt(N)``: the standard error of the mean over the N
 examples. When ``x`` is an i.i.d. sample of the data, it covers both the sampling of
-examples (SCIENCE.md estimator 1) and each method's own randomness, i.e. it is the
+examples (example subsampling) and each method's own randomness, i.e. it is the
 uncertainty of the estimate of the population GC. The per-example estimates use independent
 randomness, so the formula is exact for every method.
 
-Example subsampling against a fixed sample (SCIENCE.md estimator 1 in Fig. 2) is
+Example subsampling against a fixed sample (the E2 study, docs/science.md#gc-estimators) is
 ``subsample``: the mean of b of the N exact per-example values drawn without replacement,
 whose standard error about the GC of those N examples carries the finite-population
 correction, ``s / sqrt(b) * sqrt(1 - b/N)``.
