@@ -22,7 +22,9 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 from gcstudy.clocks import CLOCKS
@@ -41,173 +43,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--version", action="version", version=f"gcstudy {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-
-    prepare = verbs.add_parser(
-        "prepare-data",
-        help="download a data set through torchvision (mnist_5k, glyphs: write it, offline)",
-    )
-    prepare.add_argument(
-        "name",
-        help="data set name (digits, digits_fs, mnist, mnist_5k, fashion_mnist, cifar10, "
-        "cifar100, cifar_fs, glyphs)",
-    )
-    prepare.add_argument("--root", required=True, help="data root folder")
-    prepare.set_defaults(handler=prepare_data)
-
-    show = verbs.add_parser("show-data", help="a figure of example images of each split")
-    show.add_argument("name", help="data set name (e.g. glyphs)")
-    show.add_argument("--root", help="data root folder (not needed for digits)")
-    show.add_argument("--out", required=True, help="image file to write (PNG, PDF, SVG)")
-    show.add_argument("--classes", type=int, default=16, help="classes shown per split")
-    show.set_defaults(handler=show_data)
-
-    train = verbs.add_parser("train", help="train one run (or several) and trace its metrics")
-    train.add_argument("spec", nargs="?", help="run spec YAML (see --example)")
-    train.add_argument("--out", help="run folder (trace.h5, model.pt, ckpt/)")
-    train.add_argument(
-        "--runs",
-        nargs="+",
-        metavar="DIR",
-        help="train these run folders one after another in this process, each from its "
-        "spec.yaml (a failing run fails alone; exit status 1 if any failed)",
-    )
-    train.add_argument(
-        "--table",
-        help="with --runs: take each run's spec from this run table (results/run_table.json; "
-        "run folders under its results/runs) and write it to the folder's spec.yaml first",
-    )
-    train.add_argument(
-        "--settings",
-        help="with --table: after each run, also write the evaluations the run table asks "
-        "for (fewshot.nc, gc_estimators.nc) with these settings (JSON of the config's "
-        "`evaluate`)",
-    )
-    train.add_argument(
-        "--progress-fd",
-        type=int,
-        metavar="FD",
-        help="with --runs: also write the line that the log gets after each run (k of N, "
-        "elapsed, ETA) to the open file descriptor FD (the workflow: 3, Snakemake's stderr)",
-    )
-    train.add_argument("--example", action="store_true", help="print an example run spec")
-    train.set_defaults(handler=train_run)
-
-    evaluate = verbs.add_parser(
-        "evaluate",
-        help="few-shot table / GC-estimator study of a trained run (from RUN_DIR/model.pt)",
-    )
-    evaluate.add_argument("run_dir")
-    evaluate.add_argument("--fewshot", action="store_true", help="write RUN_DIR/fewshot.nc")
-    evaluate.add_argument(
-        "--gc-estimators", action="store_true", help="write RUN_DIR/gc_estimators.nc"
-    )
-    evaluate.add_argument("--settings", help="JSON of the config's `evaluate` settings")
-    evaluate.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    evaluate.set_defaults(handler=evaluate_run)
-
-    runs = verbs.add_parser("runs", help="list the runs of a study config")
-    runs.add_argument("--configfile", required=True)
-    runs.add_argument("--table", help="also write the run table (JSON) to this file")
-    runs.set_defaults(handler=list_runs)
-
-    status = verbs.add_parser(
-        "status",
-        help="a study's progress: runs complete/running/pending/diverged/failed/broken/"
-        "stale, ETA; exit status 0 when finished, 1 when a run needs action, 3 while running",
-    )
-    status.add_argument(
-        "--configfile",
-        nargs="+",
-        default=["config/config.yaml"],
-        help="as for snakemake (default: config/config.yaml)",
-    )
-    status.add_argument("--results", help="results folder (default: the config's `results`)")
-    status.add_argument(
-        "-d", "--directory", default=".", help="working directory, as snakemake's (default: .)"
-    )
-    status.set_defaults(handler=study_status)
-
-    aggregate = verbs.add_parser(
-        "aggregate", help="read every trace and evaluation of a run table into one study file"
-    )
-    aggregate.add_argument("--table", required=True, help="run table (results/run_table.json)")
-    aggregate.add_argument("--runs", required=True, help="folder of run folders (results/runs)")
-    aggregate.add_argument("--out", required=True, help="study file to write (results/study.nc)")
-    aggregate.add_argument(
-        "--skip-bad",
-        action="store_true",
-        help="leave out runs with a missing, corrupt or unfinished file (listed in the report)",
-    )
-    aggregate.add_argument(
-        "--allow-generated",
-        action="store_true",
-        help="read traces written by gcstudy.testing (tests only; the report flags them)",
-    )
-    aggregate.set_defaults(handler=aggregate_runs)
-
-    stats = verbs.add_parser("stats", help="statistics and the claims table from a study file")
-    stats.add_argument("study", help="study file (results/study.nc)")
-    stats.add_argument("--out", required=True, help="output folder (results/stats)")
-    add_stats_settings(stats)
-    stats.set_defaults(handler=stats_run)
-
-    figures = verbs.add_parser("figures", help="the paper's figures from a study file")
-    figures.add_argument("study", help="study file (results/study.nc)")
-    figures.add_argument("--out", required=True, help="output folder (results/figures)")
-    add_stats_settings(figures)
-    figures.set_defaults(handler=figures_run)
-
-    report = verbs.add_parser("report", help="one self-contained HTML report")
-    report.add_argument("study", help="study file (results/study.nc)")
-    report.add_argument("--stats", required=True, help="statistics folder (results/stats)")
-    report.add_argument("--figures", required=True, help="figures folder (results/figures)")
-    report.add_argument("--out", required=True, help="report to write (results/report.html)")
-    report.set_defaults(handler=report_run)
-
-    launch = verbs.add_parser(
-        "launch",
-        help="train the unfinished runs of a config as one submitit job array (SLURM or local)",
-    )
-    launch.add_argument(
-        "--configfile", required=True, nargs="+", help="study config(s), as for snakemake"
-    )
-    launch.add_argument("--executor", default="slurm", choices=("slurm", "local"))
-    launch.add_argument(
-        "--only",
-        action="append",
-        default=[],
-        metavar="SELECTOR",
-        help="a study name or a glob on run ids (repeatable; default: all runs)",
-    )
-    launch.add_argument("--results", help="results folder (default: the config's `results`)")
-    launch.add_argument(
-        "-d", "--directory", default=".", help="working directory, as snakemake's (default: .)"
-    )
-    launch.add_argument("--timeout-min", type=int, help="job time limit (default: as the rule)")
-    launch.add_argument(
-        "--set-resources",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="RULE:KEY=VALUE",
-        help="as for snakemake; the train rule's entries set sbatch options (qos, "
-        "constraint, gpu_model, slurm_partition, slurm_account, slurm_extra, ...)",
-    )
-    launch.add_argument(
-        "--max-timeouts", type=int, default=3, help="requeues allowed per task (default 3)"
-    )
-    launch.add_argument(
-        "--wait", action="store_true", help="wait for the jobs (always with --executor local)"
-    )
-    launch.add_argument(
-        "-n", "--dry-run", action="store_true", help="list the runs to train, submit nothing"
-    )
-    launch.set_defaults(handler=launch_runs)
-
+    for command in COMMANDS:  # the table at the end of this module
+        subparser = verbs.add_parser(command.name, help=command.help)
+        command.arguments(subparser)
+        subparser.set_defaults(handler=command.run)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr
     )
+    return run_command(args, parser)
+
+
+def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Run the chosen subcommand; returns its exit status, or 2 for an error of the input
+    (logged as one line), 128 + the signal on Ctrl-C and on a reader that went away."""
     try:
         status = args.handler(args, parser)
         sys.stdout.flush()  # a reader that went away shows here, not at exit
@@ -225,6 +74,18 @@ def main(argv: list[str] | None = None) -> int:
         # interpreter must not flush into the closed pipe again at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + signal.SIGPIPE  # as a program the pipe's signal ended
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand of ``gcstudy``: its name, its one-line help, the function that adds its
+    arguments to its parser, and the one that runs it (``run(args, parser)``, which returns
+    the exit status; ``parser`` is the top-level one, for ``parser.error``)."""
+
+    name: str
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, argparse.ArgumentParser], int]
 
 
 def add_stats_settings(parser) -> None:
@@ -265,12 +126,30 @@ def stats_settings(args):
     return Settings(args.alpha, args.summary_window, args.permutations, args.seed, args.clocks)
 
 
+def prepare_arguments(prepare: argparse.ArgumentParser) -> None:
+    """The arguments of ``gcstudy prepare-data``."""
+    prepare.add_argument(
+        "name",
+        help="data set name (digits, digits_fs, mnist, mnist_5k, fashion_mnist, cifar10, "
+        "cifar100, cifar_fs, glyphs)",
+    )
+    prepare.add_argument("--root", required=True, help="data root folder")
+
+
 def prepare_data(args, parser) -> int:
     from gcstudy.data import prepare
 
     folder = prepare(args.name, args.root)
     print(f"{args.name}: ready in {folder}")
     return 0
+
+
+def show_arguments(show: argparse.ArgumentParser) -> None:
+    """The arguments of ``gcstudy show-data``."""
+    show.add_argument("name", help="data set name (e.g. glyphs)")
+    show.add_argument("--root", help="data root folder (not needed for digits)")
+    show.add_argument("--out", required=True, help="image file to write (PNG, PDF, SVG)")
+    show.add_argument("--classes", type=int, default=16, help="classes shown per split")
 
 
 def show_data(args, parser) -> int:
@@ -280,9 +159,40 @@ def show_data(args, parser) -> int:
     return 0
 
 
+def train_arguments(train: argparse.ArgumentParser) -> None:
+    """The arguments of ``gcstudy train``."""
+    train.add_argument("spec", nargs="?", help="run spec YAML (see --example)")
+    train.add_argument("--out", help="run folder (trace.h5, model.pt, ckpt/)")
+    train.add_argument(
+        "--runs",
+        nargs="+",
+        metavar="DIR",
+        help="train these run folders one after another in this process, each from its "
+        "spec.yaml (a failing run fails alone; exit status 1 if any failed)",
+    )
+    train.add_argument(
+        "--table",
+        help="with --runs: take each run's spec from this run table (results/run_table.json; "
+        "run folders under its results/runs) and write it to the folder's spec.yaml first",
+    )
+    train.add_argument(
+        "--settings",
+        help="with --table: after each run, also write the evaluations the run table asks "
+        "for (fewshot.nc, gc_estimators.nc) with these settings (JSON of the config's "
+        "`evaluate`)",
+    )
+    train.add_argument(
+        "--progress-fd",
+        type=int,
+        metavar="FD",
+        help="with --runs: also write the line that the log gets after each run (k of N, "
+        "elapsed, ETA) to the open file descriptor FD (the workflow: 3, Snakemake's stderr)",
+    )
+    train.add_argument("--example", action="store_true", help="print an example run spec")
+
+
 def train_run(args, parser) -> int:
-    from gcstudy import yamlio
-    from gcstudy.spec import RunSpec, example_yaml
+    from gcstudy.spec import example_yaml
 
     if args.example:
         sys.stdout.write(example_yaml())
@@ -291,45 +201,15 @@ def train_run(args, parser) -> int:
         parser.error("train takes either RUN.yaml --out DIR or --runs DIR ...")
     if not args.runs and not (args.spec and args.out):
         parser.error("train needs RUN.yaml and --out DIR (or --runs DIR ..., or --example)")
-    from pathlib import Path
-
-    from gcstudy.train import Interrupted, run, run_many
-
-    def read_spec(path):
-        return RunSpec.from_dict(yamlio.load(path) or {}, source=str(path))
-
     if args.settings and not args.table:
         parser.error("train --settings needs --table (the run table says what to evaluate)")
+    from gcstudy.train import Interrupted, run
+
     try:
         if not args.runs:
             print(run(read_spec(args.spec), args.out, progress=not args.quiet))
             return 0
-        evaluations = {}
-        if args.table:
-            from gcstudy import config
-
-            evaluations = config.write_specs(args.table, args.runs)
-        # every spec is checked before any run starts
-        runs = [(read_spec(Path(folder) / "spec.yaml"), Path(folder)) for folder in args.runs]
-        then = None
-        if args.settings:
-            from gcstudy.evaluate import EvaluationSettings, evaluate
-
-            settings = EvaluationSettings.from_dict(json.loads(args.settings))
-
-            def then(out: Path) -> None:
-                wanted = evaluations[str(out)]
-                kinds = ("fewshot" in wanted, "gc_estimators" in wanted)
-                if any(kinds):
-                    for path in evaluate(out, *kinds, settings):
-                        log.info("wrote %s", path)
-
-        # written through the inherited descriptor, not reopened: a file behind it keeps
-        # one offset for Snakemake's lines and these
-        fd = args.progress_fd
-        with open(fd, "w", buffering=1, closefd=False) if fd else nullcontext() as to:
-            announce = (lambda line: print(line, file=to)) if to else None
-            outcomes = run_many(runs, progress=not args.quiet, then=then, announce=announce)
+        outcomes = train_runs(args)
     except Interrupted as stop:
         log.warning("%s", stop)
         return 128 + stop.signum
@@ -339,6 +219,67 @@ def train_run(args, parser) -> int:
     if failed:
         log.error("%d of %d runs failed: %s", len(failed), len(outcomes), ", ".join(failed))
     return 1 if failed else 0
+
+
+def read_spec(path):
+    """The run spec in the YAML file ``path`` (errors name the file)."""
+    from gcstudy import yamlio
+    from gcstudy.spec import RunSpec
+
+    return RunSpec.from_dict(yamlio.load(path) or {}, source=str(path))
+
+
+def train_runs(args) -> dict[Path, str]:
+    """``train --runs``: the run folders' specs (written from ``--table`` first, when given),
+    every one checked before any run starts, then the runs trained one after another in
+    this process (``run_many``); returns each folder's outcome."""
+    from gcstudy.train import run_many
+
+    evaluations = {}
+    if args.table:
+        from gcstudy import config
+
+        evaluations = config.write_specs(args.table, args.runs)
+    # every spec is checked before any run starts
+    runs = [(read_spec(Path(folder) / "spec.yaml"), Path(folder)) for folder in args.runs]
+    then = evaluate_after(evaluations, args.settings) if args.settings else None
+    # written through the inherited descriptor, not reopened: a file behind it keeps
+    # one offset for Snakemake's lines and these
+    fd = args.progress_fd
+    with open(fd, "w", buffering=1, closefd=False) if fd else nullcontext() as to:
+        announce = (lambda line: print(line, file=to)) if to else None
+        return run_many(runs, progress=not args.quiet, then=then, announce=announce)
+
+
+def evaluate_after(
+    evaluations: dict[str, tuple[str, ...]], settings_json: str
+) -> Callable[[Path], None]:
+    """What ``run_many`` calls after each run (``then``): write the evaluations the run
+    table asks for in ``evaluations[run folder]`` with the settings ``settings_json`` (JSON
+    of the config's ``evaluate``)."""
+    from gcstudy.evaluate import EvaluationSettings, evaluate
+
+    settings = EvaluationSettings.from_dict(json.loads(settings_json))
+
+    def then(out: Path) -> None:
+        wanted = evaluations[str(out)]
+        kinds = ("fewshot" in wanted, "gc_estimators" in wanted)
+        if any(kinds):
+            for path in evaluate(out, *kinds, settings):
+                log.info("wrote %s", path)
+
+    return then
+
+
+def evaluate_arguments(evaluate: argparse.ArgumentParser) -> None:
+    """The arguments of ``gcstudy evaluate``."""
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--fewshot", action="store_true", help="write RUN_DIR/fewshot.nc")
+    evaluate.add_argument(
+        "--gc-estimators", action="store_true", help="write RUN_DIR/gc_estimators.nc"
+    )
+    evaluate.add_argument("--settings", help="JSON of the config's `evaluate` settings")
+    evaluate.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
 
 
 def evaluate_run(args, parser) -> int:
@@ -352,6 +293,12 @@ def evaluate_run(args, parser) -> int:
     for path in evaluate(args.run_dir, args.fewshot, args.gc_estimators, settings, args.device):
         print(path)
     return 0
+
+
+def runs_arguments(runs: argparse.ArgumentParser) -> None:
+    """The arguments of ``gcstudy runs``."""
+    runs.add_argument("--configfile", required=True)
+    runs.add_argument("--table", help="also write the run table (JSON) to this file")
 
 
 def list_runs(args, parser) -> int:
@@ -389,6 +336,20 @@ def expected_time(config: dict, runs: list) -> str:
     )
 
 
+def status_arguments(status: argparse.ArgumentParser) -> None:
+    """The arguments of ``gcstudy status``."""
+    status.add_argument(
+        "--configfile",
+        nargs="+",
+        default=["config/config.yaml"],
+        help="as for snakemake (default: config/config.yaml)",
+    )
+    status.add_argument("--results", help="results folder (default: the config's `results`)")
+    status.add_argument(
+        "-d", "--directory", default=".", help="working directory, as snakemake's (default: .)"
+    )
+
+
 def study_status(args, parser) -> int:
     from gcstudy import config as study_config
     from gcstudy import status
@@ -398,6 +359,23 @@ def study_status(args, parser) -> int:
     found = status.survey(study_config.expand(config), results)
     print(status.render(found))
     return status.exit_status(found)
+
+
+def aggregate_arguments(aggregate: argparse.ArgumentParser) -> None:
+    """The arguments of ``gcstudy aggregate``."""
+    aggregate.add_argument("--table", required=True, help="run table (results/run_table.json)")
+    aggregate.add_argument("--runs", required=True, help="folder of run folders (results/runs)")
+    aggregate.add_argument("--out", required=True, help="study file to write (results/study.nc)")
+    aggregate.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="leave out runs with a missing, corrupt or unfinished file (listed in the report)",
+    )
+    aggregate.add_argument(
+        "--allow-generated",
+        action="store_true",
+        help="read traces written by gcstudy.testing (tests only; the report flags them)",
+    )
 
 
 def aggregate_runs(args, parser) -> int:
@@ -417,12 +395,26 @@ def aggregate_runs(args, parser) -> int:
     return 0
 
 
+def stats_arguments(stats: argparse.ArgumentParser) -> None:
+    """The arguments of ``gcstudy stats``."""
+    stats.add_argument("study", help="study file (results/study.nc)")
+    stats.add_argument("--out", required=True, help="output folder (results/stats)")
+    add_stats_settings(stats)
+
+
 def stats_run(args, parser) -> int:
     from gcstudy.analysis import stats
 
     written = stats.run(args.study, args.out, stats_settings(args))
     print(f"{args.out}: {len(written)} files")
     return 0
+
+
+def figures_arguments(figures: argparse.ArgumentParser) -> None:
+    """The arguments of ``gcstudy figures``."""
+    figures.add_argument("study", help="study file (results/study.nc)")
+    figures.add_argument("--out", required=True, help="output folder (results/figures)")
+    add_stats_settings(figures)
 
 
 def figures_run(args, parser) -> int:
@@ -433,11 +425,57 @@ def figures_run(args, parser) -> int:
     return 0
 
 
+def report_arguments(report: argparse.ArgumentParser) -> None:
+    """The arguments of ``gcstudy report``."""
+    report.add_argument("study", help="study file (results/study.nc)")
+    report.add_argument("--stats", required=True, help="statistics folder (results/stats)")
+    report.add_argument("--figures", required=True, help="figures folder (results/figures)")
+    report.add_argument("--out", required=True, help="report to write (results/report.html)")
+
+
 def report_run(args, parser) -> int:
     from gcstudy.analysis import report
 
     print(report.run(args.study, args.stats, args.figures, args.out))
     return 0
+
+
+def launch_arguments(launch: argparse.ArgumentParser) -> None:
+    """The arguments of ``gcstudy launch``."""
+    launch.add_argument(
+        "--configfile", required=True, nargs="+", help="study config(s), as for snakemake"
+    )
+    launch.add_argument("--executor", default="slurm", choices=("slurm", "local"))
+    launch.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="SELECTOR",
+        help="a study name or a glob on run ids (repeatable; default: all runs)",
+    )
+    launch.add_argument("--results", help="results folder (default: the config's `results`)")
+    launch.add_argument(
+        "-d", "--directory", default=".", help="working directory, as snakemake's (default: .)"
+    )
+    launch.add_argument("--timeout-min", type=int, help="job time limit (default: as the rule)")
+    launch.add_argument(
+        "--set-resources",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="RULE:KEY=VALUE",
+        help="as for snakemake; the train rule's entries set sbatch options (qos, "
+        "constraint, gpu_model, slurm_partition, slurm_account, slurm_extra, ...)",
+    )
+    launch.add_argument(
+        "--max-timeouts", type=int, default=3, help="requeues allowed per task (default 3)"
+    )
+    launch.add_argument(
+        "--wait", action="store_true", help="wait for the jobs (always with --executor local)"
+    )
+    launch.add_argument(
+        "-n", "--dry-run", action="store_true", help="list the runs to train, submit nothing"
+    )
 
 
 def launch_runs(args, parser) -> int:
@@ -491,6 +529,52 @@ def launch_runs(args, parser) -> int:
         log.error("job %s: %s: %s", outcome["job"], outcome["state"], outcome["error"])
     print(f"{len(outcomes) - len(failed)} runs finished, {len(failed)} failed")
     return 1 if failed else 0
+
+
+# The subcommands, in the order ``gcstudy --help`` lists them.
+COMMANDS = (
+    Command(
+        "prepare-data",
+        "download a data set through torchvision (mnist_5k, glyphs: write it, offline)",
+        prepare_arguments,
+        prepare_data,
+    ),
+    Command("show-data", "a figure of example images of each split", show_arguments, show_data),
+    Command(
+        "train", "train one run (or several) and trace its metrics", train_arguments, train_run
+    ),
+    Command(
+        "evaluate",
+        "few-shot table / GC-estimator study of a trained run (from RUN_DIR/model.pt)",
+        evaluate_arguments,
+        evaluate_run,
+    ),
+    Command("runs", "list the runs of a study config", runs_arguments, list_runs),
+    Command(
+        "status",
+        "a study's progress: runs complete/running/pending/diverged/failed/broken/"
+        "stale, ETA; exit status 0 when finished, 1 when a run needs action, 3 while running",
+        status_arguments,
+        study_status,
+    ),
+    Command(
+        "aggregate",
+        "read every trace and evaluation of a run table into one study file",
+        aggregate_arguments,
+        aggregate_runs,
+    ),
+    Command(
+        "stats", "statistics and the claims table from a study file", stats_arguments, stats_run
+    ),
+    Command("figures", "the paper's figures from a study file", figures_arguments, figures_run),
+    Command("report", "one self-contained HTML report", report_arguments, report_run),
+    Command(
+        "launch",
+        "train the unfinished runs of a config as one submitit job array (SLURM or local)",
+        launch_arguments,
+        launch_runs,
+    ),
+)
 
 
 if __name__ == "__main__":

@@ -480,13 +480,12 @@ def _check_study(name: str, study: Any, defaults: dict, source: str) -> None:
             f"{', '.join(EXPERIMENTS)}"
         )
     _check_mapping(study.get("base", {}), f"{where}.base")
-    for key in ("base",):
-        clash = [k for k in ("model", "width", "dataset", "seed") if k in study.get(key, {})]
-        if clash:
-            raise ConfigError(
-                f"{where}.base.{clash[0]}: set it on the study (model, width, "
-                "dataset) or in seeds, not in base"
-            )
+    clash = [k for k in ("model", "width", "dataset", "seed") if k in study.get("base", {})]
+    if clash:
+        raise ConfigError(
+            f"{where}.base.{clash[0]}: set it on the study (model, width, "
+            "dataset) or in seeds, not in base"
+        )
     base = {**defaults, **study.get("base", {})}
     base.update({k: study[k] for k in ("model", "width", "dataset") if k in study})
     base_spec = _as_spec(base, f"{where} (base with defaults)")

@@ -112,7 +112,11 @@ def fewshot_table(
 def gc_estimator_study(
     model, spec: RunSpec, data: RunData, settings: EvaluationSettings, diverged: bool
 ) -> xr.Dataset:
-    """Exact GC and repeated estimates per (estimator, budget) setting on a fixed sample."""
+    """Exact GC and repeated estimates per (estimator, budget) setting on a fixed sample:
+    ``settings.gc_examples`` training examples stratified by class (generator seeded with
+    ``spec.sample_seed + 1``), ``settings.gc_repeats`` estimates per setting (NaN for a
+    diverged run). GC: the mean over examples of ``||J_f(x)||_F^2``, the embedding's
+    Jacobian on normalised inputs (units "1" in the file)."""
     sample = stratified_sample(
         data.train_targets.cpu(),
         settings.gc_examples,
@@ -122,34 +126,63 @@ def gc_estimator_study(
     settings_list = [
         (name, float(b)) for name, budgets in settings.budgets.items() for b in budgets
     ]
-    shape = (len(settings_list), settings.gc_repeats)
-    estimate, stderr = np.full(shape, np.nan), np.full(shape, np.nan)
-    cost, seconds = np.full(len(settings_list), np.nan), np.full(len(settings_list), np.nan)
-    exact_value = exact_stderr = np.nan
-    if not diverged:
-        exact = per_example_gc(model.embed, x, "exact")
-        summary = summarise(exact, "exact")
-        exact_value, exact_stderr = summary.value, summary.stderr
-        outputs = model.embedding_dim
-        for k, (name, budget) in enumerate(settings_list):
-            start = time.perf_counter()
-            for r in range(settings.gc_repeats):
-                seed = probe_seed(spec, 10_000 * (k + 1) + r)
-                result = _one_estimate(model, x, exact, name, budget, seed)
-                estimate[k, r], stderr[k, r] = result.value, result.stderr
-            seconds[k] = (time.perf_counter() - start) / settings.gc_repeats
-            cost[k] = _cost_per_example(name, budget, outputs, x[0].numel(), len(x))
-    names = [n for n, _ in settings_list]
+    if diverged:
+        values = _no_estimates(len(settings_list), settings.gc_repeats)
+    else:
+        values = _estimates(model, spec, x, settings_list, settings.gc_repeats)
+    return _estimator_dataset(values, settings_list, len(x), int(model.embedding_dim))
+
+
+def _no_estimates(settings: int, repeats: int) -> dict:
+    """The values of ``_estimates``, all NaN: ``estimate`` and ``reported_stderr`` (setting
+    x repeat), ``cost`` and ``seconds`` (setting), ``exact`` and ``exact_stderr``."""
+    return {
+        "estimate": np.full((settings, repeats), np.nan),
+        "reported_stderr": np.full((settings, repeats), np.nan),
+        "cost": np.full(settings, np.nan),
+        "seconds": np.full(settings, np.nan),
+        "exact": np.nan,
+        "exact_stderr": np.nan,
+    }
+
+
+def _estimates(model, spec: RunSpec, x: torch.Tensor, settings_list: list, repeats: int) -> dict:
+    """The exact GC of the sample ``x`` (mean over its examples of ``||J_f(x_i)||_F^2``) with
+    its sampling error, and for setting ``k`` = (estimator, budget) of ``settings_list``:
+    ``repeats`` estimates (repeat ``r`` seeded by ``probe_seed(spec, 10000 (k + 1) + r)``)
+    with the standard error each reported, the mean wall-clock seconds per estimate, and the
+    cost in products per example (``_cost_per_example``)."""
+    values = _no_estimates(len(settings_list), repeats)
+    exact = per_example_gc(model.embed, x, "exact")
+    summary = summarise(exact, "exact")
+    values["exact"], values["exact_stderr"] = summary.value, summary.stderr
+    outputs = model.embedding_dim
+    for k, (name, budget) in enumerate(settings_list):
+        start = time.perf_counter()
+        for r in range(repeats):
+            seed = probe_seed(spec, 10_000 * (k + 1) + r)
+            result = _one_estimate(model, x, exact, name, budget, seed)
+            values["estimate"][k, r], values["reported_stderr"][k, r] = result.value, result.stderr
+        values["seconds"][k] = (time.perf_counter() - start) / repeats
+        values["cost"][k] = _cost_per_example(name, budget, outputs, x[0].numel(), len(x))
+    return values
+
+
+def _estimator_dataset(
+    values: dict, settings_list: list, examples: int, outputs: int
+) -> xr.Dataset:
+    """The GC-estimator study file's dataset: ``values`` (see ``_no_estimates``) with their
+    units and descriptions, one ``setting`` per (estimator, budget) of ``settings_list``."""
     return xr.Dataset(
         {
             "estimate": (
                 ("setting", "repeat"),
-                estimate,
+                values["estimate"],
                 {"units": "1", "long_name": "GC estimate"},
             ),
             "reported_stderr": (
                 ("setting", "repeat"),
-                stderr,
+                values["reported_stderr"],
                 {
                     "units": "1",
                     "long_name": "standard error it reported",
@@ -162,27 +195,31 @@ def gc_estimator_study(
             ),
             "cost": (
                 "setting",
-                cost,
+                values["cost"],
                 {
                     "units": "products per example",
                     "long_name": "VJPs or JVPs per example (examples: fraction of the exact cost)",
                 },
             ),
-            "seconds": ("setting", seconds, {"units": "s", "long_name": "time per estimate"}),
-            "exact": ((), exact_value, {"units": "1", "long_name": "exact GC of the sample"}),
+            "seconds": (
+                "setting",
+                values["seconds"],
+                {"units": "s", "long_name": "time per estimate"},
+            ),
+            "exact": ((), values["exact"], {"units": "1", "long_name": "exact GC of the sample"}),
             "exact_stderr": (
                 (),
-                exact_stderr,
+                values["exact_stderr"],
                 {"units": "1", "long_name": "sampling error of exact GC"},
             ),
         },
         coords={
             "setting": np.arange(len(settings_list)),
-            "repeat": np.arange(shape[1]),
-            "estimator": ("setting", names),
+            "repeat": np.arange(values["estimate"].shape[1]),
+            "estimator": ("setting", [n for n, _ in settings_list]),
             "budget": ("setting", [b for _, b in settings_list]),
         },
-        attrs={"examples": len(x), "outputs": int(model.embedding_dim)},
+        attrs={"examples": examples, "outputs": outputs},
     )
 
 

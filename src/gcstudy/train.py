@@ -51,6 +51,7 @@ import signal
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -101,21 +102,9 @@ def run(
     entered = time.perf_counter()
     out = Path(out)
     runlock.acquire(out)  # one writer per run folder: a live second trainer is refused
-    trace_path = out / "trace.h5"
-    problems = {name: runfiles.problem(out / name) for name in runfiles.TRAINED}
-    if not any(problems.values()):
-        finished = traces.status(trace_path)
-        log.info("%s is already %s; nothing to do", trace_path, finished)
+    finished = finished_status(out, spec, keep_result)
+    if finished is not None:
         return finished
-    if any(problem != "missing" for problem in problems.values()):
-        broken = "; ".join(f"{name}: {problem}" for name, problem in problems.items() if problem)
-        log.warning("the result in %s is broken (%s): training the run again", out, broken)
-        for name in runfiles.TRAINED:
-            runfiles.remove(out / name)
-    if keep_result:
-        restored = restore_result(out, spec)
-        if restored:
-            return restored
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(spec.device)
     if device.type == "cpu":
@@ -125,7 +114,73 @@ def run(
         check_same_spec(saved["spec"], spec, out)
     data = load_run_data(spec, device)
     model, optimizer = model_and_optimizer(spec, data, device)
-    state = {
+    start = starting_point(saved, model, optimizer, out, spec)
+    start["segments"].append(segment(start["step"], device))
+    poincare = poincare_constant(data, spec)
+    attrs = trace_attributes(spec, data, device, poincare, start)
+    training = Training(spec, out, model, optimizer, data, poincare, attrs, start["phase_seconds"])
+    training.phases["start_up"] += time.perf_counter() - entered
+    end = train_loop(training, start, progress)
+    write_result(training, end, keep_result)
+    return end.status
+
+
+PHASES = ("start_up", "training", "evaluation", "checkpointing")  # see phase_seconds above
+
+
+@dataclass(frozen=True)
+class Training:
+    """What one run's training loop works with and never rebinds: the spec, the run folder,
+    the network and its optimizer (their weights change in place), the data, the Poincare
+    constant of the data (for ``measure``), the trace attributes (``trace_attributes``;
+    ``started_at`` and ``segments`` go into every checkpoint from there) and ``phases``, the
+    run's wall-clock seconds per phase (``PHASES``), added to in place by ``timed``."""
+
+    spec: RunSpec
+    out: Path
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    data: RunData
+    poincare: float
+    attrs: dict
+    phases: dict[str, float]
+
+
+@dataclass(frozen=True)
+class LoopEnd:
+    """Where ``train_loop`` stopped: the status ("complete" or "diverged"), the number of
+    SGD steps done, the trace records (one dict per evaluation step) and the CPU seconds
+    spent in the loop over all segments (the trace's ``cpu_seconds``)."""
+
+    status: str
+    step: int
+    records: list[dict]
+    cpu_seconds: float
+
+
+def finished_status(out: Path, spec: RunSpec, keep_result: bool) -> str | None:
+    """The status of the finished result in ``out`` (or restored from the kept copy with
+    ``keep_result``), or None when the run must be trained; a broken or half result is
+    removed first."""
+    problems = {name: runfiles.problem(out / name) for name in runfiles.TRAINED}
+    if not any(problems.values()):
+        finished = traces.status(out / "trace.h5")
+        log.info("%s is already %s; nothing to do", out / "trace.h5", finished)
+        return finished
+    if any(problem != "missing" for problem in problems.values()):
+        broken = "; ".join(f"{name}: {problem}" for name, problem in problems.items() if problem)
+        log.warning("the result in %s is broken (%s): training the run again", out, broken)
+        for name in runfiles.TRAINED:
+            runfiles.remove(out / name)
+    return restore_result(out, spec) if keep_result else None
+
+
+def starting_point(saved: dict | None, model, optimizer, out: Path, spec: RunSpec) -> dict:
+    """The state the loop starts from: step 0 and no records, or the checkpoint ``saved``
+    (whose weights and optimizer state are loaded into ``model`` and ``optimizer``). Keys:
+    ``step``, ``records``, ``wall_time`` and ``cpu_time`` (seconds in the loop so far),
+    ``started_at``, ``phase_seconds`` and ``segments``."""
+    start = {
         "step": 0,
         "records": [],
         "wall_time": 0.0,
@@ -134,40 +189,39 @@ def run(
         "phase_seconds": dict.fromkeys(PHASES, 0.0),
         "segments": [],
     }
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        state = {k: saved.get(k, state[k]) for k in state}  # older checkpoints lack some
-        log.info("%s: resuming at step %d, training to %d", out, state["step"], spec.steps)
-    else:
+    if saved is None:
         log.info("%s: training from step 0 to %d", out, spec.steps)
-    state["segments"].append(segment(state["step"], device))
-    poincare = poincare_constant(data, spec)
-    attrs = trace_attributes(spec, data, device, poincare, state)
-    phases = state["phase_seconds"]
-    phases["start_up"] += time.perf_counter() - entered
-    status = train_loop(model, optimizer, data, spec, state, out, attrs, poincare, progress)
+        return start
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    start = {k: saved.get(k, start[k]) for k in start}  # older checkpoints lack some
+    log.info("%s: resuming at step %d, training to %d", out, start["step"], spec.steps)
+    return start
+
+
+def write_result(training: Training, end: LoopEnd, keep_result: bool) -> None:
+    """Write the final weights and the finished trace, each sealed, and remove what only a
+    running run needs (the running trace, the progress file, the checkpoints)."""
+    out, phases = training.out, training.phases
     with timed(phases, "checkpointing"):
-        write_model(out / "model.pt", model, spec, data, status, state["step"])
+        write_model(
+            out / "model.pt", training.model, training.spec, training.data, end.status, end.step
+        )
         runfiles.seal(out / "model.pt")
     finished = {
-        **attrs,
+        **training.attrs,
         "finished_at": provenance.now(),
         "phase_seconds": phases,
-        "cpu_seconds": state["cpu_time"],
+        "cpu_seconds": end.cpu_seconds,
     }
-    write_trace(trace_path, state["records"], data, finished, status)
-    runfiles.seal(trace_path)
+    write_trace(out / "trace.h5", end.records, training.data, finished, end.status)
+    runfiles.seal(out / "trace.h5")
     (out / "trace.running.h5").unlink(missing_ok=True)
     (out / PROGRESS_NAME).unlink(missing_ok=True)
     shutil.rmtree(out / "ckpt", ignore_errors=True)
     if keep_result:
         keep(out)
-    log.info("run %s: %s after %d steps -> %s", out.name, status, state["step"], trace_path)
-    return status
-
-
-PHASES = ("start_up", "training", "evaluation", "checkpointing")  # see phase_seconds above
+    log.info("run %s: %s after %d steps -> %s", out.name, end.status, end.step, out / "trace.h5")
 
 
 def model_and_optimizer(spec: RunSpec, data: RunData, device: torch.device):
@@ -291,89 +345,110 @@ class JobProgress:
         )
 
 
-def train_loop(model, optimizer, data, spec, state, out, attrs, poincare, progress) -> str:
-    """SGD from ``state['step']`` to ``spec.steps``, measuring at the evaluation steps;
-    returns "complete" or "diverged". ``state`` is updated in place; ``state['cpu_time']``
-    adds up the CPU seconds this process spends in the loop (training and measuring, the
-    final evaluation included: the trace's ``cpu_seconds``)."""
+def train_loop(training: Training, start: dict, progress: bool) -> LoopEnd:
+    """SGD from ``start['step']`` to ``spec.steps``, measuring at the evaluation steps (the
+    step's record is appended to the records of ``start``). Wall-clock and CPU seconds
+    continue from ``start['wall_time']`` and ``start['cpu_time']``: the CPU seconds that
+    come back add up what this process spends in the loop (training and measuring, the
+    final evaluation included: the trace's ``cpu_seconds``). Checkpoints every
+    ``spec.checkpoint_every`` steps, and on a stop signal before raising ``Interrupted``."""
+    spec, model, out, phases = training.spec, training.model, training.out, training.phases
+    step, records = start["step"], start["records"]
     evaluation_steps = set(spec.evaluation_steps)
-    device = data.train_images.device
-    autocast = autocast_dtype(spec, device)
-    phases = state["phase_seconds"]
-    step_fn = make_step(model, spec, autocast)
-    clock = time.perf_counter() - state["wall_time"]
-    cpu_clock = time.process_time() - state["cpu_time"]
-    bar = tqdm(
-        total=spec.steps,
-        initial=state["step"],
-        disable=not progress,
-        unit="step",
-        dynamic_ncols=True,
-        mininterval=1.0,
-        desc=out.name,
-    )
+    device = training.data.train_images.device
+    forward = make_step(model, spec, autocast_dtype(spec, device))
+    clock = time.perf_counter() - start["wall_time"]
+    cpu_clock = time.process_time() - start["cpu_time"]
+    bar = progress_bar(spec.steps, step, out.name, progress)
     shown: dict[str, str] = {}  # latest loss and measurements, shown after the bar
     progress_at = time.perf_counter()  # when progress.json was last written (gcstudy.status)
     with catch_signals() as received:
         while True:
-            step = state["step"]
-            state["wall_time"] = time.perf_counter() - clock
-            state["cpu_time"] = time.process_time() - cpu_clock
-            recorded = state["records"] and state["records"][-1]["step"] == step
-            if step in evaluation_steps and not recorded:
+            wall_time, cpu_time = time.perf_counter() - clock, time.process_time() - cpu_clock
+            if step in evaluation_steps and not (records and records[-1]["step"] == step):
                 with timed(phases, "evaluation"):
-                    if not all(p.isfinite().all() for p in model.parameters()):
-                        log.warning("non-finite weights at step %d: the run diverged", step)
-                        return "diverged"
-                    record = measure(model, data, spec, step, poincare)
-                    state["records"].append(
-                        {
-                            "step": step,
-                            "examples_seen": step * spec.batch_size,
-                            "wall_time": state["wall_time"],
-                            **record,
-                        }
+                    record = trace_record(training, step, wall_time)
+                    if record is None:
+                        return LoopEnd("diverged", step, records, cpu_time)
+                    records.append(record)
+                    write_trace(
+                        out / "trace.running.h5", records, training.data, training.attrs, "running"
                     )
-                    write_trace(out / "trace.running.h5", state["records"], data, attrs, "running")
                 shown.update(
                     test_acc=f"{record['test_accuracy']:.3f}",
                     gc=f"{record['gc']:.3g}",
                     nc=f"{record['nc_train']:.3g}",
                 )
             if step == spec.steps:
-                state["cpu_time"] = time.process_time() - cpu_clock
-                return "complete"
+                return LoopEnd("complete", step, records, time.process_time() - cpu_clock)
             with timed(phases, "training"):
-                loss = train_step(model, optimizer, data, spec, step, step_fn)
+                loss = train_step(model, training.optimizer, training.data, spec, step, forward)
                 if step + 1 in evaluation_steps or (step + 1) % spec.checkpoint_every == 0:
                     finish_queued_work(device)
             if not math.isfinite(loss):
                 log.warning("non-finite loss %s at step %d: the run diverged", loss, step)
-                return "diverged"
-            state["step"] = step + 1
+                return LoopEnd("diverged", step, records, cpu_time)
+            step += 1
             bar.update(1)
             shown["loss"] = f"{loss:.3f}"
             bar.set_postfix(shown, refresh=False)
             if time.perf_counter() - progress_at >= PROGRESS_SECONDS:
                 progress_at = time.perf_counter()
-                record_progress(out, state["step"], progress_at - clock)
-            if received or state["step"] % spec.checkpoint_every == 0:
-                state["wall_time"] = time.perf_counter() - clock
-                state["cpu_time"] = time.process_time() - cpu_clock
+                record_progress(out, step, progress_at - clock)
+            if received or step % spec.checkpoint_every == 0:
+                wall_time, cpu_time = time.perf_counter() - clock, time.process_time() - cpu_clock
                 with timed(phases, "checkpointing"):
-                    checkpoints.save(
-                        out / "ckpt",
-                        state["step"],
-                        {
-                            "model": model.state_dict(),
-                            "optimizer": optimizer.state_dict(),
-                            "spec": spec.to_dict(),
-                            **{k: v for k, v in state.items() if k != "step"},
-                        },
-                    )
+                    save_checkpoint(training, step, records, wall_time, cpu_time)
             if received:
                 bar.close()
-                raise Interrupted(received[0], state["step"], tuple(received))
+                raise Interrupted(received[0], step, tuple(received))
+
+
+def progress_bar(steps: int, step: int, name: str, shown: bool) -> tqdm:
+    """The run's progress bar in steps, from ``step`` of ``steps`` (hidden unless ``shown``)."""
+    return tqdm(
+        total=steps,
+        initial=step,
+        disable=not shown,
+        unit="step",
+        dynamic_ncols=True,
+        mininterval=1.0,
+        desc=name,
+    )
+
+
+def trace_record(training: Training, step: int, wall_time: float) -> dict | None:
+    """The trace record of ``step`` (``measure``'s metrics, the examples seen and the
+    wall-clock seconds in the loop so far), or None when a weight is not finite (the run
+    diverged)."""
+    model, spec = training.model, training.spec
+    if not all(p.isfinite().all() for p in model.parameters()):
+        log.warning("non-finite weights at step %d: the run diverged", step)
+        return None
+    record = measure(model, training.data, spec, step, training.poincare)
+    return {"step": step, "examples_seen": step * spec.batch_size, "wall_time": wall_time, **record}
+
+
+def save_checkpoint(
+    training: Training, step: int, records: list, wall_time: float, cpu_time: float
+) -> None:
+    """A checkpoint at ``step``: weights, optimizer state, spec and everything ``run`` needs
+    to resume (``starting_point`` reads it back)."""
+    checkpoints.save(
+        training.out / "ckpt",
+        step,
+        {
+            "model": training.model.state_dict(),
+            "optimizer": training.optimizer.state_dict(),
+            "spec": training.spec.to_dict(),
+            "records": records,
+            "wall_time": wall_time,
+            "cpu_time": cpu_time,
+            "started_at": training.attrs["started_at"],
+            "phase_seconds": training.phases,
+            "segments": training.attrs["segments"],
+        },
+    )
 
 
 def make_step(model, spec: RunSpec, autocast: torch.dtype | None):

@@ -126,20 +126,8 @@ def ncc_bound(
         ValueError: ``num_classes < 2``, negative/NaN values, ``shots < 1``, or
             ``geometric_collapse`` without ``poincare_constant``.
     """
-    if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-    num_classes = int(num_classes)
-    factor = 4.0 * (num_classes - 1)
-    if shots is not None:
-        if isinstance(shots, bool) or int(shots) != shots or shots < 1:
-            raise ValueError(f"shots must be an integer >= 1, got {shots!r}")
-        shots = int(shots)
-        factor *= 1.0 + 1.0 / shots
-
-    cdnv_bound = None
-    if nc is not None:
-        cdnv_bound = factor * _non_negative("nc", nc)
-
+    num_classes, shots, factor = _bound_factor(num_classes, shots)
+    cdnv_bound = None if nc is None else factor * _non_negative("nc", nc)
     gc_bound, constant = None, None
     if geometric_collapse is not None:
         if poincare_constant is None:
@@ -151,7 +139,6 @@ def ncc_bound(
         gc_bound = factor * constant * _non_negative("geometric_collapse", geometric_collapse)
     elif poincare_constant is not None:
         constant = _as_constant(poincare_constant)
-
     return NCCBound(
         num_classes=num_classes,
         cdnv=cdnv_bound,
@@ -159,6 +146,22 @@ def ncc_bound(
         poincare_constant=constant,
         shots=shots,
     )
+
+
+def _bound_factor(num_classes: int, shots: int | None) -> tuple[int, int | None, float]:
+    """``(C, shots, factor)``: the checked class count and shots, and the factor both bounds
+    share, ``4 (C - 1)`` (steps 1-4 of the module docstring), times ``1 + 1/shots`` for
+    class means estimated from ``shots`` support examples (step 6)."""
+    if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    num_classes = int(num_classes)
+    factor = 4.0 * (num_classes - 1)
+    if shots is not None:
+        if isinstance(shots, bool) or int(shots) != shots or shots < 1:
+            raise ValueError(f"shots must be an integer >= 1, got {shots!r}")
+        shots = int(shots)
+        factor *= 1.0 + 1.0 / shots
+    return num_classes, shots, factor
 
 
 def _top_eigenvalue_gram(x: Tensor, rtol: float = 1e-13, check_every: int = 5) -> float:

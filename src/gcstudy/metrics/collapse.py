@@ -374,23 +374,36 @@ def ncc_error(
             f"train features have d = {stats.means.shape[1]} but test features have "
             f"d = {test_features.shape[1]}"
         )
-    classes = stats.classes.to(test_labels.device)
-    pos = torch.searchsorted(classes, test_labels).clamp_(max=classes.numel() - 1)
-    known = classes[pos] == test_labels
+    pos = _class_positions(stats.classes.to(test_labels.device), test_labels)
+    wrong = _nearest_mean_mistakes(stats.means, test_features, pos, chunk_size)
+    return wrong / test_features.shape[0]
+
+
+def _class_positions(classes: Tensor, labels: Tensor) -> Tensor:
+    """The row of each label in the sorted ``classes``; raises when a label is not a class
+    (the unknown labels are named)."""
+    pos = torch.searchsorted(classes, labels).clamp_(max=classes.numel() - 1)
+    known = classes[pos] == labels
     if not bool(known.all()):
-        unknown = torch.unique(test_labels[~known]).tolist()
+        unknown = torch.unique(labels[~known]).tolist()
         raise ValueError(
             f"test labels {unknown} are not among the training classes {classes.tolist()}"
         )
-    means = stats.means.to(test_features.device)
+    return pos
+
+
+def _nearest_mean_mistakes(means: Tensor, features: Tensor, pos: Tensor, chunk_size: int) -> int:
+    """How many rows of ``features`` are nearer (Euclidean, float64) to another row of the
+    class ``means`` than to their own row ``pos``: ``argmin_c ||h - mu_c||^2 = argmin_c
+    (||mu_c||^2 / 2 - h.mu_c)`` after subtracting the mean of the class means from both
+    (ties to the smallest class row), ``chunk_size`` rows at a time."""
+    means = means.to(features.device)
     centre = means.mean(dim=0, keepdim=True)
     means = means - centre
     half_norm = 0.5 * means.square().sum(dim=1)  # ||mu||^2 / 2
-
     wrong = 0
-    for start in range(0, test_features.shape[0], chunk_size):
-        block = test_features[start : start + chunk_size].to(torch.float64) - centre
-        # argmin ||h - mu||^2 = argmin (||mu||^2 / 2 - h.mu)
+    for start in range(0, features.shape[0], chunk_size):
+        block = features[start : start + chunk_size].to(torch.float64) - centre
         pred = (half_norm - block @ means.T).argmin(dim=1)
         wrong += int((pred != pos[start : start + chunk_size]).sum().item())
-    return wrong / test_features.shape[0]
+    return wrong

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -315,47 +316,9 @@ def fewshot_eval(
         raise ValueError(f"classifier must be one of {_CLASSIFIERS}, got {classifier!r}")
     features, labels = _check_pair(features, labels)
     episodes = _check_int("episodes", episodes, 1)
-    if classifier == "logreg":
-        logreg_iters = _check_int("logreg_iters", logreg_iters, 1)
-        if not math.isfinite(logreg_l2) or logreg_l2 <= 0:
-            raise ValueError(f"logreg_l2 must be a positive number, got {logreg_l2!r}")
+    predict = _ncc_chunk if classifier == "ncc" else _logreg_probe(logreg_l2, logreg_iters)
     sampler = _EpisodeSampler(labels, ways, shots, queries)
-    dim = features.shape[1]
-    sub = max(1, _FEATURE_BUDGET // (sampler.ways * (sampler.shots + sampler.queries) * dim))
-    target = torch.arange(sampler.ways, device=features.device).repeat_interleave(sampler.queries)
-
-    # one float64 (optionally L2-normalised) copy of the pool; episodes gather from it
-    pool = features.detach().to(torch.float64)
-    if normalize:
-        pool = torch.nn.functional.normalize(pool, dim=1)
-    accs = []
-    for _, support_rows, query_rows in sampler.chunks(episodes, seed):
-        support_rows = support_rows.to(pool.device)
-        query_rows = query_rows.to(pool.device)
-        preds, grams = [], []
-        # feature work in small sub-chunks (cache friendly); the logistic iterations act
-        # on tiny (n x n) Gram matrices and run on the whole chunk (fewer, larger ops)
-        for start in range(0, support_rows.shape[0], sub):
-            sup_rows = support_rows[start : start + sub]
-            qry_rows = query_rows[start : start + sub]
-            sup = pool.index_select(0, sup_rows.reshape(-1)).view(*sup_rows.shape, dim)
-            # (E, ways * queries, d), way-major
-            qry = pool.index_select(0, qry_rows.reshape(-1)).view(qry_rows.shape[0], -1, dim)
-            if classifier == "ncc":
-                preds.append(_ncc_predict(sup, qry))
-            else:
-                grams.append(_logreg_grams(sup, qry))
-        if classifier == "logreg":
-            gram = torch.cat([g[0] for g in grams])
-            gram_q = torch.cat([g[1] for g in grams])
-            preds.append(
-                _logreg_predict(
-                    gram, gram_q, sampler.ways, sampler.shots, float(logreg_l2), logreg_iters
-                )
-            )
-        pred = torch.cat(preds)
-        accs.append((pred == target).to(torch.float64).mean(dim=1).cpu())
-    per_episode = torch.cat(accs)
+    per_episode = _episode_accuracies(features, normalize, sampler, episodes, seed, predict)
     std = per_episode.std().item() if episodes > 1 else float("nan")
     return FewShotResult(
         accuracy=per_episode.mean().item(),
@@ -369,3 +332,67 @@ def fewshot_eval(
         seed=int(seed),
         per_episode=per_episode,
     )
+
+
+def _episode_accuracies(
+    features: Tensor, normalize: bool, sampler: _EpisodeSampler, episodes: int, seed: int, predict
+) -> Tensor:
+    """``(episodes,)`` float64 query accuracy of each episode (CPU): the fraction of its
+    ``ways * queries`` queries whose predicted way is their own. The features are converted
+    once to float64 (L2-normalised with ``normalize``), the pool every episode gathers from.
+    Episodes are drawn in the sampler's chunks; ``predict(pool, support_rows, query_rows,
+    sub)`` returns the ``(E, ways * queries)`` predicted ways of a chunk, gathering the
+    features in sub-chunks of ``sub`` episodes (at most ``_FEATURE_BUDGET`` float64 entries
+    each)."""
+    pool = features.detach().to(torch.float64)
+    if normalize:
+        pool = torch.nn.functional.normalize(pool, dim=1)
+    need = sampler.shots + sampler.queries
+    sub = max(1, _FEATURE_BUDGET // (sampler.ways * need * pool.shape[1]))
+    target = torch.arange(sampler.ways, device=pool.device).repeat_interleave(sampler.queries)
+    accs = []
+    for _, support_rows, query_rows in sampler.chunks(episodes, seed):
+        pred = predict(pool, support_rows.to(pool.device), query_rows.to(pool.device), sub)
+        accs.append((pred == target).to(torch.float64).mean(dim=1).cpu())
+    return torch.cat(accs)
+
+
+def _gathered(pool: Tensor, support_rows: Tensor, query_rows: Tensor, sub: int):
+    """The features of a chunk of episodes, ``sub`` episodes at a time (cache friendly):
+    support ``(E, ways, shots, d)`` and queries ``(E, ways * queries, d)``, way-major."""
+    dim = pool.shape[1]
+    for start in range(0, support_rows.shape[0], sub):
+        sup_rows = support_rows[start : start + sub]
+        qry_rows = query_rows[start : start + sub]
+        sup = pool.index_select(0, sup_rows.reshape(-1)).view(*sup_rows.shape, dim)
+        qry = pool.index_select(0, qry_rows.reshape(-1)).view(qry_rows.shape[0], -1, dim)
+        yield sup, qry
+
+
+def _logreg_probe(l2: float, iters: int):
+    """``_logreg_chunk`` with the penalty ``l2`` (a positive number) and ``iters`` (an
+    integer >= 1) checked."""
+    iters = _check_int("logreg_iters", iters, 1)
+    if not math.isfinite(l2) or l2 <= 0:
+        raise ValueError(f"logreg_l2 must be a positive number, got {l2!r}")
+    return partial(_logreg_chunk, l2=float(l2), iters=iters)
+
+
+def _ncc_chunk(pool: Tensor, support_rows: Tensor, query_rows: Tensor, sub: int) -> Tensor:
+    """Nearest-prototype predictions (``_ncc_predict``) of a chunk of episodes."""
+    return torch.cat(
+        [_ncc_predict(sup, qry) for sup, qry in _gathered(pool, support_rows, query_rows, sub)]
+    )
+
+
+def _logreg_chunk(
+    pool: Tensor, support_rows: Tensor, query_rows: Tensor, sub: int, l2: float, iters: int
+) -> Tensor:
+    """Logistic-probe predictions (``_logreg_predict``) of a chunk of episodes: the Gram
+    matrices are built per sub-chunk; the iterations act on tiny ``(n x n)`` Gram matrices
+    and run on the whole chunk (fewer, larger ops)."""
+    grams = [_logreg_grams(sup, qry) for sup, qry in _gathered(pool, support_rows, query_rows, sub)]
+    gram = torch.cat([g[0] for g in grams])
+    gram_q = torch.cat([g[1] for g in grams])
+    _, ways, shots = support_rows.shape
+    return _logreg_predict(gram, gram_q, ways, shots, l2, iters)

@@ -120,90 +120,149 @@ class Laws:
 
 
 def simulate(layout: Layout, laws: Laws, rng: np.random.Generator) -> xr.Dataset:
-    """A generated study: ``layout.template`` with every value drawn from ``laws``."""
+    """A generated study: ``layout.template`` with every value drawn from ``laws`` (the
+    module docstring), in this order: progress and the seed effect, the runs' planted shifts,
+    GC and NC with their per-class values, the training curves, bounds and errors, transfer,
+    and the final tables. Values are written only where the template measured them."""
     ds = layout.template.copy(deep=True)
     studies = ds.attrs["studies"]
     studies = json.loads(studies) if isinstance(studies, str) else studies
-    measured = np.isfinite(ds["gc"].values)
+    progress, seed_term = _progress(ds, laws, studies, rng)
+    axes = {f: _axis(ds, f, studies) for f in FACTORS}
+    d_gc, d_nc, d_target = _run_shifts(laws, axes, len(progress), rng)
+    gc_true = _trajectory(laws.gc_start, laws.gc_final, d_gc, progress, seed_term)
+    nc_true = _trajectory(laws.nc_start, laws.nc_final, d_nc, progress, seed_term)
+    values = _per_class(ds, laws, gc_true, nc_true, rng)
+    values["nc_true"] = nc_true
+    classes = np.isfinite(ds["gc_per_class"].values).any(axis=1).sum(axis=1)[:, None]
+    nc_deviation = d_nc[:, None] * progress + seed_term
+    planted_loss = _planted(laws.loss_effects, axes)
+    values.update(
+        _training_curves(ds, laws, values, progress, classes, nc_deviation, planted_loss, rng)
+    )
+    values.update(_errors(ds, laws, values, progress, classes, rng))
+    transfer = np.isfinite(ds["target_nc"].values).any(axis=1) if "target_nc" in ds else None
+    if transfer is not None:
+        true_target = _trajectory(
+            laws.target_start, laws.target_final, d_target, progress, seed_term
+        )
+        values.update(_transfer(laws, true_target, rng))
+    _fill(ds, values, transfer)
+    _final_tables(ds, rng)
+    ds = ds.assign_coords(
+        poincare_constant=("run", np.full(len(progress), laws.poincare)),
+        test_examples=("run", np.full(len(progress), float(laws.test_examples))),
+    )
+    ds.attrs["generated_by"] = GENERATED_BY
+    return ds
+
+
+def _progress(ds: xr.Dataset, laws: Laws, studies: dict, rng) -> tuple[np.ndarray, np.ndarray]:
+    """``(progress, seed term)``, each ``(run, step)``: progress ``p = 1 - exp(-rate_r t /
+    (tau T))`` with ``rate_r = (lr / lr_base)^a (batch / batch_base)^b exp(rate_sd z_r)``,
+    and the seed effect ``u_(study, seed) (0.2 + 0.8 exp(-5 t / T))``, ``u ~ N(0,
+    seed_sd)`` (natural-log units), shared by the runs of one study and seed."""
     steps = ds["step"].values.astype(float)[None, :]
     budget = ds["steps_planned"].values.astype(float)[:, None]
-    n_runs, n_steps = measured.shape
     study = ds["study"].values.astype(str)
     seed = ds["seed"].values
-
-    def z(*shape):
-        return rng.standard_normal(shape)
-
     a_lr, a_bs = laws.speed_exponents
     base = {f: np.array([float(studies[s]["base"][f]) for s in study]) for f in FACTORS}
     rate = np.exp(
         a_lr * np.log(ds["lr"].values / base["lr"])
         + a_bs * np.log(ds["batch_size"].values / base["batch_size"])
-        + laws.rate_sd * z(n_runs)
+        + laws.rate_sd * rng.standard_normal(len(study))
     )[:, None]
     progress = 1 - np.exp(-rate * steps / (laws.tau * budget))
     early = 0.2 + 0.8 * np.exp(-5 * steps / budget)
     keys = list(dict.fromkeys(zip(study, seed, strict=True)))
-    shift = dict(zip(keys, laws.seed_sd * z(len(keys)), strict=True))
+    shift = dict(zip(keys, laws.seed_sd * rng.standard_normal(len(keys)), strict=True))
     seed_term = np.array([shift[k] for k in zip(study, seed, strict=True)])[:, None] * early
-    axes = {f: _axis(ds, f, studies) for f in FACTORS}
+    return progress, seed_term
 
-    def planted(effects: dict) -> np.ndarray:
-        return sum(effects.get(f, 0.0) * axes[f] for f in FACTORS)
 
+def _planted(effects: dict, axes: dict) -> np.ndarray:
+    """A planted shift in natural-log units, ``sum_f effects[f] axis_f`` per run."""
+    return sum(effects.get(f, 0.0) * axes[f] for f in FACTORS)
+
+
+def _run_shifts(laws: Laws, axes: dict, n_runs: int, rng) -> tuple[np.ndarray, ...]:
+    """Each run's planted shift of log GC, log NC and log target NC at the end of training:
+    ``dG = planted(effects) + run_sd z``, ``dN = nc_coupling dG + planted(nc_effects) +
+    run_sd z'``, ``dT = target_coupling dG + run_sd z''`` (all zero with ``progress_only``)."""
     if laws.progress_only:
-        d_gc = d_nc = d_target = np.zeros(n_runs)
-    else:
-        d_gc = planted(laws.effects) + laws.run_sd * z(n_runs)
-        d_nc = laws.nc_coupling * d_gc + planted(laws.nc_effects) + laws.run_sd * z(n_runs)
-        d_target = laws.target_coupling * d_gc + laws.run_sd * z(n_runs)
+        return (np.zeros(n_runs),) * 3
+    d_gc = _planted(laws.effects, axes) + laws.run_sd * rng.standard_normal(n_runs)
+    d_nc = (
+        laws.nc_coupling * d_gc
+        + _planted(laws.nc_effects, axes)
+        + laws.run_sd * rng.standard_normal(n_runs)
+    )
+    d_target = laws.target_coupling * d_gc + laws.run_sd * rng.standard_normal(n_runs)
+    return d_gc, d_nc, d_target
 
-    def trajectory(start, final, run_shift):
-        log = np.log(start) + (np.log(final) + run_shift[:, None] - np.log(start)) * progress
-        return np.exp(log + seed_term)
 
-    gc_true = trajectory(laws.gc_start, laws.gc_final, d_gc)
-    nc_true = trajectory(laws.nc_start, laws.nc_final, d_nc)
-    values = _per_class(ds, laws, gc_true, nc_true, rng)
-    values["nc_true"] = nc_true
-    classes = np.isfinite(ds["gc_per_class"].values).any(axis=1).sum(axis=1)[:, None]
+def _trajectory(start: float, final: float, run_shift, progress, seed_term) -> np.ndarray:
+    """``exp(log start + (log final + shift_r - log start) p + seed term)``, ``(run, step)``."""
+    log = np.log(start) + (np.log(final) + run_shift[:, None] - np.log(start)) * progress
+    return np.exp(log + seed_term)
+
+
+def _training_curves(
+    ds, laws: Laws, values: dict, progress, classes, nc_deviation, planted_loss, rng
+) -> dict:
+    """Loss ``log loss = log log C + (log loss_final - log log C) p + loss_nc nc_deviation
+    + planted_loss + loss_noise z`` (test loss 1.5 loss + 0.1), with ``nc_deviation = dN_r p
+    + seed term``,
+    accuracy ``1 - (1 - 1/C) exp(-8 p)`` (test: 0.05 p lower), examples seen, wall time
+    (0.01 s per step), test NC (1.3 NC) and NC1 (3 NC)."""
+    steps = ds["step"].values.astype(float)[None, :]
     log_c = np.log(classes)
     loss = np.exp(
         np.log(log_c)
         + (np.log(laws.loss_final) - np.log(log_c)) * progress
-        + laws.loss_nc * (d_nc[:, None] * progress + seed_term)  # NC's deviation
-        + planted(laws.loss_effects)[:, None]
-        + laws.loss_noise * z(n_runs, n_steps)
+        + laws.loss_nc * nc_deviation
+        + planted_loss[:, None]
+        + laws.loss_noise * rng.standard_normal(progress.shape)
     )
     accuracy = 1 - (1 - 1 / classes) * np.exp(-8 * progress)
-    values.update(
+    return dict(
         train_loss=loss,
         train_accuracy=accuracy,
         test_loss=1.5 * loss + 0.1,
         test_accuracy=accuracy - 0.05 * progress,
         examples_seen=steps * ds["batch_size"].values[:, None].astype(float),
-        wall_time=np.broadcast_to(0.01 * steps, (n_runs, n_steps)),
+        wall_time=np.broadcast_to(0.01 * steps, progress.shape),
         nc_test=values["nc_train"] * 1.3,
         nc1_train=values["nc_train"] * 3.0,
     )
-    values.update(_errors(ds, laws, values, progress, classes, rng))
-    transfer = np.isfinite(ds["target_nc"].values).any(axis=1) if "target_nc" in ds else None
-    if transfer is not None:
-        true_target = trajectory(laws.target_start, laws.target_final, d_target)
-        target = true_target * np.exp(laws.nc_noise * z(n_runs, n_steps))  # measured
-        acc = laws.accuracy_final + laws.accuracy_slope * (
-            np.log(true_target) - np.log(laws.target_final)
-        )
-        acc = np.clip(acc + 0.003 * z(n_runs, n_steps), 0.2, 1.0)
-        values.update(
-            target_nc=target,
-            fewshot_5shot_accuracy=acc,
-            fewshot_1shot_accuracy=np.clip(acc - 0.1, 0, 1),
-            fewshot_5shot_ci95=np.full_like(acc, 0.01),
-            fewshot_1shot_ci95=np.full_like(acc, 0.012),
-            fewshot_5shot_bound=16 * 1.2 * target,
-            fewshot_1shot_bound=16 * 2.0 * target,
-        )
+
+
+def _transfer(laws: Laws, true_target: np.ndarray, rng) -> dict:
+    """Target NC as measured (noise ``nc_noise``), few-shot accuracy ``accuracy_final +
+    accuracy_slope (log true target NC - log target_final)`` (noise 0.003, clipped to [0.2,
+    1]; 1-shot 0.1 lower), their CIs and the few-shot bounds ``16 (1 + 1/shots) target NC``."""
+    target = true_target * np.exp(laws.nc_noise * rng.standard_normal(true_target.shape))
+    acc = laws.accuracy_final + laws.accuracy_slope * (
+        np.log(true_target) - np.log(laws.target_final)
+    )
+    acc = np.clip(acc + 0.003 * rng.standard_normal(true_target.shape), 0.2, 1.0)
+    return dict(
+        target_nc=target,
+        fewshot_5shot_accuracy=acc,
+        fewshot_1shot_accuracy=np.clip(acc - 0.1, 0, 1),
+        fewshot_5shot_ci95=np.full_like(acc, 0.01),
+        fewshot_1shot_ci95=np.full_like(acc, 0.012),
+        fewshot_5shot_bound=16 * 1.2 * target,
+        fewshot_1shot_bound=16 * 2.0 * target,
+    )
+
+
+def _fill(ds: xr.Dataset, values: dict, transfer) -> None:
+    """Write ``values`` into the variables of ``ds`` that hold them: NaN where the template
+    has no measurement (per class: where its class is absent; transfer values: outside the
+    transfer runs)."""
+    measured = np.isfinite(ds["gc"].values)
     for name, array in values.items():
         if name not in ds:
             continue
@@ -214,13 +273,6 @@ def simulate(layout: Layout, laws: Laws, rng: np.random.Generator) -> xr.Dataset
         if name == "target_nc" or name.startswith("fewshot_"):
             array = np.where(transfer[:, None], array, np.nan)
         ds[name].values = array
-    _final_tables(ds, rng)
-    ds = ds.assign_coords(
-        poincare_constant=("run", np.full(n_runs, laws.poincare)),
-        test_examples=("run", np.full(n_runs, float(laws.test_examples))),
-    )
-    ds.attrs["generated_by"] = GENERATED_BY
-    return ds
 
 
 def _axis(ds: xr.Dataset, factor: str, studies: dict) -> np.ndarray:

@@ -56,14 +56,11 @@ def small_config(
 
 def shaped_config(values: int = 4, seeds: int = 3, bound_seeds: int = 3, steps: int = 300) -> dict:
     """E1 (lr, batch, L2), E4 (the same sweeps, few-shot evaluation), E2, E3 and E5 (GC
-    penalty) on the embedded data sets, each sweep ``values`` values long (base included)."""
-
-    def sweep(factor: str) -> list:
-        chosen = _around_base(SWEEP_VALUES[factor], BASE[factor], values)
-        return [v for v in chosen if v != BASE[factor]]
-
-    sweeps = {f: sweep(f) for f in ("lr", "batch_size", "l2")}
-    seed_list = list(range(seeds))
+    penalty) on the embedded data sets, each sweep ``values`` values long (base included),
+    with ``seeds`` seeds (E3: ``bound_seeds``; E2: one) and ``steps`` SGD steps per run."""
+    sweeps = {f: _sweep(f, values) for f in ("lr", "batch_size", "l2")}
+    penalty = {"gc_penalty": _sweep("gc_penalty", values)}
+    seed_list, bound_list = list(range(seeds)), list(range(bound_seeds))
     return {
         "results": "results",
         "data_root": "data",
@@ -78,49 +75,48 @@ def shaped_config(values: int = 4, seeds: int = 3, bound_seeds: int = 3, steps: 
             "gc_examples": 128,
         },
         "studies": {
-            "sweeps": {
-                "experiment": "E1",
-                "description": "generated Fig. 1 sweeps",
-                "dataset": "digits",
-                "base": dict(BASE),
-                "sweeps": copy.deepcopy(sweeps),
-                "seeds": seed_list,
-            },
-            "transfer": {
-                "experiment": "E4",
-                "description": "generated Fig. 4 transfer",
-                "dataset": "digits_fs",
-                "base": dict(BASE),
-                "sweeps": copy.deepcopy(sweeps),
-                "seeds": seed_list,
-                "evaluations": ["fewshot"],
-            },
-            "estimators": {
-                "experiment": "E2",
-                "description": "generated Fig. 2 estimators",
-                "dataset": "digits",
-                "base": dict(BASE),
-                "seeds": [0],
-                "evaluations": ["gc_estimators"],
-            },
-            "bound": {
-                "experiment": "E3",
-                "description": "generated Fig. 3 bound",
-                "dataset": "digits",
-                "base": dict(BASE),
-                "seeds": list(range(bound_seeds)),
-                "evaluations": ["bound"],
-            },
-            "penalty": {
-                "experiment": "E5",
-                "description": "generated GC penalty",
-                "dataset": "digits",
-                "base": dict(BASE),
-                "sweeps": {"gc_penalty": sweep("gc_penalty")},
-                "seeds": seed_list,
-            },
+            "sweeps": _study("E1", "generated Fig. 1 sweeps", "digits", seed_list, sweeps),
+            "transfer": _study(
+                "E4", "generated Fig. 4 transfer", "digits_fs", seed_list, sweeps, ["fewshot"]
+            ),
+            "estimators": _study(
+                "E2", "generated Fig. 2 estimators", "digits", [0], evaluations=["gc_estimators"]
+            ),
+            "bound": _study("E3", "generated Fig. 3 bound", "digits", bound_list, None, ["bound"]),
+            "penalty": _study("E5", "generated GC penalty", "digits", seed_list, penalty),
         },
     }
+
+
+def _sweep(factor: str, values: int) -> list:
+    """The swept values of ``factor`` besides the base: ``values`` consecutive entries of
+    ``SWEEP_VALUES`` around the base value (included in the count), base left out."""
+    chosen = _around_base(SWEEP_VALUES[factor], BASE[factor], values)
+    return [v for v in chosen if v != BASE[factor]]
+
+
+def _study(
+    experiment: str,
+    description: str,
+    dataset: str,
+    seeds: list[int],
+    sweeps: dict | None = None,
+    evaluations: list[str] | None = None,
+) -> dict:
+    """One study of a generated config at the base point ``BASE`` (keys in the config's
+    order: sweeps, then seeds, then evaluations)."""
+    study = {
+        "experiment": experiment,
+        "description": description,
+        "dataset": dataset,
+        "base": dict(BASE),
+    }
+    if sweeps is not None:
+        study["sweeps"] = copy.deepcopy(sweeps)
+    study["seeds"] = seeds
+    if evaluations is not None:
+        study["evaluations"] = evaluations
+    return study
 
 
 def _around_base(candidates: list, base, count: int) -> list:
