@@ -293,6 +293,7 @@ def train_run(args, parser) -> int:
         parser.error("train needs RUN.yaml and --out DIR (or --runs DIR ..., or --example)")
     from pathlib import Path
 
+    from gcstudy.study.runfolder import RunFolder
     from gcstudy.train import Interrupted, run, run_many
 
     def read_spec(path):
@@ -310,7 +311,7 @@ def train_run(args, parser) -> int:
 
             evaluations = config.write_specs(args.table, args.runs)
         # every spec is checked before any run starts
-        runs = [(read_spec(Path(folder) / "spec.yaml"), Path(folder)) for folder in args.runs]
+        runs = [(read_spec(RunFolder(folder).spec), Path(folder)) for folder in args.runs]
         then = None
         if args.settings:
             from gcstudy.evaluate import EvaluationSettings, evaluate
