@@ -233,6 +233,7 @@ def train_runs(args) -> dict[Path, str]:
     """``train --runs``: the run folders' specs (written from ``--table`` first, when given),
     every one checked before any run starts, then the runs trained one after another in
     this process (``run_many``); returns each folder's outcome."""
+    from gcstudy.study.runfolder import RunFolder
     from gcstudy.train import run_many
 
     evaluations = {}
@@ -241,7 +242,7 @@ def train_runs(args) -> dict[Path, str]:
 
         evaluations = config.write_specs(args.table, args.runs)
     # every spec is checked before any run starts
-    runs = [(read_spec(Path(folder) / "spec.yaml"), Path(folder)) for folder in args.runs]
+    runs = [(read_spec(RunFolder(folder).spec), Path(folder)) for folder in args.runs]
     then = evaluate_after(evaluations, args.settings) if args.settings else None
     # written through the inherited descriptor, not reopened: a file behind it keeps
     # one offset for Snakemake's lines and these

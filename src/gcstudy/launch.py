@@ -44,7 +44,6 @@ submitit counts every requeue of a job shorter than 10 minutes as a timeout; aft
 from __future__ import annotations
 
 import fnmatch
-import json
 import logging
 import os
 import signal
@@ -61,6 +60,7 @@ import submitit
 
 from gcstudy.jobs import WARNING_SECONDS
 from gcstudy.runlock import slurm_job_state
+from gcstudy.study.runfolder import CHECKPOINT_GLOB, RunFolder, differing_keys
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class Plan:
     busy: list  # (run, gcstudy.runlock.Holder): queued or running elsewhere, skipped
 
     def run_dir(self, run_id: str) -> Path:
-        return self.results / "runs" / run_id
+        return RunFolder.under(self.results, run_id).path
 
 
 # ----------------------------------------------------------------------------- the job
@@ -126,12 +126,12 @@ class TrainRun(submitit.helpers.Checkpointable):
         except Interrupted as stop:
             hand_over(stop)
             raise
-        return {"run_id": self.run_id, "status": status, "trace": f"{self.out}/trace.h5"}
+        return {"run_id": self.run_id, "status": status, "trace": str(RunFolder(self.out).trace)}
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
         """Called by submitit's handler before it requeues: the state to resume from is
         gcstudy's newest checkpoint on disk, so the same callable is resubmitted."""
-        saved = sorted(Path(self.out, "ckpt").glob("step-*.pt"))
+        saved = sorted(RunFolder(self.out).checkpoints.glob(CHECKPOINT_GLOB))
         log.info("requeueing %s; it resumes from %s", self.run_id, saved[-1] if saved else "step 0")
         return super().checkpoint(*args, **kwargs)
 
@@ -215,30 +215,21 @@ def plan(
     results_dir = workdir / (results if results is not None else config["results"])
     pending, busy, stale = [], [], []
     for run in selected:
-        trace = results_dir / "runs" / run.run_id / "trace.h5"
-        if traces.status(trace) not in traces.FINISHED:
-            holder = runlock.holder(trace.parent)
+        folder = RunFolder.under(results_dir, run.run_id)
+        if folder.trace_status() not in traces.FINISHED:
+            holder = runlock.holder(folder.path)
             if holder is None:
                 pending.append(run)
             else:
                 busy.append((run, holder))
-        elif _trace_spec(trace) != json.loads(json.dumps(run.spec.to_dict())):
-            stale.append(str(trace.parent))
+        elif differing_keys(folder.traced_spec(), run.spec.to_dict()):
+            stale.append(str(folder.path))
     if stale:
         raise LaunchError(
             "these runs finished with another run spec than the config's now: "
             f"{', '.join(stale)}; remove their folders to train them again"
         )
     return Plan(workdir, results_dir, config, selected, pending, busy)
-
-
-def _trace_spec(path: Path) -> dict | None:
-    """The run spec recorded in a trace file."""
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        value = f.attrs.get("spec")
-    return json.loads(value) if isinstance(value, str | bytes) else None
 
 
 def prepare_files(p: Plan) -> list[TrainRun]:
@@ -258,7 +249,7 @@ def prepare_files(p: Plan) -> list[TrainRun]:
             marker.write_text(f"{dataset}: ready in {folder}\n")  # = gcstudy prepare-data
     jobs = []
     for run in p.pending:
-        spec = p.run_dir(run.run_id) / "spec.yaml"
+        spec = RunFolder.under(p.results, run.run_id).spec
         study_config.write_yaml(run.spec.to_dict(), spec)  # = rule run_spec
         jobs.append(TrainRun(run.run_id, str(spec), str(spec.parent), str(p.workdir), threads))
     return jobs

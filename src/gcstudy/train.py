@@ -60,12 +60,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from gcstudy import checkpoints, config, provenance, runfiles, runlock, traces
+from gcstudy import checkpoints, config, files, provenance, runfiles, runlock, traces
 from gcstudy.measurements import measure, poincare_constant
 from gcstudy.models import build
 from gcstudy.rundata import RunData, load_run_data
 from gcstudy.spec import RunSpec
-from gcstudy.status import PROGRESS_NAME, PROGRESS_SECONDS, duration, record_progress
+from gcstudy.status import PROGRESS_SECONDS, duration
+from gcstudy.study.runfolder import RunFolder, differing_keys
 
 log = logging.getLogger(__name__)
 # SIGINT: Ctrl-C in a terminal (it reaches every process of the foreground group, so the
@@ -101,6 +102,7 @@ def run(
     they are missing (or broken), the spec is the same and the copies are as sealed."""
     entered = time.perf_counter()
     out = Path(out)
+    folder = RunFolder(out)
     runlock.acquire(out)  # one writer per run folder: a live second trainer is refused
     finished = finished_status(out, spec, keep_result)
     if finished is not None:
@@ -109,7 +111,7 @@ def run(
     device = resolve_device(spec.device)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)
-    saved = checkpoints.latest(out / "ckpt")
+    saved = checkpoints.latest(folder.checkpoints)
     if saved is not None:
         check_same_spec(saved["spec"], spec, out)
     data = load_run_data(spec, device)
@@ -162,16 +164,16 @@ def finished_status(out: Path, spec: RunSpec, keep_result: bool) -> str | None:
     """The status of the finished result in ``out`` (or restored from the kept copy with
     ``keep_result``), or None when the run must be trained; a broken or half result is
     removed first."""
-    problems = {name: runfiles.problem(out / name) for name in runfiles.TRAINED}
+    folder = RunFolder(out)
+    problems = folder.trained_problems()
     if not any(problems.values()):
-        finished = traces.status(out / "trace.h5")
-        log.info("%s is already %s; nothing to do", out / "trace.h5", finished)
+        finished = folder.trace_status()
+        log.info("%s is already %s; nothing to do", folder.trace, finished)
         return finished
     if any(problem != "missing" for problem in problems.values()):
-        broken = "; ".join(f"{name}: {problem}" for name, problem in problems.items() if problem)
+        broken = "; ".join(f"{path.name}: {p}" for path, p in problems.items() if p)
         log.warning("the result in %s is broken (%s): training the run again", out, broken)
-        for name in runfiles.TRAINED:
-            runfiles.remove(out / name)
+        folder.remove_trained()
     return restore_result(out, spec) if keep_result else None
 
 
@@ -203,25 +205,24 @@ def write_result(training: Training, end: LoopEnd, keep_result: bool) -> None:
     """Write the final weights and the finished trace, each sealed, and remove what only a
     running run needs (the running trace, the progress file, the checkpoints)."""
     out, phases = training.out, training.phases
+    folder = RunFolder(out)
     with timed(phases, "checkpointing"):
         write_model(
-            out / "model.pt", training.model, training.spec, training.data, end.status, end.step
+            folder.model, training.model, training.spec, training.data, end.status, end.step
         )
-        runfiles.seal(out / "model.pt")
+        runfiles.seal(folder.model)
     finished = {
         **training.attrs,
         "finished_at": provenance.now(),
         "phase_seconds": phases,
         "cpu_seconds": end.cpu_seconds,
     }
-    write_trace(out / "trace.h5", end.records, training.data, finished, end.status)
-    runfiles.seal(out / "trace.h5")
-    (out / "trace.running.h5").unlink(missing_ok=True)
-    (out / PROGRESS_NAME).unlink(missing_ok=True)
-    shutil.rmtree(out / "ckpt", ignore_errors=True)
+    write_trace(folder.trace, end.records, training.data, finished, end.status)
+    runfiles.seal(folder.trace)
+    folder.remove_progress()
     if keep_result:
         keep(out)
-    log.info("run %s: %s after %d steps -> %s", out.name, end.status, end.step, out / "trace.h5")
+    log.info("run %s: %s after %d steps -> %s", out.name, end.status, end.step, folder.trace)
 
 
 def model_and_optimizer(spec: RunSpec, data: RunData, device: torch.device):
@@ -252,37 +253,37 @@ def finish_queued_work(device: torch.device) -> None:
 
 def keep(out: Path) -> None:
     """Copy the finished weights and trace, with their seals, into ``out/ckpt/result/``."""
-    kept = out / "ckpt" / "result"
+    kept = RunFolder(out).kept
     kept.mkdir(parents=True, exist_ok=True)
-    for name in runfiles.TRAINED:
-        runfiles.copy(out / name, kept / name)
+    for path in RunFolder(out).trained:
+        runfiles.copy(path, kept / path.name)
 
 
 def restore_result(out: Path, spec: RunSpec) -> str | None:
     """Put back the kept result of a finished run of the same spec; returns its status, or
     None when there is none. A kept result that does not match its seals (read whole) or
     whose trace does not load is discarded, as is one of another spec."""
-    kept = out / "ckpt" / "result"
-    if not (kept / "trace.h5").is_file():
+    kept = RunFolder(RunFolder(out).kept)  # kept copies under the run folder's file names
+    if not kept.trace.is_file():
         return None
-    problems = [f"{name}: {p}" for name in runfiles.TRAINED if (p := runfiles.verify(kept / name))]
+    problems = [f"{path.name}: {p}" for path in kept.trained if (p := runfiles.verify(path))]
     trace = None
     if not problems:
         try:
-            trace = traces.load(kept / "trace.h5")
+            trace = traces.load(kept.trace)
         except traces.TraceError as error:
             problems.append(str(error))
     if problems:
         log.warning("not restoring the broken kept result in %s (%s): training anew",
-                    kept, "; ".join(problems))  # fmt: skip
-        shutil.rmtree(kept)
+                    kept.path, "; ".join(problems))  # fmt: skip
+        shutil.rmtree(kept.path)
         return None
     if trace.attrs.get("spec") != spec.to_dict():
-        log.info("the kept result in %s belongs to another run spec: training anew", kept)
-        shutil.rmtree(kept)
+        log.info("the kept result in %s belongs to another run spec: training anew", kept.path)
+        shutil.rmtree(kept.path)
         return None
-    for name in runfiles.TRAINED:
-        runfiles.copy(kept / name, out / name)
+    for path in kept.trained:
+        runfiles.copy(path, out / path.name)
     log.info("restored the finished run from %s (no training needed)", kept)
     return str(trace.attrs["status"])
 
@@ -371,9 +372,8 @@ def train_loop(training: Training, start: dict, progress: bool) -> LoopEnd:
                     if record is None:
                         return LoopEnd("diverged", step, records, cpu_time)
                     records.append(record)
-                    write_trace(
-                        out / "trace.running.h5", records, training.data, training.attrs, "running"
-                    )
+                    running = RunFolder(out).running_trace
+                    write_trace(running, records, training.data, training.attrs, "running")
                 shown.update(
                     test_acc=f"{record['test_accuracy']:.3f}",
                     gc=f"{record['gc']:.3g}",
@@ -394,7 +394,7 @@ def train_loop(training: Training, start: dict, progress: bool) -> LoopEnd:
             bar.set_postfix(shown, refresh=False)
             if time.perf_counter() - progress_at >= PROGRESS_SECONDS:
                 progress_at = time.perf_counter()
-                record_progress(out, step, progress_at - clock)
+                RunFolder(out).record_progress(step, progress_at - clock)
             if received or step % spec.checkpoint_every == 0:
                 wall_time, cpu_time = time.perf_counter() - clock, time.process_time() - cpu_clock
                 with timed(phases, "checkpointing"):
@@ -435,7 +435,7 @@ def save_checkpoint(
     """A checkpoint at ``step``: weights, optimizer state, spec and everything ``run`` needs
     to resume (``starting_point`` reads it back)."""
     checkpoints.save(
-        training.out / "ckpt",
+        RunFolder(training.out).checkpoints,
         step,
         {
             "model": training.model.state_dict(),
@@ -540,12 +540,10 @@ def autocast_dtype(spec: RunSpec, device: torch.device) -> torch.dtype | None:
 
 
 def check_same_spec(saved: dict, spec: RunSpec, out: Path) -> None:
-    differing = sorted(
-        k for k in set(saved) | set(spec.to_dict()) if saved.get(k) != spec.to_dict().get(k)
-    )
+    differing = differing_keys(saved, spec.to_dict())
     if differing:
         raise ValueError(
-            f"the checkpoints in {out / 'ckpt'} belong to a different run spec "
+            f"the checkpoints in {RunFolder(out).checkpoints} belong to a different run spec "
             f"(keys {', '.join(differing)} differ); remove that folder or train "
             "into another --out"
         )
@@ -610,8 +608,7 @@ def write_trace(path: Path, records: list[dict], data: RunData, attrs: dict, sta
 
 def write_model(path: Path, model, spec: RunSpec, data: RunData, status: str, step: int):
     """Final weights with everything needed to rebuild and feed the network; atomic."""
-    tmp = path.with_suffix(".pt.tmp")
-    try:
+    with files.replacing(path) as tmp:
         torch.save(
             {
                 "state_dict": model.state_dict(),
@@ -624,10 +621,6 @@ def write_model(path: Path, model, spec: RunSpec, data: RunData, status: str, st
             },
             tmp,
         )
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 @contextmanager

@@ -2,7 +2,8 @@
 import json
 
 from gcstudy import config as study_config
-from gcstudy import jobs, runfiles, studylock, workflow_config
+from gcstudy import jobs, studylock, workflow_config
+from gcstudy.study import runfolder
 
 # Inside a SLURM job step this Snakemake process gets train's warning signal too; it must
 # outlive it so that the trainer can checkpoint (gcstudy.jobs).
@@ -18,8 +19,9 @@ RUN_LIST = workflow_config.runs(
 )
 RESULTS = config["results"]
 RESOURCES = config["resources"]
-# The run folders to train (runs of several studies with one spec share a folder), and,
-# with resources.runs_per_job > 1, the jobs that train them several at a time.
+# The run folders to train (runs of several studies with one spec share a folder; each
+# with the evaluations of every run that reads it), and, with resources.runs_per_job > 1,
+# the jobs that train them several at a time.
 RUNS = {run.run_id: run for run in study_config.trained_runs(RUN_LIST)}
 TRAIN_GROUPS = (
     study_config.train_groups(RUN_LIST, RESOURCES["runs_per_job"])
@@ -27,22 +29,20 @@ TRAIN_GROUPS = (
     else []
 )
 
-EVALUATION_FILES = runfiles.EVALUATIONS
+EVALUATION_FILES = runfolder.EVALUATION_FILES
 # An input of aggregate, stats, figures and report, rewritten when a run file is found
 # missing or broken; so the study file and all after it are rebuilt.
-RUN_FILES = f"{RESULTS}/{runfiles.STUDY_CHECK}"
+RUN_FILES = f"{RESULTS}/{runfolder.STUDY_CHECK}"
 
 # The results folder is this Snakemake's alone while it runs (a second one is refused,
 # naming this one; a dry run beside it is let through and writes nothing), and the files
 # of its run folders are the truth: broken ones are removed, so that Snakemake sees them
-# missing and makes them again (gcstudy.studylock, gcstudy.runfiles, docs/recovery.md).
+# missing and makes them again (gcstudy.studylock, gcstudy.study.runfolder,
+# docs/recovery.md).
 if workflow.is_main_process and studylock.guard(RESULTS, workflow.output_settings.dryrun):
-    runfiles.check_study(
+    runfolder.check_study(
         RESULTS,
-        {
-            folder: [EVALUATION_FILES[kind] for kind in run.evaluations if kind in EVALUATION_FILES]
-            for folder, run in RUNS.items()
-        },
+        [runfolder.RunFolder.under(RESULTS, folder, run.evaluations) for folder, run in RUNS.items()],
     )
 
 wildcard_constraints:
@@ -55,8 +55,14 @@ def result(path):
     return f"{RESULTS}/{path}"
 
 
+def run_file(run, *name):
+    """The file ``name`` (a name of gcstudy.study.runfolder) of the run folder ``run``, or
+    the folder itself; ``run`` may be the wildcard ``{run}``."""
+    return "/".join((RESULTS, runfolder.RUNS, run, *name))
+
+
 def run_dir(wildcards):
-    return f"{RESULTS}/runs/{wildcards.run}"
+    return run_file(wildcards.run)
 
 
 def run_spec(wildcards):
@@ -73,20 +79,19 @@ def data_marker(run):
 
 
 def trace_files(wildcards=None):
-    return [f"{RESULTS}/runs/{run_id}/trace.h5" for run_id in RUNS]
+    return [run_file(run_id, runfolder.TRACE) for run_id in RUNS]
 
 
 def evaluated(kind, runs=None):
-    """The run folders (ids in RUNS) that get evaluation ``kind``: those of any run of the
-    run table, in the run table's order, restricted to ``runs`` when given."""
-    chosen = None if runs is None else {run.run_id for run in runs}
-    folders = [run.trained_in for run in RUN_LIST if kind in run.evaluations]
-    return [f for f in dict.fromkeys(folders) if chosen is None or f in chosen]
+    """The run folders (ids in RUNS) that get evaluation ``kind`` (the evaluations of every
+    run that reads them: gcstudy.config.trained_runs), restricted to ``runs`` when given."""
+    chosen = RUNS if runs is None else {run.run_id for run in runs}
+    return [folder for folder, run in RUNS.items() if kind in run.evaluations and folder in chosen]
 
 
 def evaluation_files(wildcards=None):
     return [
-        f"{RESULTS}/runs/{folder}/{name}"
+        run_file(folder, name)
         for kind, name in EVALUATION_FILES.items()
         for folder in evaluated(kind)
     ]

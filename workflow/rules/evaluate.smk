@@ -10,9 +10,9 @@ if not TRAIN_GROUPS:
             name:
                 f"evaluate_{kind}"
             input:
-                model=result("runs/{run}/model.pt"),
+                model=run_file("{run}", runfolder.MODEL),
             output:
-                result(f"runs/{{run}}/{name}"),
+                run_file("{run}", name),
             params:
                 out=run_dir,
                 settings=evaluation_settings(),

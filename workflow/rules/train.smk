@@ -15,7 +15,7 @@ if not TRAIN_GROUPS:
 
     rule run_spec:
         output:
-            result("runs/{run}/spec.yaml"),
+            run_file("{run}", runfolder.SPEC),
         params:
             spec=run_spec,
         log:
@@ -25,11 +25,11 @@ if not TRAIN_GROUPS:
 
     rule train:
         input:
-            spec=result("runs/{run}/spec.yaml"),
+            spec=run_file("{run}", runfolder.SPEC),
             data=data_ready,
         output:
-            trace=result("runs/{run}/trace.h5"),
-            model=result("runs/{run}/model.pt"),
+            trace=run_file("{run}", runfolder.TRACE),
+            model=run_file("{run}", runfolder.MODEL),
         params:
             out=run_dir,
         log:
@@ -64,15 +64,15 @@ for index, group in enumerate(TRAIN_GROUPS):
             table=result("run_table.json"),
             data=sorted({data_marker(run) for run in group}),
         output:
-            traces=[result(f"runs/{run.run_id}/trace.h5") for run in group],
-            models=[result(f"runs/{run.run_id}/model.pt") for run in group],
+            traces=[run_file(run.run_id, runfolder.TRACE) for run in group],
+            models=[run_file(run.run_id, runfolder.MODEL) for run in group],
             evaluations=[
-                result(f"runs/{folder}/{name}")
+                run_file(folder, name)
                 for kind, name in EVALUATION_FILES.items()
                 for folder in evaluated(kind, group)
             ],
         params:
-            runs=[result(f"runs/{run.run_id}") for run in group],
+            runs=[run_file(run.run_id) for run in group],
             settings=evaluation_settings(),
         log:
             f"logs/train_group/{index}.log",
