@@ -13,7 +13,7 @@ import pytest
 from gcstudy import cli, testing
 from gcstudy.analysis import aggregate, claims
 from gcstudy.analysis import report as report_module
-from gcstudy.analysis.tables import fmt
+from gcstudy.analysis.table_formats import fmt
 
 SKIPPED = "sweeps/lr-0.02_bs-32_l2-0_gcp-0_seed-0"
 DIVERGED = "sweeps/lr-0.1_bs-32_l2-0_gcp-0_seed-1"

@@ -16,8 +16,8 @@ from generated import NO_EFFECT, NULL, default_layout, study, supply_poincare_co
 from scipy import stats as sps
 
 from gcstudy import cli, testing
-from gcstudy.analysis import aggregate, claims, stats
-from gcstudy.analysis.claims import bound
+from gcstudy.analysis import aggregate, claims
+from gcstudy.analysis.claims import bound, tables
 
 SETTINGS = claims.Settings(permutations=1000)
 STRONG = {"effects": {"lr": -0.5, "batch_size": 0.5, "l2": -0.5, "gc_penalty": -0.5}}
@@ -174,7 +174,7 @@ def test_a_grid_point_lost_to_divergence_leaves_its_sweep_undecided(tmp_path):
     )
     assert claim2.verdict == "inconclusive" and "lr 0.1 seed 1 (diverged)" in claim2.reason
     assert results.verdict("2a") != "supported"
-    stats.write(results, ds, tmp_path)
+    tables.write(results, ds, tmp_path)
     warnings = json.loads((tmp_path / "claims.json").read_text())["warnings"]
     assert any("1a (sweeps" in w and "diverged" in w for w in warnings)
 
