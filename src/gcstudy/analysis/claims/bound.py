@@ -48,8 +48,7 @@ import pandas as pd
 import xarray as xr
 from scipy import stats as sps
 
-from gcstudy.analysis.claims import inputs
-from gcstudy.analysis.claims.inputs import error_plus_half_count
+from gcstudy.analysis.claims.inputs import error_plus_half_count, run_frame, window_mean_log
 from gcstudy.analysis.claims.relations import fit_relation, usable
 from gcstudy.analysis.claims.rule import Reason, Settings, Test, holm
 
@@ -104,7 +103,7 @@ def decide(dataset: xr.Dataset, studies: dict, settings: Settings, permutations)
     """The tests of claim 4 and the ``bound`` table, per bound study on its complete runs;
     and those runs' ids per bound study (``judged``; empty where none is complete)."""
     tests, rows, judged = [], [], {}
-    frame = inputs.run_frame(dataset, settings.window)
+    frame = run_frame(dataset, settings.window)
     for study in bound_studies(studies):
         chosen = np.flatnonzero((dataset["study"].values == study) & frame["complete"].to_numpy())
         judged[study] = [str(r) for r in dataset["run"].values[chosen]]
@@ -141,7 +140,7 @@ def gaussian_proxy(runs: xr.Dataset) -> str:
         return ""
     c = float(np.nanmedian(runs["poincare_constant"].values))
     factor = float(np.nanmedian(runs["bound_cdnv"].values / runs["nc_train"].values))
-    gap = inputs.window_mean_log(runs["bound_gc"].values / runs["bound_cdnv"].values, 1)[0]
+    gap = window_mean_log(runs["bound_gc"].values / runs["bound_cdnv"].values, 1)[0]
     return (
         f"diagnostic: c = {c:.4g} is the Gaussian proxy max_i lambda_max(Cov(x|i)), not a "
         f"Poincare constant the config supplies; the GC-form bound is 4(C-1) c = "
@@ -160,7 +159,7 @@ def landmarks(runs: xr.Dataset, bound: np.ndarray, error: np.ndarray, fed_by: st
     below = np.isfinite(bound) & (bound < 1)
     crossing = np.array([steps[np.argmax(row)] if row.any() else np.nan for row in below])
     offset = error_plus_half_count(runs) - error
-    last = inputs.window_mean_log(bound, 1)[0] - inputs.window_mean_log(error + offset, 1)[0]
+    last = window_mean_log(bound, 1)[0] - window_mean_log(error + offset, 1)[0]
     return {
         "crossing_step_median": float(np.nanmedian(crossing)) if below.any() else np.nan,
         "crossing_step_range": _range(crossing),

@@ -13,7 +13,8 @@ metric on the factor, one observation per run, one-sided in the predicted direct
   points named: the missing run is not missing at random.
 
 No covariate enters: the factor is randomised (set by design) and its total effect is the
-estimand. ``fit_relation`` fits one run-level value on another (seed-blocked, optional
+estimand. ``effect_test`` also returns the ``SweepFit`` it decided on (the runs it used and
+the fit with its CI): what the claim figures draw. ``fit_relation`` fits one run-level value on another (seed-blocked, optional
 covariates) for what is shown beside the decisions and for claim 4's across-run tracking.
 """
 

@@ -1,4 +1,5 @@
-"""``gcstudy stats``: decide the claims on a study file and write every table.
+"""The tables of the claims (``gcstudy stats``): decide the claims on a study file and
+write every table.
 
 Reads ``results/study.nc``; writes under ``results/stats/``, each table as CSV, Markdown and
 LaTeX: ``claims`` (verdicts of the claims and their parts), ``tests`` (every deciding
@@ -7,7 +8,9 @@ test), ``runs`` (one row per run: its run-level summaries), ``sweep_slopes`` (cl
 ``transfer`` (claims 2 and 3 per acting mechanism and clock), ``collapse_shown`` and
 ``transfer_shown`` (fits shown, never deciding), ``bound`` (claim 4), ``terminal_phase``,
 ``estimators`` (Fig. 2 numbers), ``inventory``; and ``claims.json`` (verdicts, tests,
-settings, decision rule, warnings) for the report. The decisions are in ``gcstudy.analysis.claims``.
+settings, decision rule, warnings) for the report. The decisions are in
+``gcstudy.analysis.claims``; ``run_summary_table`` is the per-run table of these summaries
+(not the config's run table of run specs).
 """
 
 from __future__ import annotations
