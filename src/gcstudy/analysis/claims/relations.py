@@ -14,8 +14,9 @@ metric on the factor, one observation per run, one-sided in the predicted direct
 
 No covariate enters: the factor is randomised (set by design) and its total effect is the
 estimand. ``effect_test`` also returns the ``SweepFit`` it decided on (the runs it used and
-the fit with its CI): what the claim figures draw. ``fit_relation`` fits one run-level value on another (seed-blocked, optional
-covariates) for what is shown beside the decisions and for claim 4's across-run tracking.
+the fit with its CI): what the claim figures draw. ``fit_relation`` fits one run-level
+value on another (seed-blocked, optional covariates) for what is shown beside the
+decisions and for claim 4's across-run tracking.
 """
 
 from __future__ import annotations
