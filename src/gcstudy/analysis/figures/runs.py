@@ -1,6 +1,6 @@
 """The figures of the paper's experiments, drawn from the study file's curves.
 
-One figure per study, laid out after the experiment it reproduces (docs/claims.md):
+One figure per study, laid out after the paper experiment it reproduces:
 
 * E1 / E1b / E5 (``CURVES``): one row per sweep, columns GC, geometric collapse and NC
   against step; one thin line per run (each seed its own line: 2-5 seeds are too few for a
