@@ -195,3 +195,19 @@ def test_skip_bad_lists_the_skipped(generated, tmp_path):
     assert "corrupt" in skipped[bad] and "does not exist" in skipped[gone]
     assert study.sizes["run"] == len(table["runs"]) - 2
     assert bad not in study["run"].values
+
+
+def test_the_feature_sample_size_is_taken_from_each_trace(generated, tmp_path):
+    """The number of feature-sample examples a run measured NC on, as its trace's facts
+    record it (claim 4's bound noise uses it); NaN where a trace does not record it."""
+    root, table = copy_study(generated, tmp_path)
+    run_id = table["runs"][2]["run_id"]
+    path = root / "runs" / run_id / "trace.h5"
+    trace = traces.load(path)
+    attrs = {k: v for k, v in trace.attrs.items() if k not in ("status", "schema_version")}
+    attrs["facts"] = {**attrs["facts"], "feature_examples": 123}
+    path.unlink()
+    traces.write(path, trace.steps, trace.classes, trace.values, attrs, trace.attrs["status"])
+    study = aggregate.aggregate(root / "run_table.json", root / "runs", allow_generated=True)
+    assert study["feature_examples"].sel(run=run_id).item() == 123
+    assert np.isnan(study["feature_examples"].drop_sel(run=run_id).values).all()

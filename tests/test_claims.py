@@ -10,9 +10,8 @@ import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
 
-from gcstudy.analysis import summaries
-from gcstudy.analysis.claims import blocked, rule
-from gcstudy.analysis.claims.rule import Test, Verdict
+from gcstudy.analysis.claims import blocked, inputs, rule
+from gcstudy.analysis.claims.rule import Reason, Test, Verdict
 
 
 def perms(count=2000, seed=0):
@@ -102,7 +101,7 @@ def test_not_estimable_fits_say_so():
 
 def test_window_mean_of_the_log_over_the_last_evaluations():
     values = np.array([[1.0, 2.0, 4.0, 8.0], [1.0, np.nan, 4.0, np.nan], [np.nan] * 4])
-    means, counts = summaries.window_mean_log(values, 2)
+    means, counts = inputs.window_mean_log(values, 2)
     assert means[0] == pytest.approx(np.log(32) / 2)
     assert means[1] == pytest.approx(np.log(4) / 2)
     assert np.isnan(means[2]) and counts.tolist() == [2, 2, 0]
@@ -164,9 +163,31 @@ def test_all_parts_rule_in_words():
 
 
 def test_a_design_problem_blocks_a_verdict():
-    lost = make_test("1a", 1e-6, 0.9, problem="lost grid points: lr 0.2 seed 1 (diverged)")
+    lost = make_test("1a", 1e-6, 0.9, blocked=Reason.LOST_RUNS, problem="lr 0.2 seed 1 (diverged)")
     rule.decide_tests([lost], 0.05)
     assert lost.verdict == "inconclusive" and "diverged" in lost.reason
+    # the part is undecidable because of the field, whatever the words say
+    assert rule.part_verdict([lost]).reason is Reason.NOT_DECIDABLE
+    significant = make_test("1a", 1e-6, 0.9)
+    rule.decide_tests([significant], 0.05)
+    assert significant.verdict == "supported"
+    unlucky = make_test("1a", 0.3)
+    rule.decide_tests([unlucky], 0.05)
+    assert rule.part_verdict([unlucky]).reason is Reason.NOT_SIGNIFICANT
+
+
+def test_a_test_is_blocked_by_a_reason_with_its_words_or_not_at_all():
+    with pytest.raises(ValueError, match="blocked"):
+        make_test("1a", problem="lost grid points: lr 0.2 seed 1")  # words without a reason
+    with pytest.raises(ValueError, match="blocked"):
+        make_test("1a", blocked=Reason.LOST_RUNS)  # a reason without words
+    with pytest.raises(ValueError, match="blocked"):
+        make_test("1a", blocked=Reason.NOT_SIGNIFICANT, problem="x")  # not a blocker
+    test = make_test("1a", 1e-6)
+    test.block(Reason.LOST_RUNS, "base point seed 0 (diverged)")
+    test.block(Reason.TOO_FEW_RUNS, "too few")  # the first reason stays
+    assert (test.blocked, test.problem) == (Reason.LOST_RUNS, "base point seed 0 (diverged)")
+    assert "blocked" not in test.row() and test.row()["problem"] == test.problem
 
 
 def test_settings_refuse_bad_values():

@@ -1,8 +1,10 @@
 """gcstudy figures: the plotted lines are read back from the matplotlib axes and compared
-with the study file's values for that panel's metric, runs and steps."""
+with the study file's values for that panel's metric, runs and steps, and with the fits
+the claims' decisions made (the figures fit nothing again)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -10,7 +12,10 @@ import pytest
 from matplotlib.colors import to_rgba
 
 from gcstudy import cli, testing
-from gcstudy.analysis import aggregate, claims, figures, summaries
+from gcstudy.analysis import aggregate, claims, figures
+from gcstudy.analysis.claims import blocked, inputs
+from gcstudy.analysis.figures import claims as claim_figures
+from gcstudy.analysis.figures.common import format_value
 from gcstudy.clocks import CLOCK_LABELS
 
 DIVERGED = "sweeps/lr-0.1_bs-32_l2-0_gcp-0_seed-1"
@@ -31,8 +36,13 @@ def dataset():
 
 
 @pytest.fixture(scope="module")
-def drawn(dataset):
-    return {item.name: item for item in figures.build(dataset, SETTINGS)}
+def results(dataset):
+    return claims.analyse(dataset, SETTINGS, extras=False)
+
+
+@pytest.fixture(scope="module")
+def drawn(dataset, results):
+    return {item.name: item for item in figures.build(dataset, results)}
 
 
 def panels(figure):
@@ -62,8 +72,8 @@ def test_one_figure_per_experiment_and_per_claim(drawn):
 @pytest.mark.parametrize("name", ["sweeps_E1", "transfer_E4", "penalty_E5"])
 def test_sweep_panels_show_each_runs_own_metric_against_its_steps(drawn, dataset, name):
     study, experiment = name.rsplit("_", 1)
-    info = summaries.studies_of(dataset)[study]
-    factors = summaries.swept_factors(info)
+    info = inputs.studies_of(dataset)[study]
+    factors = inputs.swept_factors(info)
     axes = np.array(panels(drawn[name].figure)).reshape(len(factors), 3)
     steps = dataset["step"].values
     for factor, row in zip(factors, axes, strict=True):
@@ -83,7 +93,7 @@ def test_sweep_panels_show_each_runs_own_metric_against_its_steps(drawn, dataset
                 np.testing.assert_array_equal(line.get_xdata(), steps[shown])
                 np.testing.assert_array_equal(line.get_ydata(), values[shown])
                 value = float(dataset[factor].sel(run=run_id))
-                label = figures.format_value(factor, value)
+                label = format_value(factor, value)
                 assert to_rgba(line.get_color()) == to_rgba(legend[label]), (run_id, metric)
                 assert (line.get_linestyle() == ":") == (run_id == DIVERGED)
 
@@ -108,13 +118,14 @@ CLAIM_FIGURES = {"claim1_gc_vs_factors": 1, "claim2_nc_vs_factors": 2, "claim3_t
 
 
 @pytest.mark.parametrize("name, claim", CLAIM_FIGURES.items())
-def test_claims_1_to_3_draw_the_readings_and_fits_that_decide(drawn, dataset, name, claim):
+def test_claims_1_to_3_draw_the_readings_and_fits_that_decide(drawn, dataset, results, name, claim):
     """Each panel (sweep x clock): the points are the runs' readings at that clock, the line
-    is the deciding test's fit (its slope the test's estimate), the title its verdict."""
-    results = claims.analyse(dataset, SETTINGS, extras=False)
+    is the deciding test's fit (its slope the test's estimate, its band the fit's CI), the
+    title its verdict."""
     readings = results.tables["readings"]
     tests = {(t.study, t.mechanism, t.clock, t.part): t for t in results.tests if t.claim == claim}
-    factor_of = {v: k for k, v in summaries.FACTOR_LABELS.items()}
+    fits = {(f.study, f.factor, f.clock, f.part): f.fit for f in results.fits if f.test}
+    factor_of = {v: k for k, v in inputs.FACTOR_LABELS.items()}
     clock_of = {v: k for k, v in CLOCK_LABELS.items()}
     fitted = 0
     for ax in panels(drawn[name].figure):
@@ -151,14 +162,61 @@ def test_claims_1_to_3_draw_the_readings_and_fits_that_decide(drawn, dataset, na
         x, y = np.log(fit.get_xdata()), fit.get_ydata()
         y = np.log(y) if column.startswith("log_") else y
         assert (y[-1] - y[0]) / (x[-1] - x[0]) == pytest.approx(test.estimate)
+        decided = fits[(study, factor, clock, part)]
+        mean, low, high = decided.mean_line(x, SETTINGS.alpha)
+        np.testing.assert_allclose(y, mean)
+        (band,) = ax.collections
+        top = band.get_paths()[0].vertices[:, 1]
+        back = np.log if column.startswith("log_") else (lambda v: v)
+        np.testing.assert_allclose(np.sort(back(top))[[0, -1]], [low.min(), high.max()])
         fitted += 1
     assert fitted > 0
+
+
+def doctored(fit):
+    """A fit the data do not give: the figure can only show it by drawing the object."""
+    return dataclasses.replace(fit, slope=fit.slope + 1.0, y_mean=fit.y_mean + 0.5)
+
+
+def test_claim_figures_draw_the_decisions_fit_objects_and_fit_nothing(
+    dataset, results, monkeypatch
+):
+    """The line of each panel is drawn from ``Results.fits`` (a doctored fit object shows
+    up as drawn), and drawing fits nothing: the statistical engine refuses to run."""
+    fits = [
+        dataclasses.replace(f, fit=doctored(f.fit)) if f.fit is not None else f
+        for f in results.fits
+    ]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the figure code fitted again")
+
+    monkeypatch.setattr(blocked, "design", refuse)
+    monkeypatch.setattr(blocked, "within_block_permutations", refuse)
+    drawn = claim_figures.build(dataset, dataclasses.replace(results, fits=fits))
+    factor_of = {v: k for k, v in inputs.FACTOR_LABELS.items()}
+    clock_of = {v: k for k, v in CLOCK_LABELS.items()}
+    by_panel = {(f.study, f.factor, f.clock, f.part): f for f in fits}
+    checked = 0
+    for figure in drawn[:3]:
+        for ax in panels(figure.figure):
+            head, tail = ax.get_title().split("\n")
+            study, label = head.split(": ")
+            clock_label, part = tail.split(": ")[0].split(", ")
+            shown = by_panel[(study, factor_of[label], clock_of[clock_label], part)]
+            for line in ax.get_lines():
+                if line.get_gid() == "fit":
+                    x, y = np.log(line.get_xdata()), line.get_ydata()
+                    y = np.log(y) if shown.metric.startswith("log_") else y
+                    np.testing.assert_allclose(y, shown.fit.mean_line(x, SETTINGS.alpha)[0])
+                    checked += 1
+    assert checked > 0
 
 
 def test_claim4_shows_bound_over_error_with_the_line_at_one(drawn, dataset):
     axes = panels(drawn["claim4_bound_ratio"].figure)
     assert len(axes) == 2
-    error = summaries.error_plus_half_count(dataset)
+    error = inputs.error_plus_half_count(dataset)
     for ax, name in zip(axes, ("bound_cdnv", "bound_gc"), strict=True):
         assert any(
             line.get_gid() == "ratio-1" and set(line.get_ydata()) == {1.0}

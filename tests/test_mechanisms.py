@@ -13,8 +13,8 @@ import pytest
 from generated import study, supply_poincare_constant
 
 from gcstudy import clocks
-from gcstudy.analysis import claims, summaries
-from gcstudy.analysis.claims import blocked
+from gcstudy.analysis import claims
+from gcstudy.analysis.claims import blocked, inputs
 from gcstudy.analysis.claims.rule import Reason, Test, decide_per_clock
 
 SETTINGS = claims.Settings(permutations=500)
@@ -180,11 +180,11 @@ def test_readings_interpolate_log_metric_in_log_step_and_say_so():
     # a power law in the step is linear in log-log: the interpolation is exact
     steps = np.array([0, 10, 40, 160])
     values = np.log(3.0 * np.array([1.0, 10.0, 40.0, 160.0]) ** -0.7)
-    value, interpolated = summaries.read_at(steps, values, 20)
+    value, interpolated = inputs.read_at(steps, values, 20)
     assert interpolated and value == pytest.approx(np.log(3.0 * 20**-0.7))
-    assert summaries.read_at(steps, values, 40) == (pytest.approx(values[2]), False)
-    assert summaries.read_at(steps, values, 5)[0] == pytest.approx((values[0] + values[1]) / 2)
-    assert np.isnan(summaries.read_at(steps, values, 161)[0])
+    assert inputs.read_at(steps, values, 40) == (pytest.approx(values[2]), False)
+    assert inputs.read_at(steps, values, 5)[0] == pytest.approx((values[0] + values[1]) / 2)
+    assert np.isnan(inputs.read_at(steps, values, 161)[0])
 
 
 def test_clock_readings_read_each_run_where_the_clock_says():
@@ -203,7 +203,7 @@ def test_clock_readings_read_each_run_where_the_clock_says():
     run = ds.sel(run=row["run"])
     gc, steps = run["gc"].values, ds["step"].values
     ok = np.isfinite(gc)
-    expected = summaries.read_at(steps[ok], np.log(gc[ok]), 38)[0]
+    expected = inputs.read_at(steps[ok], np.log(gc[ok]), 38)[0]
     assert row["log_gc"] == pytest.approx(expected)
     two_thirds = results.stability.tables["readings"]
     early = two_thirds[(two_thirds["clock"] == "steps") & (two_thirds["study"] == "sweeps")]

@@ -13,7 +13,8 @@ import pytest
 from gcstudy import cli, testing
 from gcstudy.analysis import aggregate, claims
 from gcstudy.analysis import report as report_module
-from gcstudy.analysis.tables import fmt
+from gcstudy.analysis.claims import tables
+from gcstudy.analysis.table_formats import fmt
 
 SKIPPED = "sweeps/lr-0.02_bs-32_l2-0_gcp-0_seed-0"
 DIVERGED = "sweeps/lr-0.1_bs-32_l2-0_gcp-0_seed-1"
@@ -222,3 +223,25 @@ def test_a_claim_that_did_not_converge_says_so_on_the_first_screen(report):
     first = report_module.first_screen(summary, dataset, root / "stats")
     assert "claim 2: inconclusive: not converged" in first
     assert "claim 2 changed between 2/3 of the budget and the end" in first
+
+
+def test_the_inventory_is_counted_once_by_the_statistics(report, monkeypatch):
+    """The report's run counts per study are the statistics stage's ``inventory`` (checked
+    against a count of its own here), and the section shows whatever that count says."""
+    root, _, _ = report
+    dataset = aggregate.open_study(root / "study.nc")
+    counts = tables.inventory(dataset).set_index("study")
+    status = pd.Series(dataset["status"].values).groupby(dataset["study"].values)
+    for study, values in status:
+        assert counts.loc[study, "complete"] == (values == "complete").sum()
+        assert counts.loc[study, "diverged"] == (values == "diverged").sum()
+    skipped = pd.Series([s["study"] for s in dataset.attrs["skipped"]]).value_counts()
+    assert counts["skipped"].sum() == skipped.sum() == 1
+    assert set(counts.index) == set(dataset.attrs["studies"])
+    doctored = counts.reset_index().assign(complete=lambda f: f["complete"] + 1000)
+    monkeypatch.setattr(report_module, "inventory", lambda _: doctored)
+    section = report_module.inventory_section(dataset, root / "stats")
+    total = int(doctored["complete"].sum())
+    assert f"({total} complete, " in section
+    for value in doctored["complete"]:
+        assert f">{value}<" in section

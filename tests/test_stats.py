@@ -16,8 +16,8 @@ from generated import NO_EFFECT, NULL, default_layout, study, supply_poincare_co
 from scipy import stats as sps
 
 from gcstudy import cli, testing
-from gcstudy.analysis import aggregate, claims, stats
-from gcstudy.analysis.claims import bound
+from gcstudy.analysis import aggregate, claims
+from gcstudy.analysis.claims import bound, tables
 
 SETTINGS = claims.Settings(permutations=1000)
 STRONG = {"effects": {"lr": -0.5, "batch_size": 0.5, "l2": -0.5, "gc_penalty": -0.5}}
@@ -174,7 +174,7 @@ def test_a_grid_point_lost_to_divergence_leaves_its_sweep_undecided(tmp_path):
     )
     assert claim2.verdict == "inconclusive" and "lr 0.1 seed 1 (diverged)" in claim2.reason
     assert results.verdict("2a") != "supported"
-    stats.write(results, ds, tmp_path)
+    tables.write(results, ds, tmp_path)
     warnings = json.loads((tmp_path / "claims.json").read_text())["warnings"]
     assert any("1a (sweeps" in w and "diverged" in w for w in warnings)
 
@@ -315,3 +315,25 @@ def test_a_bound_just_under_one_within_its_noise_is_not_non_vacuous():
     assert test.preset == "inconclusive"
     clearly_below = bound.nonvacuous(runs, bound_values / 2, np.sqrt(2 / 100), 0.05)[0]
     assert clearly_below.preset == "supported"
+
+
+def test_the_cdnv_bound_noise_uses_the_recorded_feature_sample_size():
+    """sqrt(2 / n) with n the feature-sample size the trace recorded (the study file's
+    ``feature_examples``), else the size the run spec asked for; an error naming the run
+    when neither says (spec 0 = all training examples, a size the study file lacks)."""
+    specs = [json.dumps({"feature_examples": 400}), json.dumps({"feature_examples": 0})]
+    runs = xr.Dataset(
+        {
+            "spec_json": ("run", specs),
+            "feature_examples": ("run", [50.0, 200.0]),
+            "gc": (("run", "step"), np.ones((2, 3))),
+        },
+        coords={"run": ["a", "b"], "step": [0, 1, 2]},
+    )
+    noise = bound.relative_noise(runs, "bound_cdnv")
+    np.testing.assert_allclose(noise, np.sqrt(2 / np.array([[50.0] * 3, [200.0] * 3])))
+    unrecorded = runs.assign(feature_examples=("run", [np.nan, np.nan]))
+    with pytest.raises(ValueError, match=r"run b.*feature_examples"):
+        bound.relative_noise(unrecorded, "bound_cdnv")
+    asked = unrecorded.isel(run=[0])
+    np.testing.assert_allclose(bound.relative_noise(asked, "bound_cdnv"), np.sqrt(2 / 400))

@@ -404,9 +404,9 @@ def stats_arguments(stats: argparse.ArgumentParser) -> None:
 
 
 def stats_run(args, parser) -> int:
-    from gcstudy.analysis import stats
+    from gcstudy.analysis.claims import tables
 
-    written = stats.run(args.study, args.out, stats_settings(args))
+    written = tables.run(args.study, args.out, stats_settings(args))
     print(f"{args.out}: {len(written)} files")
     return 0
 

@@ -10,7 +10,9 @@ Layout of ``study.nc`` (see ``aggregate``):
 * per-run coords: study, experiment, sweeps ("base,lr"), swept_factor, swept_value, model,
   width, dataset, lr, batch_size, l2, gc_penalty, seed, status, final_step, steps_planned;
   run_folder (the folder under results/runs it was read from: runs of several studies with
-  one spec share the folder of the first, see gcstudy.config).
+  one spec share the folder of the first, see gcstudy.config); from the trace's facts:
+  poincare_constant, test_examples and feature_examples (the sizes of the test and
+  feature samples the run measured on; NaN where the trace does not record them).
 * every trace variable along (run, step) (``gc_per_class`` along (run, step, class)),
   with NaN where a run has no measurement: steps are aligned by an outer join, never
   interpolated. A diverged run keeps its steps up to divergence and is marked in ``status``.
@@ -318,6 +320,7 @@ def _per_run_provenance(records: list[RunRecord]) -> dict[str, np.ndarray]:
         "run_folder": np.array([str(r.entry.get("folder", r.entry["run_id"])) for r in records]),
         "poincare_constant": np.array([fact(r, "poincare_constant") for r in records]),
         "test_examples": np.array([fact(r, "test_examples") for r in records]),
+        "feature_examples": np.array([fact(r, "feature_examples") for r in records]),
         "spec_json": np.array(
             [json.dumps(r.entry.get("spec", {}), sort_keys=True) for r in records]
         ),

@@ -28,8 +28,9 @@ import xarray as xr
 
 from gcstudy import files
 from gcstudy.analysis import aggregate
-from gcstudy.analysis.summaries import FACTOR_LABELS, TERMINAL_ACCURACY
-from gcstudy.analysis.tables import fmt, html_table
+from gcstudy.analysis.claims.inputs import FACTOR_LABELS, TERMINAL_ACCURACY
+from gcstudy.analysis.claims.tables import inventory
+from gcstudy.analysis.table_formats import fmt, html_table
 from gcstudy.clocks import CLOCK_LABELS
 
 # Run-spec keys whose value is a default the paper does not state (docs/science.md#defaults).
@@ -160,41 +161,48 @@ def read_csv(folder: Path, name: str) -> pd.DataFrame:
 
 
 def inventory_section(dataset: xr.Dataset, stats_dir: Path) -> str:
+    """What was run: the runs per study (counted once, by ``claims.tables.inventory``) with
+    what each study is, the diverged and skipped runs, and every run's row."""
     studies = dataset.attrs.get("studies", {})
     skipped = dataset.attrs.get("skipped", [])
+    counts = inventory(dataset)
     rows = []
-    for name in list(
-        dict.fromkeys(
-            [str(s) for s in dataset["study"].values]
-            + [s["study"] for s in skipped]
-            + list(studies)
-        )
-    ):
-        info = studies.get(name, {})
-        status = dataset["status"].values[dataset["study"].values == name]
+    for count in counts.to_dict("records"):
+        info = studies.get(count["study"], {})
         rows.append(
             {
-                "study": name,
+                "study": count["study"],
                 "experiment": info.get("experiment", ""),
                 "description": info.get("description", ""),
                 "model": f"{info.get('model', '')} x{info.get('width', '')}",
                 "dataset": info.get("dataset", ""),
                 "sweeps": ", ".join(f"{k}: {v}" for k, v in info.get("sweeps", {}).items()) or "-",
                 "seeds": len(info.get("seeds", [])) or "",
-                "complete": int((status == "complete").sum()),
-                "diverged": int((status == "diverged").sum()),
-                "skipped / missing": sum(s["study"] == name for s in skipped),
+                "complete": count["complete"],
+                "diverged": count["diverged"],
+                "skipped / missing": count["skipped"],
             }
         )
-    frame = pd.DataFrame(rows)
     total = dataset.attrs.get("runs_in_table", dataset.sizes["run"])
     parts = [
         f"<p>{int(total)} runs in the run table; {dataset.sizes['run']} aggregated "
-        f"({int((dataset['status'] == 'complete').sum())} complete, "
-        f"{int((dataset['status'] == 'diverged').sum())} diverged); "
-        f"{len(skipped)} skipped (missing or unreadable files).</p>",
-        frame_html(frame),
+        f"({int(counts['complete'].sum())} complete, {int(counts['diverged'].sum())} "
+        f"diverged); {len(skipped)} skipped (missing or unreadable files).</p>",
+        frame_html(pd.DataFrame(rows)),
+        diverged_and_skipped(dataset, skipped),
+        "<h3 id='table-runs'>Every run</h3><details><summary>One row per run (click to "
+        "open): run-level summaries (geometric mean over the last evaluations), the final "
+        "few-shot table, the step reached of the planned budget, device and commit. File: "
+        "<code>stats/runs.csv</code>.</summary>"
+        + frame_html(read_csv(stats_dir, "runs"))
+        + "</details>",
     ]
+    return "\n".join(p for p in parts if p)
+
+
+def diverged_and_skipped(dataset: xr.Dataset, skipped: list[dict]) -> str:
+    """The runs that diverged (where they stopped) and those skipped (why)."""
+    parts = []
     diverged = dataset.isel(run=np.flatnonzero(dataset["status"].values == "diverged"))
     if diverged.sizes["run"]:
         items = "".join(
@@ -218,14 +226,6 @@ def inventory_section(dataset: xr.Dataset, stats_dir: Path) -> str:
             "<h3>Skipped runs</h3><p>Left out by <code>gcstudy aggregate "
             f"--skip-bad</code>: their numbers appear nowhere.</p><ul>{items}</ul>"
         )
-    parts.append(
-        "<h3 id='table-runs'>Every run</h3><details><summary>One row per run (click to "
-        "open): run-level summaries (geometric mean over the last evaluations), the final "
-        "few-shot table, the step reached of the planned budget, device and commit. File: "
-        "<code>stats/runs.csv</code>.</summary>"
-        + frame_html(read_csv(stats_dir, "runs"))
-        + "</details>"
-    )
     return "\n".join(parts)
 
 

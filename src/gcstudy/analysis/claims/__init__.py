@@ -1,11 +1,13 @@
 """The claims of the project (docs/claims.md) and the decisions on them.
 
-One module per job: ``factors`` (claim 1, per sweep and design clock; it also says which
-factors *act* on GC), ``mechanisms`` (claims 2 and 3, per acting mechanism and clock),
-``collapse`` and ``transfer`` (the fits shown beside claims 2 and 3, never deciding),
-``bound`` (claim 4); ``relations`` holds the fits, ``blocked`` their statistical engine
-(seed-blocked OLS and within-seed permutation tests), ``rule`` the decision rule (all parts,
-every clock, stable at 2/3 of the budget). ``analyse`` runs them all on a study file.
+One module per job: ``inputs`` (what the claims decide on: run-level summaries and each
+sweep's readings at each design clock), ``factors`` (claim 1, per sweep and design clock;
+it also says which factors *act* on GC), ``mechanisms`` (claims 2 and 3, per acting
+mechanism and clock), ``collapse`` and ``transfer`` (the fits shown beside claims 2 and 3,
+never deciding), ``bound`` (claim 4); ``relations`` holds the fits, ``blocked`` their
+statistical engine (seed-blocked OLS and within-seed permutation tests), ``rule`` the
+decision rule (all parts, every clock, stable at 2/3 of the budget). ``analyse`` runs them
+all on a study file; ``tables`` writes what it decided (``gcstudy stats``).
 
 Stable names for callers: ``analyse(dataset, settings)`` returns ``Results``;
 ``Results.verdict(key)`` is "supported", "contradicted" or "inconclusive" for a claim
@@ -13,7 +15,8 @@ Stable names for callers: ``analyse(dataset, settings)`` returns ``Results``;
 the reason where the report says it ("inconclusive: not converged");
 ``Results.claims[key].reason`` is the reason as a ``rule.Reason``, ``.clocks`` the verdict
 at each clock and ``.stability`` the verdict at 2/3 of the budget; ``Results.stability`` is
-the whole decision at 2/3 (its tests and tables). Part 2a is one part (every acting
+the whole decision at 2/3 (its tests and tables); ``Results.fits`` and
+``Results.bound_runs`` are what the claim figures draw. Part 2a is one part (every acting
 mechanism); 3a and 3b likewise. The GC-form parts 4d-4f are diagnostics (reason
 ``DIAGNOSTIC``, outside the all-parts rule) unless every bound run's config supplies a
 Poincare constant. Changed in issue 18: part statements (per mechanism, no "at equal
@@ -30,9 +33,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from gcstudy.analysis import summaries
-from gcstudy.analysis.claims import bound, collapse, factors, mechanisms, transfer
+from gcstudy.analysis.claims import bound, collapse, factors, inputs, mechanisms, transfer
 from gcstudy.analysis.claims.blocked import Permutations
+from gcstudy.analysis.claims.relations import SweepFit
 from gcstudy.analysis.claims.rule import (
     NO_CLOCK,
     VERDICTS,
@@ -70,12 +73,17 @@ class Decision:
     claims: dict[int, Verdict] = field(default_factory=dict)
     parts: dict[str, Verdict] = field(default_factory=dict)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    fits: list[SweepFit] = field(default_factory=list)
+    bound_runs: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
 class Results:
     """The verdicts (the final ones, checked against those at 2/3 of the budget), the
-    tests behind them and every table of the statistics stage."""
+    tests behind them, every table of the statistics stage, and what the figures draw:
+    ``fits``, each sweep of claims 1-3 at each clock with the fit and readings its test
+    decided on (``relations.SweepFit``), and ``bound_runs``, the runs claim 4 judged in
+    each bound study (run ids)."""
 
     settings: Settings
     tests: list[Test] = field(default_factory=list)
@@ -83,6 +91,8 @@ class Results:
     parts: dict[str, Verdict] = field(default_factory=dict)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     stability: Decision | None = None
+    fits: list[SweepFit] = field(default_factory=list)
+    bound_runs: dict[str, list[str]] = field(default_factory=dict)
 
     def _get(self, key: int | str) -> Verdict:
         return self.claims[key] if isinstance(key, int) else self.parts[key]
@@ -141,11 +151,13 @@ def analyse(dataset: xr.Dataset, settings: Settings | None = None, extras: bool 
     calibration benchmark)."""
     settings = settings or Settings()
     permutations = Permutations(settings.permutations, np.random.default_rng(settings.seed))
-    frame = summaries.run_frame(dataset, settings.window)
-    studies = summaries.studies_of(dataset)
+    frame = inputs.run_frame(dataset, settings.window)
+    studies = inputs.studies_of(dataset)
     final = decide(dataset, frame, studies, settings, permutations, 1.0)
     early = decide(dataset, frame, studies, settings, permutations, STABILITY_FRACTION)
-    results = Results(settings, final.tests, stability=early)
+    results = Results(
+        settings, final.tests, stability=early, fits=final.fits, bound_runs=final.bound_runs
+    )
     for key, verdict in final.parts.items():
         results.parts[key] = converged(verdict, early.parts[key])
     for key, verdict in final.claims.items():
@@ -163,28 +175,29 @@ def analyse(dataset: xr.Dataset, settings: Settings | None = None, extras: bool 
 def decide(dataset, frame, studies, settings: Settings, permutations, fraction: float) -> Decision:
     """Every test, part and claim from the readings at ``fraction`` of the budget."""
     out = Decision(fraction)
-    readings = summaries.clock_readings(dataset, frame, studies, settings.clocks, fraction)
+    readings = inputs.clock_readings(dataset, frame, studies, settings.clocks, fraction)
     out.tables["readings"] = readings
-    tests1, out.tables["sweep_slopes"] = (
+    tests1, out.tables["sweep_slopes"], fits1 = (
         factors.decide(readings, frame, studies, settings, permutations)
         if len(readings)
-        else ([], pd.DataFrame())
+        else ([], pd.DataFrame(), [])
     )
     decide_per_clock(tests1, settings)
     acting = factors.acting(tests1)
-    tests2, out.tables["collapse_vs_gc"] = (
+    tests2, out.tables["collapse_vs_gc"], fits2 = (
         mechanisms.decide(2, readings, acting, settings, permutations)
         if len(readings)
-        else ([], pd.DataFrame())
+        else ([], pd.DataFrame(), [])
     )
-    tests3, out.tables["transfer"] = (
+    tests3, out.tables["transfer"], fits3 = (
         mechanisms.decide(3, readings, acting, settings, permutations)
         if len(readings)
-        else ([], pd.DataFrame())
+        else ([], pd.DataFrame(), [])
     )
+    out.fits = fits1 + fits2 + fits3
     decide_per_clock(tests2, settings)
     decide_per_clock(tests3, settings)
-    tests4, out.tables["bound"] = bound.decide(
+    tests4, out.tables["bound"], out.bound_runs = bound.decide(
         bound.up_to(dataset, fraction), studies, settings, permutations
     )
     decide_tests(tests4, settings.alpha)

@@ -32,7 +32,8 @@ The parts:
   tests). Two curves that merely both fall pass neither.
 
 The bound's own noise (relative): the GC bound's is the GC estimate's (``gc_stderr / gc``);
-the CDNV bound's is ``sqrt(2 / n)`` for ``n`` feature-sample examples, the relative SE of a
+the CDNV bound's is ``sqrt(2 / n)`` for the run's ``n`` feature-sample examples (as its trace
+records them, ``feature_examples``), the relative SE of a
 mean within-class variance of Gaussian features (an estimate: exact for one effective
 dimension, an upper bound for more). The error is offset by half an example (``0.5 /
 n_test``) before taking logs.
@@ -47,10 +48,9 @@ import pandas as pd
 import xarray as xr
 from scipy import stats as sps
 
-from gcstudy.analysis import summaries
+from gcstudy.analysis.claims.inputs import error_plus_half_count, run_frame, window_mean_log
 from gcstudy.analysis.claims.relations import fit_relation, usable
-from gcstudy.analysis.claims.rule import Settings, Test, holm
-from gcstudy.analysis.summaries import error_plus_half_count
+from gcstudy.analysis.claims.rule import Reason, Settings, Test, holm
 
 BOUNDS = {
     "bound_cdnv": ("CDNV bound", "4a", "4b", "4c"),
@@ -100,10 +100,13 @@ def up_to(dataset: xr.Dataset, fraction: float) -> xr.Dataset:
 
 
 def decide(dataset: xr.Dataset, studies: dict, settings: Settings, permutations):
-    tests, rows = [], []
-    frame = summaries.run_frame(dataset, settings.window)
+    """The tests of claim 4 and the ``bound`` table, per bound study on its complete runs;
+    and those runs' ids per bound study (``judged``; empty where none is complete)."""
+    tests, rows, judged = [], [], {}
+    frame = run_frame(dataset, settings.window)
     for study in bound_studies(studies):
         chosen = np.flatnonzero((dataset["study"].values == study) & frame["complete"].to_numpy())
+        judged[study] = [str(r) for r in dataset["run"].values[chosen]]
         if not len(chosen):
             continue
         runs = dataset.isel(run=chosen)
@@ -125,7 +128,7 @@ def decide(dataset: xr.Dataset, studies: dict, settings: Settings, permutations)
             fed = FED_BY[name]
             rows.append({**row, **row_a, **row_b, **row_c, **landmarks(runs, bound, error, fed)})
         rows.append(test_feature_row(study, runs, error))
-    return tests, pd.DataFrame(rows)
+    return tests, pd.DataFrame(rows), judged
 
 
 def gaussian_proxy(runs: xr.Dataset) -> str:
@@ -137,7 +140,7 @@ def gaussian_proxy(runs: xr.Dataset) -> str:
         return ""
     c = float(np.nanmedian(runs["poincare_constant"].values))
     factor = float(np.nanmedian(runs["bound_cdnv"].values / runs["nc_train"].values))
-    gap = summaries.window_mean_log(runs["bound_gc"].values / runs["bound_cdnv"].values, 1)[0]
+    gap = window_mean_log(runs["bound_gc"].values / runs["bound_cdnv"].values, 1)[0]
     return (
         f"diagnostic: c = {c:.4g} is the Gaussian proxy max_i lambda_max(Cov(x|i)), not a "
         f"Poincare constant the config supplies; the GC-form bound is 4(C-1) c = "
@@ -156,7 +159,7 @@ def landmarks(runs: xr.Dataset, bound: np.ndarray, error: np.ndarray, fed_by: st
     below = np.isfinite(bound) & (bound < 1)
     crossing = np.array([steps[np.argmax(row)] if row.any() else np.nan for row in below])
     offset = error_plus_half_count(runs) - error
-    last = summaries.window_mean_log(bound, 1)[0] - summaries.window_mean_log(error + offset, 1)[0]
+    last = window_mean_log(bound, 1)[0] - window_mean_log(error + offset, 1)[0]
     return {
         "crossing_step_median": float(np.nanmedian(crossing)) if below.any() else np.nan,
         "crossing_step_range": _range(crossing),
@@ -192,14 +195,36 @@ def relative_noise(runs: xr.Dataset, name: str) -> np.ndarray:
     if name == "bound_gc":
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.abs(runs["gc_stderr"].values / runs["gc"].values)
-    from gcstudy.config import TRAIN_SIZES
+    sizes = feature_examples(runs)
+    return np.sqrt(2 / sizes)[:, None] * np.ones(runs["gc"].shape)
 
+
+def feature_examples(runs: xr.Dataset) -> np.ndarray:
+    """Each run's number of feature-sample examples (on which NC is measured): as its
+    trace records it (the study file's ``feature_examples``), else as its run spec asks
+    for it (``spec_json``: a study file from before the trace's count was aggregated, or
+    a generated one); an error naming the run when neither says."""
+    recorded = (
+        runs["feature_examples"].values.astype(float)
+        if "feature_examples" in runs
+        else np.full(runs.sizes["run"], np.nan)
+    )
     sizes = []
-    for spec in runs["spec_json"].values:
-        spec = json.loads(str(spec))
-        n = int(spec.get("feature_examples", 0)) or TRAIN_SIZES.get(spec.get("dataset"), 1000)
-        sizes.append(n)
-    return np.sqrt(2 / np.array(sizes, dtype=float))[:, None] * np.ones(runs["gc"].shape)
+    for run, count, spec in zip(
+        runs["run"].values, recorded, runs["spec_json"].values, strict=True
+    ):
+        asked = int(json.loads(str(spec)).get("feature_examples", 0))
+        if np.isfinite(count) and count > 0:
+            sizes.append(float(count))
+        elif asked > 0:
+            sizes.append(float(asked))
+        else:
+            raise ValueError(
+                f"study file, run {run}: the feature-sample size is not recorded (variable "
+                "'feature_examples') and the run spec asks for all training examples "
+                "(feature_examples = 0): aggregate the traces again to record it"
+            )
+    return np.array(sizes)
 
 
 def time_weights(steps: np.ndarray, measured: np.ndarray) -> np.ndarray:
@@ -267,7 +292,7 @@ def above(runs, bound, error, noise, alpha) -> tuple[Test, dict]:
     test.n = f"{int(judged.sum())} non-vacuous run-steps"
     row = {"judged_run_steps": int(judged.sum()), "violations": int((e > b).sum())}
     if not judged.any():
-        test.problem = "the bound is >= 1 at every run-step: nothing to judge"
+        test.block(Reason.NOTHING_TO_JUDGE, "the bound is >= 1 at every run-step: nothing to judge")
         return test, {**row, "significant_violations": 0}
     against = holm(sps.norm.sf(-z))
     test.estimate = float((z > sps.norm.ppf(1 - alpha)).mean())
@@ -301,7 +326,7 @@ def tracks(runs, frame, dataset, name: str, settings: Settings, permutations):
     }
     test.n = f"{within['runs']} runs within, {len(across)} runs across"
     if within["runs"] < 3 or fit is None:
-        test.problem = f"too few runs to judge tracking ({test.n})"
+        test.block(Reason.TOO_FEW_RUNS, f"too few runs to judge tracking ({test.n})")
         return test, row
     test.estimate, test.ci_low, test.ci_high = fit.slope, fit.ci_low, fit.ci_high
     test.p = max(within["p"], fit.p_decide)

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from gcstudy.analysis.claims.inputs import swept_factors
 from gcstudy.analysis.claims.relations import fit_relation, fit_row, usable
 from gcstudy.analysis.claims.rule import Settings
-from gcstudy.analysis.summaries import swept_factors
 
 CONDITIONED = "shown, conditions on train loss (post-treatment)"
 FITS = (  # y, x, control, relation, role

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from gcstudy.analysis.claims.relations import effect_test
-from gcstudy.analysis.claims.rule import Settings, Test
-from gcstudy.analysis.summaries import FACTOR_LABELS, lost_runs
+from gcstudy.analysis.claims.inputs import FACTOR_LABELS, lost_runs
+from gcstudy.analysis.claims.relations import SweepFit, effect_test
+from gcstudy.analysis.claims.rule import Reason, Settings, Test
 
 PARTS = {
     "1a": "larger learning rate -> lower GC",
@@ -28,8 +28,10 @@ SIGN = {"lr": -1, "batch_size": 1, "l2": -1, "gc_penalty": -1}  # predicted d lo
 
 def decide(
     readings: pd.DataFrame, frame: pd.DataFrame, studies: dict, settings: Settings, permutations
-) -> tuple[list[Test], pd.DataFrame]:
-    tests, rows = [], []
+) -> tuple[list[Test], pd.DataFrame, list[SweepFit]]:
+    """The test of every sweep at every clock, the ``sweep_slopes`` table and the fits the
+    tests decided on."""
+    tests, rows, fits = [], [], []
     for (study, factor, clock), runs in readings.groupby(["study", "factor", "clock"], sort=False):
         lost = lost_runs(frame, studies[study], study, factor)
         test = Test(
@@ -43,21 +45,25 @@ def decide(
             clock=clock,
             lost=f"lost grid points, sweep not decided: {lost}" if lost else "",
         )
-        test, row = effect_test(test, runs, "log_gc", SIGN[factor], settings, permutations)
+        if lost:
+            test.block(Reason.LOST_RUNS, test.lost)
+        test, row, fit = effect_test(test, runs, "log_gc", SIGN[factor], settings, permutations)
         tests.append(test)
         rows.append(row)
-    return tests, pd.DataFrame(rows)
+        fits.append(fit)
+    return tests, pd.DataFrame(rows), fits
 
 
 def acting(tests: list[Test]) -> dict[tuple[str, str, str], tuple[int, str]]:
     """(study, factor, clock) -> (the sign of the factor's significant effect on log GC,
     ""): claim 1's test supported gives the predicted sign, contradicted the opposite; or
-    (0, why) where claim 1 could not decide (lost runs, too few to fit)."""
+    (0, why in words) where claim 1 could not decide (``Test.blocked``: lost runs, too few
+    to fit)."""
     out = {}
     for test in tests:
         key = (test.study, test.mechanism, test.clock)
         if test.verdict in ("supported", "contradicted"):
             out[key] = (SIGN[test.mechanism] * (1 if test.verdict == "supported" else -1), "")
-        elif test.problem:
+        elif test.blocked is not None:
             out[key] = (0, test.problem)
     return out

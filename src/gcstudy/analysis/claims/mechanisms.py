@@ -21,9 +21,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from gcstudy.analysis.claims.relations import effect_test
-from gcstudy.analysis.claims.rule import Settings, Test
-from gcstudy.analysis.summaries import FACTOR_LABELS
+from gcstudy.analysis.claims.inputs import FACTOR_LABELS
+from gcstudy.analysis.claims.relations import SweepFit, effect_test, usable
+from gcstudy.analysis.claims.rule import Reason, Settings, Test
 
 PARTS_2 = {"2a": "each factor that lowers GC lowers NC on the source classes"}
 PARTS_3 = {
@@ -44,19 +44,24 @@ def decide(
     acting: dict,
     settings: Settings,
     permutations,
-) -> tuple[list[Test], pd.DataFrame]:
-    """The tests of claim 2 or 3 on every acting mechanism."""
+) -> tuple[list[Test], pd.DataFrame, list[SweepFit]]:
+    """The tests of claim 2 or 3 on every acting mechanism, their table, and a ``SweepFit``
+    for every sweep, clock and part whose metric the sweep measures (without a test where
+    the factor does not act on GC at that clock)."""
     parts = PARTS_2 if claim == 2 else PARTS_3
-    tests, rows = [], []
+    tests, rows, fits = [], [], []
+    swept = readings.groupby(["study", "factor"], sort=False)
+    measures = {key: sweep_measures(sweep, parts) for key, sweep in swept}
     groups = readings.groupby(["study", "factor", "clock"], sort=False)
     for (study, factor, clock), runs in groups:
-        if (study, factor, clock) not in acting:
-            continue
-        gc_sign, unknown = acting[(study, factor, clock)]
-        for part in parts:
+        for part in measures[(study, factor)]:
             column, relative, what = METRICS[part]
-            if not np.isfinite(runs[column].to_numpy(float)).any():
-                continue  # not measured in this study (no transfer evaluation)
+            if (study, factor, clock) not in acting or not finite(runs, column):
+                fits.append(
+                    SweepFit(claim, part, study, factor, clock, column, usable(runs, [column]))
+                )
+                continue
+            gc_sign, unknown = acting[(study, factor, clock)]
             direction = "falls" if gc_sign < 0 else "rises"
             test = Test(
                 claim=claim,
@@ -69,16 +74,29 @@ def decide(
                 clock=clock,
             )
             if unknown:
-                test.problem = f"claim 1 could not decide whether it acts on GC: {unknown}"
-            test, row = effect_test(
-                test, runs, column, relative * (gc_sign or 1), settings, permutations
-            )
+                test.block(
+                    Reason.ACTING_UNKNOWN,
+                    f"claim 1 could not decide whether it acts on GC: {unknown}",
+                )
+            sign = relative * (gc_sign or 1)
+            test, row, fit = effect_test(test, runs, column, sign, settings, permutations)
             tests.append(test)
             rows.append({**row, "part": part, "gc_sign": gc_sign, "role": "decides " + part})
-    return tests, pd.DataFrame(rows)
+            fits.append(fit)
+    return tests, pd.DataFrame(rows), fits
+
+
+def finite(runs: pd.DataFrame, column: str) -> bool:
+    """Whether some run has a finite value in ``column``."""
+    return column in runs and bool(np.isfinite(runs[column].to_numpy(float)).any())
+
+
+def sweep_measures(sweep: pd.DataFrame, parts) -> list[str]:
+    """The parts whose metric a sweep measures at some clock (none of claim 3 without a
+    transfer evaluation)."""
+    return [part for part in parts if finite(sweep, METRICS[part][0])]
 
 
 def measured(readings: pd.DataFrame, part: str) -> bool:
     """Whether some sweep measures the metric of a part of claim 2 or 3."""
-    column = METRICS[part][0]
-    return column in readings and bool(np.isfinite(readings[column].to_numpy(float)).any())
+    return finite(readings, METRICS[part][0])

@@ -13,17 +13,21 @@ metric on the factor, one observation per run, one-sided in the predicted direct
   points named: the missing run is not missing at random.
 
 No covariate enters: the factor is randomised (set by design) and its total effect is the
-estimand. ``fit_relation`` fits one run-level value on another (seed-blocked, optional
-covariates) for what is shown beside the decisions and for claim 4's across-run tracking.
+estimand. ``effect_test`` also returns the ``SweepFit`` it decided on (the runs it used and
+the fit with its CI): what the claim figures draw. ``fit_relation`` fits one run-level
+value on another (seed-blocked, optional covariates) for what is shown beside the
+decisions and for claim 4's across-run tracking.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from gcstudy.analysis.claims.blocked import Fit, Permutations, blocked_fit, rank_trend
-from gcstudy.analysis.claims.rule import Settings, Test
+from gcstudy.analysis.claims.rule import Reason, Settings, Test
 
 
 def usable(runs: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -34,9 +38,31 @@ def usable(runs: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return runs[ok]
 
 
+@dataclass(frozen=True)
+class SweepFit:
+    """One sweep read at one design clock, as a test of claims 1-3 decided on it: the runs
+    it used (``readings``: complete runs with a finite ``metric``, one row per run with
+    ``value``, ``seed`` and the metric), the seed-blocked fit of the metric on the log
+    value over the positive values (``fit``: ``Fit``, its CI at the settings' alpha; None
+    with fewer than 3 positive values or not estimable) and the ``test`` (None where
+    nothing was tested: claims 2 and 3 at a clock where the factor does not act on GC).
+    The figures draw these; nothing is fitted again."""
+
+    claim: int
+    part: str
+    study: str
+    factor: str
+    clock: str
+    metric: str
+    readings: pd.DataFrame
+    fit: Fit | None = None
+    test: Test | None = None
+
+
 def effect_test(test: Test, runs: pd.DataFrame, y: str, sign: int, settings, permutations):
     """Fill ``test`` with the effect of ``runs["value"]`` (the swept factor) on column
-    ``y`` (module docstring); returns the test and a table row of both fits."""
+    ``y`` (module docstring); returns the test, a table row of both fits and the
+    ``SweepFit`` it decided on."""
     runs = usable(runs, [y])
     value, response, seed = (
         runs["value"].to_numpy(float),
@@ -68,23 +94,31 @@ def effect_test(test: Test, runs: pd.DataFrame, y: str, sign: int, settings, per
     test.n = f"{len(runs)} runs, {len(np.unique(value))} values, {len(np.unique(seed))} seeds"
     interpolated = int(runs["interpolated"].sum()) if "interpolated" in runs else 0
     test.interpolated = f"{interpolated} of {len(runs)} readings" if interpolated else ""
-    test.problem = test.problem or test.lost
     if fit is not None:
         test.estimate, test.ci_low, test.ci_high = fit.slope, fit.ci_low, fit.ci_high
     if has_zero and rank is not None:
         test.p, test.p_against = rank.p_perm, rank.p_perm_against
     elif not has_zero and fit is not None:
         test.p, test.p_against = fit.p_decide, fit.p_decide_against
-    elif not test.problem:
-        test.problem = f"too few runs or values to test ({test.n})"
-    row = {
+    else:
+        test.block(Reason.TOO_FEW_RUNS, f"too few runs or values to test ({test.n})")
+    shown = SweepFit(
+        test.claim, test.part, test.study, test.mechanism, test.clock, y, runs, fit, test
+    )
+    return test, effect_row(test, runs, y, fit, rank, interpolated), shown
+
+
+def effect_row(test: Test, runs: pd.DataFrame, y: str, fit, rank, interpolated: int) -> dict:
+    """The table row of an ``effect_test``: its design, the slope fit and the rank test."""
+    has_zero = bool((runs["value"].to_numpy(float) <= 0).any())
+    return {
         "study": test.study,
         "sweep": test.mechanism,
         "clock": test.clock,
         "metric": y,
         "runs": len(runs),
-        "values": len(np.unique(value)),
-        "seeds": len(np.unique(seed)),
+        "values": len(np.unique(runs["value"])),
+        "seeds": len(np.unique(runs["seed"])),
         "read_steps": _steps(runs),
         "interpolated": interpolated,
         "expected": test.expected,
@@ -98,7 +132,6 @@ def effect_test(test: Test, runs: pd.DataFrame, y: str, sign: int, settings, per
         "decided_by": "rank test" if has_zero else "slope (t and permutation)",
         "lost": test.lost,
     }
-    return test, row
 
 
 def _steps(runs: pd.DataFrame) -> str:

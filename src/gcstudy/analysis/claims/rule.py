@@ -4,8 +4,8 @@ A **test** (one study, one mechanism, one design clock) is *supported* when its 
 p-value for the predicted direction is below alpha; *contradicted* when its p-value against
 that direction, Holm-adjusted over every test of its claim at the same clock (``holm``),
 is below alpha; *inconclusive* otherwise, and always when its design
-lost runs or it could not be estimated (the reason is named). A few tests decide by a
-stated rule instead (``preset``).
+lost runs or it could not be estimated (``Test.blocked`` says why, ``Test.problem`` in
+words). A few tests decide by a stated rule instead (``preset``).
 
 At one clock, a **part** is supported when every one of its tests is (every study and every
 acting mechanism), contradicted when any is, inconclusive otherwise, and untested when it
@@ -38,7 +38,8 @@ NO_CLOCK = ""  # claim 4: one design point per bound study, nothing to hold equa
 
 
 class Reason(StrEnum):
-    """Why a part or claim has its verdict."""
+    """Why a part or claim has its verdict (``Verdict.reason``), and why a test cannot
+    decide (``Test.blocked``: the members from ``LOST_RUNS`` on)."""
 
     SUPPORTED = "supported at every clock"
     CONTRADICTED = "contradicted at every clock"
@@ -50,6 +51,14 @@ class Reason(StrEnum):
     NO_MECHANISM = "no mechanism acts on GC"
     PARTS = "not every part supported"
     DIAGNOSTIC = "diagnostic only"
+    # why a test cannot decide
+    LOST_RUNS = "a grid point of the design has no complete run"
+    TOO_FEW_RUNS = "too few runs or values to fit"
+    ACTING_UNKNOWN = "claim 1 could not decide whether the factor acts on GC"
+    NOTHING_TO_JUDGE = "nothing to judge"
+
+
+BLOCKERS = (Reason.LOST_RUNS, Reason.TOO_FEW_RUNS, Reason.ACTING_UNKNOWN, Reason.NOTHING_TO_JUDGE)
 
 
 @dataclass
@@ -96,7 +105,7 @@ class Test:
     p: float = math.nan  # for the predicted direction
     p_against: float = math.nan  # against it (Holm-adjusted within the claim: p_against_holm)
     n: str = ""
-    problem: str = ""  # why the test cannot decide (lost runs, too few runs, ...)
+    problem: str = ""  # why the test cannot decide, in words (``blocked``: as a field)
     lost: str = ""  # grid points of the design without a complete run
     preset: str = ""  # a verdict decided by the test's own stated rule
     reason: str = ""
@@ -107,9 +116,28 @@ class Test:
     diagnostic: str = ""  # why this test is shown but never decides (its part neither)
     p_against_holm: float = math.nan
     verdict: str = "inconclusive"
+    blocked: Reason | None = None  # why the test cannot decide (one of ``BLOCKERS``)
+
+    def __post_init__(self):
+        if (self.blocked is None) == bool(self.problem) or self.blocked not in (None, *BLOCKERS):
+            raise ValueError(
+                f"test {self.name!r}: blocked = {self.blocked!r} with problem = "
+                f"{self.problem!r}: expected both (blocked one of {[b.name for b in BLOCKERS]}) "
+                "or neither"
+            )
+
+    def block(self, reason: Reason, words: str) -> None:
+        """Mark the test as unable to decide: why (``reason``, one of ``BLOCKERS``) and the
+        words the tables show. A test blocked already keeps its first reason."""
+        if reason not in BLOCKERS:
+            raise ValueError(f"{reason!r} does not block a test: expected one of {BLOCKERS}")
+        if self.blocked is None:
+            self.blocked, self.problem = reason, words
 
     def row(self) -> dict:
-        return {k: v for k, v in self.__dict__.items()}
+        """The test's row of the tables: every field but ``blocked`` (the tables give its
+        words, ``problem``)."""
+        return {k: v for k, v in self.__dict__.items() if k != "blocked"}
 
 
 @dataclass
@@ -168,7 +196,7 @@ def decide_tests(tests: list[Test], alpha: float) -> None:
             test.verdict, test.reason = "inconclusive", test.diagnostic
         elif test.preset:
             test.verdict = test.preset
-        elif test.problem:
+        elif test.blocked is not None:
             test.verdict, test.reason = "inconclusive", test.problem
         elif np.isfinite(test.p) and test.p < alpha:
             test.verdict = "supported"
@@ -206,7 +234,7 @@ def part_verdict(tests: list[Test], untested: Reason = Reason.NOT_TESTED) -> Ver
         )
     if all(v == "supported" for v in verdicts):
         return Verdict("supported", f"supported by every test ({where})", Reason.SUPPORTED)
-    blocked = all(t.problem and not t.preset for t in tests if t.verdict != "supported")
+    blocked = all(t.blocked is not None and not t.preset for t in tests if t.verdict != "supported")
     return Verdict(
         "inconclusive",
         f"not supported by every test ({where})",

@@ -1,4 +1,5 @@
-"""Run-level summaries: the unit of analysis of every claim, computed in one place.
+"""What the claims decide on, read from the study file in one place: run-level summaries
+(the unit of analysis of every claim) and each sweep's readings at each design clock.
 
 A run's summary of a positive metric is the mean of its natural log over the run's last
 ``window`` evaluations with a finite value (``window`` is the config key

@@ -1,4 +1,5 @@
-"""``gcstudy stats``: decide the claims on a study file and write every table.
+"""The tables of the claims (``gcstudy stats``): decide the claims on a study file and
+write every table.
 
 Reads ``results/study.nc``; writes under ``results/stats/``, each table as CSV, Markdown and
 LaTeX: ``claims`` (verdicts of the claims and their parts), ``tests`` (every deciding
@@ -7,7 +8,9 @@ test), ``runs`` (one row per run: its run-level summaries), ``sweep_slopes`` (cl
 ``transfer`` (claims 2 and 3 per acting mechanism and clock), ``collapse_shown`` and
 ``transfer_shown`` (fits shown, never deciding), ``bound`` (claim 4), ``terminal_phase``,
 ``estimators`` (Fig. 2 numbers), ``inventory``; and ``claims.json`` (verdicts, tests,
-settings, decision rule, warnings) for the report. The decisions are in ``gcstudy.analysis.claims``.
+settings, decision rule, warnings) for the report. The decisions are in
+``gcstudy.analysis.claims``; ``run_summary_table`` is the per-run table of these summaries
+(not the config's run table of run specs).
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from gcstudy.analysis import aggregate, summaries
-from gcstudy.analysis.claims import CLAIMS, Results, Settings, analyse
-from gcstudy.analysis.tables import write_table
+from gcstudy.analysis import aggregate
+from gcstudy.analysis.claims import CLAIMS, Results, Settings, analyse, inputs
+from gcstudy.analysis.table_formats import write_table
 
 DECISION_RULE = (
     "The run is the unit, the seed a blocking factor. Claims 1-3 are judged per mechanism at "
@@ -104,8 +107,8 @@ def write(results: Results, dataset: xr.Dataset, out_dir, study_path: str = "") 
     out = Path(out_dir)
     tables = {
         **{k: v for k, v in results.tables.items() if k != "runs"},
-        "runs": run_table(results.tables["runs"]),
-        "terminal_phase": summaries.terminal_phase(dataset),
+        "runs": run_summary_table(results.tables["runs"]),
+        "terminal_phase": inputs.terminal_phase(dataset),
         "estimators": estimators(dataset),
         "inventory": inventory(dataset),
     }
@@ -144,7 +147,7 @@ def warnings_of(results: Results) -> list[str]:
     return list(dict.fromkeys(lines))
 
 
-def run_table(frame: pd.DataFrame) -> pd.DataFrame:
+def run_summary_table(frame: pd.DataFrame) -> pd.DataFrame:
     """The per-run table of the report (geometric means of the window summaries)."""
 
     def geometric(column):
@@ -210,13 +213,16 @@ def estimators(dataset: xr.Dataset) -> pd.DataFrame:
 
 
 def inventory(dataset: xr.Dataset) -> pd.DataFrame:
-    """Runs per study: complete, diverged, skipped (missing or unreadable)."""
+    """Runs per study: complete, diverged, skipped (missing or unreadable); every study
+    that has runs in the study file, was skipped or is in the config (``studies``)."""
     skipped = dataset.attrs.get("skipped", [])
     if isinstance(skipped, str):
         skipped = json.loads(skipped)
     studies = dataset.attrs.get("studies", {})
     studies = json.loads(studies) if isinstance(studies, str) else studies
-    names = dict.fromkeys([str(s) for s in dataset["study"].values] + [s["study"] for s in skipped])
+    names = dict.fromkeys(
+        [str(s) for s in dataset["study"].values] + [s["study"] for s in skipped] + list(studies)
+    )
     status = dataset["status"].values
     return pd.DataFrame(
         [

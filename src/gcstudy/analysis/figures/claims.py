@@ -1,14 +1,16 @@
-"""One figure per claim, drawn from the readings and fits that decide it.
+"""One figure per claim, drawn from the readings and fits that decided it
+(``claims.Results``: nothing is fitted or selected again here).
 
 * claims 1-3: one row of panels per sweep (claim 1) or per sweep and metric (claims 2, 3),
-  one column per design clock: each run's value where the clock reads it (one marker
-  colour per seed; a value 0 sits one decade below the smallest positive value) and the
-  seed-blocked fit of the log metric on the log value over the positive values, with its
-  CI (average seed), exactly the fit of the test that decided (``relations.effect_test``);
-  the title gives the test's verdict there, or says that the factor does not act on GC
-  at that clock (claims 2 and 3 then test nothing);
-* claim 4: per bound study, each run's bound / NCC test error over steps (error offset by
-  half an example), with the line at 1 where the bound equals the error.
+  one column per design clock, each panel one ``relations.SweepFit``: each run's value
+  where the clock reads it (the runs the test used; one marker colour per seed; a value 0
+  sits one decade below the smallest positive value) and the test's own seed-blocked fit
+  of the log metric on the log value over the positive values, with its CI (average
+  seed); the title gives the test's verdict there, or says that the factor does not act
+  on GC at that clock (claims 2 and 3 then test nothing);
+* claim 4: per bound study, each run claim 4 judged (``Results.bound_runs``): its bound /
+  NCC test error over steps (error offset by half an example), with the line at 1 where
+  the bound equals the error.
 
 Points and lines carry ``gid`` tags (``seed-<s>``, ``fit``, run ids) so that tests read
 back exactly what is drawn.
@@ -20,12 +22,16 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from gcstudy.analysis import summaries
-from gcstudy.analysis.claims import Results, Settings, analyse, bound, factors, mechanisms
-from gcstudy.analysis.claims.blocked import Permutations, blocked_fit
-from gcstudy.analysis.claims.relations import usable
-from gcstudy.analysis.figures import STEP_LABEL, Drawn, format_value, step_axis, tidy_log_axis
-from gcstudy.analysis.summaries import FACTOR_LABELS
+from gcstudy.analysis.claims import Results, bound, inputs
+from gcstudy.analysis.claims.inputs import FACTOR_LABELS
+from gcstudy.analysis.claims.relations import SweepFit
+from gcstudy.analysis.figures.common import (
+    STEP_LABEL,
+    Drawn,
+    format_value,
+    step_axis,
+    tidy_log_axis,
+)
 from gcstudy.clocks import CLOCK_LABELS
 
 METRIC_LABELS = {
@@ -36,15 +42,13 @@ METRIC_LABELS = {
 }
 
 
-def build(dataset: xr.Dataset, settings: Settings) -> list[Drawn]:
-    results = analyse(dataset, settings, extras=False)
-    frame = results.tables["runs"]
-    studies = summaries.studies_of(dataset)
+def build(dataset: xr.Dataset, results: Results) -> list[Drawn]:
+    """The figures of claims 1-4 from the decisions' ``results``."""
     drawn = [
-        clock_figure(results, 1, settings),
-        clock_figure(results, 2, settings),
-        clock_figure(results, 3, settings),
-        claim4(dataset, frame, studies),
+        clock_figure(results, 1),
+        clock_figure(results, 2),
+        clock_figure(results, 3),
+        claim4(dataset, results.bound_runs),
     ]
     return [d for d in drawn if d is not None]
 
@@ -75,47 +79,25 @@ FIGURES = {  # claim -> (figure name, title, caption head)
 }
 
 
-def _rows(results: Results, claim: int) -> list[tuple[str, str, str, str]]:
-    """(study, factor, reading column, part) of each row of a claim's figure."""
-    readings = results.tables["readings"]
-    if readings.empty:
-        return []
-    sweeps = list(dict.fromkeys(zip(readings["study"], readings["factor"], strict=True)))
-    if claim == 1:
-        return [(s, f, "log_gc", factors.PART_OF[f]) for s, f in sweeps]
-    parts = mechanisms.PARTS_2 if claim == 2 else mechanisms.PARTS_3
-    rows = []
-    for study, factor in sweeps:
-        chosen = readings[(readings["study"] == study) & (readings["factor"] == factor)]
-        for part in parts:
-            column = mechanisms.METRICS[part][0]
-            if np.isfinite(chosen[column].to_numpy(float)).any():
-                rows.append((study, factor, column, part))
-    return rows
-
-
-def clock_figure(results: Results, claim: int, settings: Settings) -> Drawn | None:
-    rows = _rows(results, claim)
-    if not rows:
+def clock_figure(results: Results, claim: int) -> Drawn | None:
+    """Claim 1, 2 or 3: a row per sweep (and metric), a column per clock."""
+    fits = [f for f in results.fits if f.claim == claim]
+    if not fits:
         return None
-    clocks = settings.clocks
+    rows = list(dict.fromkeys((f.study, f.factor, f.part) for f in fits))
+    by_panel = {(f.study, f.factor, f.part, f.clock): f for f in fits}
+    clocks = results.settings.clocks
+    alpha = results.settings.alpha
     name, title, head = FIGURES[claim]
     figure = Figure(figsize=(3.6 * len(clocks) + 0.8, 3.2 * len(rows) + 0.8), layout="constrained")
     axes = figure.subplots(len(rows), len(clocks), squeeze=False)
-    readings = results.tables["readings"]
-    tests = {(t.study, t.mechanism, t.clock, t.part): t for t in results.tests if t.claim == claim}
-    for row_axes, (study, factor, column, part) in zip(axes, rows, strict=True):
+    for row_axes, (study, factor, part) in zip(axes, rows, strict=True):
         for ax, clock in zip(row_axes, clocks, strict=True):
-            runs = readings[
-                (readings["study"] == study)
-                & (readings["factor"] == factor)
-                & (readings["clock"] == clock)
-            ]
-            test = tests.get((study, factor, clock, part))
-            panel(ax, usable(runs, [column]), factor, column, test, settings)
+            shown = by_panel[(study, factor, part, clock)]
+            panel(ax, shown, alpha)
             ax.set_title(
                 f"{study}: {FACTOR_LABELS[factor]}\n{CLOCK_LABELS[clock]}, {part}: "
-                + (test.verdict if test else "does not act on GC here"),
+                + (shown.test.verdict if shown.test else "does not act on GC here"),
                 fontsize=9,
             )
     axes[0][0].legend(fontsize=7)
@@ -123,7 +105,7 @@ def clock_figure(results: Results, claim: int, settings: Settings) -> Drawn | No
     caption = (
         f"{head} (equal steps, equal examples seen, equal lr x steps: one column each), one "
         "colour per seed; the line is the seed-blocked fit of the log metric on the log value "
-        f"over the positive values (average seed) with its {100 * (1 - settings.alpha):.0f}% "
+        f"over the positive values (average seed) with its {100 * (1 - alpha):.0f}% "
         "CI: the fit of the deciding test, which conditions on the seed only (no train loss, "
         "no other post-treatment quantity). A value 0 is drawn one decade below the smallest "
         "positive value (such sweeps are decided by the rank trend test). Panel titles give "
@@ -137,8 +119,9 @@ def clock_figure(results: Results, claim: int, settings: Settings) -> Drawn | No
     return Drawn(name, figure, caption)
 
 
-def panel(ax, runs, factor: str, column: str, test, settings: Settings) -> None:
+def panel(ax, shown: SweepFit, alpha: float) -> None:
     """One sweep at one clock: the runs' values where the clock reads them and the fit."""
+    runs, column = shown.readings, shown.metric
     log = column.startswith("log_")
     value = runs["value"].to_numpy(float)
     y = runs[column].to_numpy(float)
@@ -158,36 +141,13 @@ def panel(ax, runs, factor: str, column: str, test, settings: Settings) -> None:
             label=f"seed {seed}",
             gid=f"seed-{seed}",
         )
-    if test is not None and positive.sum() >= 3:
-        permutations = Permutations(99, np.random.default_rng(settings.seed))
-        sign = 1 if test.expected == "slope > 0" else -1
-        fit = blocked_fit(
-            y[positive],
-            np.log(value[positive]),
-            seeds[positive],
-            sign,
-            settings.alpha,
-            permutations,
-        )
-        if fit is not None:
-            grid = np.linspace(np.log(value[positive].min()), np.log(value[positive].max()), 50)
-            mean, low, high = fit.mean_line(grid, settings.alpha)
-            back = np.exp if log else (lambda v: v)
-            ax.plot(np.exp(grid), back(mean), "k-", lw=1.2, gid="fit")
-            ax.fill_between(np.exp(grid), back(low), back(high), color="k", alpha=0.12, lw=0)
-            ax.text(
-                0.02,
-                0.98,
-                _interval(fit, settings.alpha),
-                transform=ax.transAxes,
-                fontsize=7,
-                va="top",
-            )
-    if test is not None and test.lost:
+    if shown.test is not None and shown.fit is not None:
+        fit_line(ax, shown, alpha)
+    if shown.test is not None and shown.test.lost:
         ax.text(
             0.02,
             0.02,
-            test.lost,
+            shown.test.lost,
             transform=ax.transAxes,
             fontsize=6,
             color="C3",
@@ -197,28 +157,39 @@ def panel(ax, runs, factor: str, column: str, test, settings: Settings) -> None:
     ax.set_xscale("log")
     ticks = sorted(set(shown_x))
     has_zero = bool((~positive).any())
-    names = ["0" if has_zero and t == zero_at else format_value(factor, t) for t in ticks]
+    names = ["0" if has_zero and t == zero_at else format_value(shown.factor, t) for t in ticks]
     ax.set_xticks(ticks, names, fontsize=7)
     ax.minorticks_off()
     if log:
         ax.set_yscale("log")
         if len(shown_y):
             tidy_log_axis(ax.yaxis, shown_y)
-    ax.set_xlabel(FACTOR_LABELS[factor])
+    ax.set_xlabel(FACTOR_LABELS[shown.factor])
     ax.set_ylabel(METRIC_LABELS[column], fontsize=8)
     ax.grid(alpha=0.3)
 
 
-def claim4(dataset: xr.Dataset, frame, studies: dict) -> Drawn | None:
-    chosen = bound.bound_studies(studies)
-    if not chosen:
+def fit_line(ax, shown: SweepFit, alpha: float) -> None:
+    """The test's fit over the positive values it was fitted on, with its CI band."""
+    value = shown.readings["value"].to_numpy(float)
+    positive = value[value > 0]
+    grid = np.linspace(np.log(positive.min()), np.log(positive.max()), 50)
+    mean, low, high = shown.fit.mean_line(grid, alpha)
+    back = np.exp if shown.metric.startswith("log_") else (lambda v: v)
+    ax.plot(np.exp(grid), back(mean), "k-", lw=1.2, gid="fit")
+    ax.fill_between(np.exp(grid), back(low), back(high), color="k", alpha=0.12, lw=0)
+    ax.text(0.02, 0.98, _interval(shown.fit, alpha), transform=ax.transAxes, fontsize=7, va="top")
+
+
+def claim4(dataset: xr.Dataset, judged: dict[str, list[str]]) -> Drawn | None:
+    """Per bound study, each judged run's bound / NCC test error over steps."""
+    if not judged:
         return None
-    figure = Figure(figsize=(11, 3.6 * len(chosen) + 0.6), layout="constrained")
-    axes = figure.subplots(len(chosen), 2, squeeze=False)
-    for row, study in zip(axes, chosen, strict=True):
-        pick = np.flatnonzero((dataset["study"].values == study) & frame["complete"].to_numpy())
-        runs = dataset.isel(run=pick)
-        error = summaries.error_plus_half_count(runs)
+    figure = Figure(figsize=(11, 3.6 * len(judged) + 0.6), layout="constrained")
+    axes = figure.subplots(len(judged), 2, squeeze=False)
+    for row, (study, run_ids) in zip(axes, judged.items(), strict=True):
+        runs = dataset.sel(run=run_ids)
+        error = inputs.error_plus_half_count(runs)
         steps = runs["step"].values
         for ax, (name, (label, *_)) in zip(row, bound.BOUNDS.items(), strict=True):
             for i, run_id in enumerate(runs["run"].values):

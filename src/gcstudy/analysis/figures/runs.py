@@ -1,40 +1,41 @@
-"""The paper's figures, redrawn from ``results/study.nc`` (``gcstudy figures``).
+"""The figures of the paper's experiments, drawn from the study file's curves.
 
 One figure per study, laid out after the experiment it reproduces (docs/science.md#experiments):
 
-* E1 / E1b / E5 (``curves``): one row per sweep, columns GC, geometric collapse and NC
+* E1 / E1b / E5 (``CURVES``): one row per sweep, columns GC, geometric collapse and NC
   against step; one thin line per run (each seed its own line: 2-5 seeds are too few for a
   band), one colour per swept value on a sequential colormap (dark = small value); diverged
   runs are drawn dotted, ending in an x where they stopped.
-* E4 (``transfer``): the same layout with source GC, target NC and 5-shot accuracy.
-* E2 (``estimators``): one panel per estimator, mean +/- sd of the repeated estimates
+* E4 (``TRANSFER``): the same layout with source GC, target NC and 5-shot accuracy.
+* E2 (``estimator_figure``): one panel per estimator, mean +/- sd of the repeated estimates
   against the sampling budget, the exact GC as a horizontal line.
-* E3 (``bound``): NCC test error and both bounds against step, one thin line per run.
-* one figure per claim (``claim_figures``): the run-level summaries and fits that decide it.
+* E3 (``bound_figure``): NCC test error and both bounds against step, one thin line per run.
 
-Every run's line carries its run id as its ``gid``. PNG (150 dpi) and PDF under the output
-folder, plus ``figures.json`` with every figure's file names and caption (for the report).
+Every run's line carries its run id as its ``gid``.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import dataclass
-from pathlib import Path
+import warnings
 
 import numpy as np
 import xarray as xr
-from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
 from gcstudy.analysis import aggregate
-from gcstudy.analysis.claims import Settings
-from gcstudy.analysis.summaries import FACTOR_LABELS, studies_of, swept_factors
+from gcstudy.analysis.claims.inputs import FACTOR_LABELS, studies_of, swept_factors
+from gcstudy.analysis.figures.common import (
+    STEP_LABEL,
+    Drawn,
+    format_value,
+    spans_decades,
+    step_axis,
+    tidy_log_axis,
+    value_colors,
+)
 
-STEP_LABEL = "training step (SGD updates)"
 QUANTITIES = {
     "gc": "GC: mean $\\|J_f(x)\\|_F^2$",
     "geometric_collapse": "geometric collapse",
@@ -55,103 +56,12 @@ ESTIMATOR_LABELS = {
 }
 
 
-@dataclass
-class Drawn:
-    """A figure with its file stem and caption."""
-
-    name: str
-    figure: Figure
-    caption: str
-
-
-# ---------------------------------------------------------------- building blocks
-
-
-def spans_decades(values: np.ndarray, decades: float = 1.0) -> bool:
-    values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values) & (values > 0)]
-    return len(values) > 1 and np.log10(values.max() / values.min()) >= decades
-
-
-def tidy_log_axis(axis, values=None) -> None:
-    """Readable log-axis ticks: plain numbers at 1-2-5 (or decades when the range is wide),
-    no minor labels (matplotlib's defaults overlap on ranges under a decade)."""
-    values = np.asarray([] if values is None else values, dtype=float)
-    values = values[np.isfinite(values) & (values > 0)]
-    wide = len(values) > 1 and np.log10(values.max() / values.min()) > 2.5
-    axis.set_major_locator(LogLocator(base=10, subs=(1.0,) if wide else (1.0, 2.0, 5.0)))
-    axis.set_major_formatter(FuncFormatter(_tick_text))
-    axis.set_minor_formatter(NullFormatter())
-
-
-def _tick_text(value, _position=None) -> str:
-    if value <= 0:
-        return ""
-    exponent = np.floor(np.log10(value))
-    if -3 <= exponent <= 4:
-        return f"{value:g}"
-    mantissa = value / 10**exponent
-    head = "" if np.isclose(mantissa, 1) else f"{mantissa:g}\\times"
-    return f"${head}10^{{{int(exponent)}}}$"
-
-
-class _quiet:
-    def __enter__(self):
-        import warnings
-
-        self._catch = warnings.catch_warnings()
-        self._catch.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        self._catch.__exit__(*exc)
-
-
-def value_colors(values: list[float]) -> dict[float, tuple]:
-    """One colour per swept value on a sequential colormap, ordered by value."""
-    cmap = colormaps["viridis"]
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return {ordered[0]: cmap(0.5)}
-    return {v: cmap(0.05 + 0.8 * i / (len(ordered) - 1)) for i, v in enumerate(ordered)}
-
-
-def format_value(factor: str, value: float) -> str:
-    if factor == "batch_size":
-        return str(int(value))
-    return "0" if value == 0 else f"{value:g}"
-
-
-def step_axis(ax, steps: np.ndarray) -> None:
-    ax.set_xlabel(STEP_LABEL)
-    positive = steps[steps > 0]
-    if len(positive) and positive.max() / positive.min() >= 100:
-        ax.set_xscale("symlog", linthresh=1)
-        ax.set_xlim(left=0)
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-
-
 def draw_sweep_row(axes, runs: xr.Dataset, factor: str, quantities: tuple[str, ...]) -> None:
-    """One row of an E1-style figure: one line (mean) and band per swept value."""
-    steps = runs["step"].values
+    """One row of an E1-style figure: one thin line per run, one colour per swept value."""
+    axes[0].set_title(f"{FACTOR_LABELS[factor]} sweep", loc="left", fontsize=10, fontweight="bold")
     if not runs.sizes["run"]:
         for ax, name in zip(axes, quantities, strict=True):
-            ax.text(
-                0.5,
-                0.5,
-                "no run of this sweep\nwas aggregated",
-                ha="center",
-                va="center",
-                transform=ax.transAxes,
-                color="grey",
-            )
-            ax.set_ylabel(QUANTITIES.get(name, name))
-            ax.set_xlabel(STEP_LABEL)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        axes[0].set_title(
-            f"{FACTOR_LABELS[factor]} sweep", loc="left", fontsize=10, fontweight="bold"
-        )
+            empty_panel(ax, name)
         return
     values = sorted({float(v) for v in runs[factor].values})
     colors = value_colors(values)
@@ -165,20 +75,15 @@ def draw_sweep_row(axes, runs: xr.Dataset, factor: str, quantities: tuple[str, .
         data = runs[name].values
         log = name != "fewshot_5shot_accuracy" and spans_decades(data[complete])
         for i, value in enumerate(runs[factor].values):
+            run_id = str(runs["run"].values[i])
             draw_run(
-                ax,
-                steps,
-                data[i],
-                colors[float(value)],
-                str(runs["run"].values[i]),
-                complete[i],
-                log,
+                ax, runs["step"].values, data[i], colors[float(value)], run_id, complete[i], log
             )
         if log:
             ax.set_yscale("log")
             tidy_log_axis(ax.yaxis, data[complete])
         ax.set_ylabel(QUANTITIES.get(name, name))
-        step_axis(ax, steps)
+        step_axis(ax, runs["step"].values)
         ax.grid(alpha=0.3, which="major")
     handles = [Line2D([], [], color=colors[v], lw=2, label=format_value(factor, v)) for v in values]
     if (~complete).any():
@@ -192,7 +97,23 @@ def draw_sweep_row(axes, runs: xr.Dataset, factor: str, quantities: tuple[str, .
         fontsize=8,
         title_fontsize=9,
     )
-    axes[0].set_title(f"{FACTOR_LABELS[factor]} sweep", loc="left", fontsize=10, fontweight="bold")
+
+
+def empty_panel(ax, name: str) -> None:
+    """A panel of a sweep none of whose runs was aggregated."""
+    ax.text(
+        0.5,
+        0.5,
+        "no run of this sweep\nwas aggregated",
+        ha="center",
+        va="center",
+        transform=ax.transAxes,
+        color="grey",
+    )
+    ax.set_ylabel(QUANTITIES.get(name, name))
+    ax.set_xlabel(STEP_LABEL)
+    ax.set_xticks([])
+    ax.set_yticks([])
 
 
 def draw_run(ax, steps, row, color, run_id: str, complete: bool, log: bool) -> None:
@@ -246,6 +167,7 @@ def sweep_figure(
 
 
 def estimator_figure(dataset: xr.Dataset, study: str, info: dict) -> Drawn | None:
+    """E2: one row per run with an exact GC (at most 3), one panel per estimator."""
     runs = dataset.isel(run=np.flatnonzero(dataset["study"].values == study))
     if "gcest_exact" not in runs:
         return None
@@ -261,40 +183,14 @@ def estimator_figure(dataset: xr.Dataset, study: str, info: dict) -> Drawn | Non
     axes = fig.subplots(runs.sizes["run"], len(estimators_present), squeeze=False)
     for r in range(runs.sizes["run"]):
         run = runs.isel(run=r)
-        exact = float(run["gcest_exact"])
         for c, name in enumerate(estimators_present):
-            ax = axes[r, c]
             chosen = np.flatnonzero(dataset["estimator"].values == name)
-            budgets = dataset["budget"].values[chosen]
-            estimates = run["gcest_estimate"].values[chosen]
-            with _quiet():
-                mean = np.nanmean(estimates, axis=1)
-                sd = np.nanstd(estimates, axis=1, ddof=1)
-            ax.errorbar(
-                budgets,
-                mean,
-                yerr=sd,
-                fmt="o-",
-                color="C0",
-                capsize=3,
-                ms=4,
-                label="estimate, mean +/- sd",
-            )
-            ax.axhline(exact, color="k", lw=1.2, ls="--", label="exact GC")
-            ax.set_xscale("log")
-            ax.xaxis.set_major_locator(FixedLocator(budgets))
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-            ax.xaxis.set_minor_formatter(NullFormatter())
-            ax.xaxis.set_minor_locator(FixedLocator([]))
-            title, xlabel = ESTIMATOR_LABELS.get(name, (name, "budget"))
-            ax.set_title(title, fontsize=10)
-            ax.set_xlabel(f"sampling budget: {xlabel}")
+            estimator_panel(axes[r, c], name, dataset["budget"].values[chosen], run, chosen)
             if c == 0:
                 label = "GC estimate: mean $\\|J_f(x)\\|_F^2$"
                 if runs.sizes["run"] > 1:
                     label += f"\n{str(run['run'].values).split('/')[-1]}"
-                ax.set_ylabel(label, fontsize=9)
-            ax.grid(alpha=0.3)
+                axes[r, c].set_ylabel(label, fontsize=9)
         axes[r, -1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False, fontsize=8)
     repeats = int(np.isfinite(runs["gcest_estimate"].values[0]).sum(axis=1).max())
     which = str(runs["run"].values[0]) if runs.sizes["run"] == 1 else f"{runs.sizes['run']} runs"
@@ -309,6 +205,29 @@ def estimator_figure(dataset: xr.Dataset, study: str, info: dict) -> Drawn | Non
         "dashed line is the exact GC (every output row of the Jacobian)."
     )
     return Drawn(f"{study}_{info.get('experiment', 'E2')}", fig, caption)
+
+
+def estimator_panel(ax, name: str, budgets: np.ndarray, run: xr.Dataset, chosen) -> None:
+    """One estimator on one run: mean +/- sd of its repeats at each budget (the
+    ``chosen`` settings), the exact GC dashed."""
+    estimates = run["gcest_estimate"].values[chosen]
+    with warnings.catch_warnings():  # a budget without any finite repeat: NaN, not a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(estimates, axis=1)
+        sd = np.nanstd(estimates, axis=1, ddof=1)
+    ax.errorbar(
+        budgets, mean, yerr=sd, fmt="o-", color="C0", capsize=3, ms=4, label="estimate, mean +/- sd"
+    )
+    ax.axhline(float(run["gcest_exact"]), color="k", lw=1.2, ls="--", label="exact GC")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(budgets))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.xaxis.set_minor_locator(FixedLocator([]))
+    title, xlabel = ESTIMATOR_LABELS.get(name, (name, "budget"))
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(f"sampling budget: {xlabel}")
+    ax.grid(alpha=0.3)
 
 
 def bound_figure(dataset: xr.Dataset, study: str, info: dict) -> Drawn | None:
@@ -359,13 +278,10 @@ def bound_figure(dataset: xr.Dataset, study: str, info: dict) -> Drawn | None:
     return Drawn(f"{study}_{info.get('experiment', 'E3')}", fig, caption)
 
 
-def build(dataset: xr.Dataset, settings: Settings | None = None) -> list[Drawn]:
-    """Every figure the study file supports (nothing written)."""
-    from gcstudy.analysis import claim_figures
-
-    drawn: list[Drawn] = []
-    studies = studies_of(dataset)
-    for study, info in studies.items():
+def build(dataset: xr.Dataset) -> list[Drawn]:
+    """The figure of each study's experiment (nothing written)."""
+    drawn = []
+    for study, info in studies_of(dataset).items():
         experiment = info.get("experiment", "")
         if experiment == "E2":
             figure = estimator_figure(dataset, study, info)
@@ -377,29 +293,4 @@ def build(dataset: xr.Dataset, settings: Settings | None = None) -> list[Drawn]:
             figure = sweep_figure(dataset, study, info, CURVES)
         if figure is not None:
             drawn.append(figure)
-    return drawn + claim_figures.build(dataset, settings or Settings())
-
-
-def write(drawn: list[Drawn], out_dir: str | os.PathLike) -> list[Path]:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written, index = [], []
-    for item in drawn:
-        png, pdf = out / f"{item.name}.png", out / f"{item.name}.pdf"
-        item.figure.savefig(png, dpi=150)
-        item.figure.savefig(pdf)
-        written += [png, pdf]
-        index.append({"name": item.name, "png": png.name, "pdf": pdf.name, "caption": item.caption})
-    (out / "figures.json").write_text(json.dumps(index, indent=1) + "\n")
-    written.append(out / "figures.json")
-    return written
-
-
-def run(
-    study_path: str | os.PathLike, out_dir: str | os.PathLike, settings: Settings
-) -> list[Path]:
-    """``gcstudy figures``: draw every figure of the study file into ``out_dir``."""
-    return write(build(aggregate.open_study(study_path), settings), out_dir)
-
-
-__all__ = ["build", "run", "write"]
+    return drawn
