@@ -12,6 +12,7 @@ from matplotlib.colors import to_rgba
 from gcstudy import cli, testing
 from gcstudy.analysis import aggregate, claims, figures, summaries
 from gcstudy.clocks import CLOCK_LABELS
+from gcstudy.study.factors import FACTOR_LABELS
 
 DIVERGED = "sweeps/lr-0.1_bs-32_l2-0_gcp-0_seed-1"
 # what each column of a sweep figure must show (the paper's Fig. 1 and Fig. 4 layouts)
@@ -114,7 +115,7 @@ def test_claims_1_to_3_draw_the_readings_and_fits_that_decide(drawn, dataset, na
     results = claims.analyse(dataset, SETTINGS, extras=False)
     readings = results.tables["readings"]
     tests = {(t.study, t.mechanism, t.clock, t.part): t for t in results.tests if t.claim == claim}
-    factor_of = {v: k for k, v in summaries.FACTOR_LABELS.items()}
+    factor_of = {v: k for k, v in FACTOR_LABELS.items()}
     clock_of = {v: k for k, v in CLOCK_LABELS.items()}
     fitted = 0
     for ax in panels(drawn[name].figure):

@@ -26,6 +26,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from gcstudy.clocks import CLOCKS
+from gcstudy.study.datasets import DATASETS
 
 # Spinning OpenMP threads slow torch down many times on a shared machine (a login node, a
 # CPU job next to others); waiting passively costs nothing measurable. Set before torch loads.
@@ -48,8 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     prepare.add_argument(
         "name",
-        help="data set name (digits, digits_fs, mnist, mnist_5k, fashion_mnist, cifar10, "
-        "cifar100, cifar_fs, glyphs)",
+        help=f"data set name ({', '.join(DATASETS)})",
     )
     prepare.add_argument("--root", required=True, help="data root folder")
     prepare.set_defaults(handler=prepare_data)

@@ -35,13 +35,10 @@ from typing import Any
 
 from gcstudy import yamlio
 from gcstudy.clocks import CLOCKS, scheduled_steps
-from gcstudy.data.registry import DATASETS
 from gcstudy.spec import RunSpec, SpecError, check_sample_sizes, did_you_mean
+from gcstudy.study.datasets import DATASETS
+from gcstudy.study.factors import EVALUATIONS, EXPERIMENTS, FACTORS, ID_NAMES
 
-SWEEPABLE = ("lr", "batch_size", "l2", "gc_penalty")
-ID_NAMES = {"lr": "lr", "batch_size": "bs", "l2": "l2", "gc_penalty": "gcp"}
-EVALUATIONS = ("fewshot", "gc_estimators", "bound")
-EXPERIMENTS = ("E1", "E1b", "E2", "E3", "E4", "E5")
 STUDY_KEYS = (
     "experiment",
     "model",
@@ -63,20 +60,9 @@ TOP_KEYS = (
     "share_runs",
     "stats",
 )
-# Examples of each data set's train and test split and of its target classes (published
-# counts; digits, mnist_5k, glyphs: gcstudy's splits).
-SIZES = {
-    "digits": (1442, 355, 0),
-    "digits_fs": (723, 178, 895),
-    "mnist": (60000, 10000, 0),
-    "mnist_5k": (4000, 1000, 0),
-    "fashion_mnist": (60000, 10000, 0),
-    "cifar10": (50000, 10000, 0),
-    "cifar100": (50000, 10000, 0),
-    "cifar_fs": (32000, 6400, 12000),
-    "glyphs": (6400, 1280, 2400),
-}
-TRAIN_SIZES = {name: sizes[0] for name, sizes in SIZES.items()}
+# Kept for gcstudy.analysis.claims.bound until it reads the sample size from the trace:
+# each data set's training examples (gcstudy.study.datasets declares them).
+TRAIN_SIZES = {name: dataset.train_size for name, dataset in DATASETS.items()}
 # Package data (found in a wheel as in a checkout): the JSON schema of a study config.
 SCHEMA = importlib.resources.files("gcstudy") / "schemas" / "config.schema.yaml"
 
@@ -283,7 +269,8 @@ def expected_cost(spec: RunSpec, evaluations: tuple[str, ...] = ()) -> float:
     runs ``gc_probes`` VJPs (~2 passes) on the training and test GC samples. Scaled by the
     model (VGG-11 1, VGG-13 1.4, ResNet-18 3.2; FACTS.md step times) and ``width ** 2``.
     """
-    train_size, test_size, target_size = SIZES[spec.dataset]
+    dataset = DATASETS[spec.dataset]
+    train_size, test_size, target_size = dataset.train_size, dataset.test_size, dataset.target_size
     if spec.train_examples:
         train_size = min(train_size, spec.train_examples)
     penalty = 2.3 if spec.gc_penalty else 1.0
@@ -401,7 +388,7 @@ def number_id(value: float | int) -> str:
 
 
 def run_id(study: str, point: dict[str, float], seed: int) -> str:
-    values = "_".join(f"{ID_NAMES[k]}-{number_id(point[k])}" for k in SWEEPABLE)
+    values = "_".join(f"{ID_NAMES[k]}-{number_id(point[k])}" for k in FACTORS)
     return f"{study}/{values}_seed-{seed}"
 
 
@@ -412,7 +399,7 @@ def _expand_study(config, name: str, study: dict, source: str) -> list[Run]:
             base[key] = study[key]
     if "data_root" in config:
         base["data_root"] = config["data_root"]
-    base_point = {k: _base_value(base, k) for k in SWEEPABLE}
+    base_point = {k: _base_value(base, k) for k in FACTORS}
     points: dict[tuple, tuple[dict, list[str]]] = {}
     sweeps = study.get("sweeps", {})
     candidates = [("base", base_point)] + [
@@ -421,7 +408,7 @@ def _expand_study(config, name: str, study: dict, source: str) -> list[Run]:
         for value in values
     ]
     for sweep, point in candidates:
-        key = tuple(float(point[k]) for k in SWEEPABLE)
+        key = tuple(float(point[k]) for k in FACTORS)
         entry = points.setdefault(key, (point, []))
         entry[1].append(sweep)
     # the base point belongs to every sweep (it is one of each sweep's values' neighbours)
@@ -452,7 +439,7 @@ def _study_summary(config, name: str) -> dict[str, Any]:
         "model": first.model,
         "width": first.width,
         "dataset": first.dataset,
-        "base": {k: getattr(first, k) for k in SWEEPABLE},
+        "base": {k: getattr(first, k) for k in FACTORS},
         "sweeps": study.get("sweeps", {}),
         "seeds": study.get("seeds", [0]),
         "evaluations": study.get("evaluations", []),
@@ -500,10 +487,9 @@ def _check_study(name: str, study: Any, defaults: dict, source: str) -> None:
     sweeps = study.get("sweeps", {})
     _check_mapping(sweeps, f"{where}.sweeps")
     for factor, values in sweeps.items():
-        if factor not in SWEEPABLE:
+        if factor not in FACTORS:
             raise ConfigError(
-                f"{where}.sweeps.{factor}: cannot sweep {factor!r}; sweepable: "
-                f"{', '.join(SWEEPABLE)}"
+                f"{where}.sweeps.{factor}: cannot sweep {factor!r}; sweepable: {', '.join(FACTORS)}"
             )
         if not isinstance(values, list) or not values:
             raise ConfigError(
@@ -542,7 +528,7 @@ def _check_study(name: str, study: Any, defaults: dict, source: str) -> None:
         )
     batches = [base.get("batch_size", RunSpec().batch_size)]
     batches += sweeps.get("batch_size", [])
-    size = TRAIN_SIZES.get(dataset)
+    size = DATASETS[dataset].train_size if dataset in DATASETS else None
     if size is not None and base_spec.train_examples:
         size = min(size, base_spec.train_examples)
     for batch in batches:

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from gcstudy.data.registry import DATASETS
+from gcstudy.study.datasets import DATASETS
 from gcstudy.names import GC_METHODS, MODELS, embedding_dim
 
 DEVICES = ("auto", "cpu", "cuda")

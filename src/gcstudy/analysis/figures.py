@@ -32,7 +32,8 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullForma
 
 from gcstudy.analysis import aggregate
 from gcstudy.analysis.claims import Settings
-from gcstudy.analysis.summaries import FACTOR_LABELS, studies_of, swept_factors
+from gcstudy.analysis.summaries import studies_of, swept_factors
+from gcstudy.study.factors import FACTOR_LABELS
 
 STEP_LABEL = "training step (SGD updates)"
 QUANTITIES = {

@@ -27,7 +27,8 @@ import pandas as pd
 import xarray as xr
 
 from gcstudy.analysis import aggregate
-from gcstudy.analysis.summaries import FACTOR_LABELS, TERMINAL_ACCURACY
+from gcstudy.analysis.summaries import TERMINAL_ACCURACY
+from gcstudy.study.factors import FACTOR_LABELS
 from gcstudy.analysis.tables import fmt, html_table
 from gcstudy.clocks import CLOCK_LABELS
 

@@ -14,7 +14,8 @@ import pandas as pd
 
 from gcstudy.analysis.claims.relations import effect_test
 from gcstudy.analysis.claims.rule import Settings, Test
-from gcstudy.analysis.summaries import FACTOR_LABELS, lost_runs
+from gcstudy.analysis.summaries import lost_runs
+from gcstudy.study.factors import FACTOR_LABELS
 
 PARTS = {
     "1a": "larger learning rate -> lower GC",

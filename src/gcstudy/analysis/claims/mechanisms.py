@@ -23,7 +23,7 @@ import pandas as pd
 
 from gcstudy.analysis.claims.relations import effect_test
 from gcstudy.analysis.claims.rule import Settings, Test
-from gcstudy.analysis.summaries import FACTOR_LABELS
+from gcstudy.study.factors import FACTOR_LABELS
 
 PARTS_2 = {"2a": "each factor that lowers GC lowers NC on the source classes"}
 PARTS_3 = {
