@@ -25,8 +25,8 @@ from gcstudy.analysis.claims import Results, Settings, analyse, bound, factors, 
 from gcstudy.analysis.claims.blocked import Permutations, blocked_fit
 from gcstudy.analysis.claims.relations import usable
 from gcstudy.analysis.figures import STEP_LABEL, Drawn, format_value, step_axis, tidy_log_axis
-from gcstudy.study.factors import FACTOR_LABELS
 from gcstudy.clocks import CLOCK_LABELS
+from gcstudy.study.factors import FACTOR_LABELS
 
 METRIC_LABELS = {
     "log_gc": "GC",

@@ -28,9 +28,9 @@ import xarray as xr
 
 from gcstudy.analysis import aggregate
 from gcstudy.analysis.summaries import TERMINAL_ACCURACY
-from gcstudy.study.factors import FACTOR_LABELS
 from gcstudy.analysis.tables import fmt, html_table
 from gcstudy.clocks import CLOCK_LABELS
+from gcstudy.study.factors import FACTOR_LABELS
 
 # Run-spec keys that SCIENCE.md or FACTS.md fix as a "default" (the paper does not say).
 SCIENCE_DEFAULTS = {
