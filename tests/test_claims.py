@@ -170,7 +170,7 @@ def test_a_design_problem_blocks_a_verdict():
 
 
 def test_settings_refuse_bad_values():
-    for bad in ({"alpha": 0.7}, {"window": 0}, {"permutations": 10}):
+    for bad in ({"alpha": 0.7}, {"summary_window": 0}, {"permutations": 10}):
         with pytest.raises(ValueError, match="stats"):
             rule.Settings(**bad)
 

@@ -37,29 +37,9 @@ from gcstudy import yamlio
 from gcstudy.clocks import CLOCKS, scheduled_steps
 from gcstudy.spec import RunSpec, SpecError, check_sample_sizes, did_you_mean
 from gcstudy.study.datasets import DATASETS
-from gcstudy.study.factors import EVALUATIONS, EXPERIMENTS, FACTORS, ID_NAMES
+from gcstudy.study.factors import FACTORS, ID_NAMES
+from gcstudy.study.settings import STUDY_KEYS, TOP_KEYS, Section, SettingError, Study
 
-STUDY_KEYS = (
-    "experiment",
-    "model",
-    "width",
-    "dataset",
-    "base",
-    "sweeps",
-    "seeds",
-    "evaluations",
-    "description",
-)
-TOP_KEYS = (
-    "results",
-    "data_root",
-    "defaults",
-    "studies",
-    "evaluate",
-    "resources",
-    "share_runs",
-    "stats",
-)
 # Kept for gcstudy.analysis.claims.bound until it reads the sample size from the trace:
 # each data set's training examples (gcstudy.study.datasets declares them).
 TRAIN_SIZES = {name: dataset.train_size for name, dataset in DATASETS.items()}
@@ -454,88 +434,52 @@ def _as_spec(values: dict, where: str) -> RunSpec:
         raise ConfigError(str(error)) from None
 
 
-def _check_study(name: str, study: Any, defaults: dict, source: str) -> None:
+def _check_study(name: Any, study: Any, defaults: dict, source: str) -> None:
+    """One study: its keys against their declarations (``gcstudy.study.settings.Study``),
+    then what needs the run specs: the base point with the defaults, each sweep value in
+    it, the sample and batch sizes against the data set, few-shot only on transfer sets."""
     where = f"{source}: studies.{name}"
     if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
         raise ConfigError(f"{source}: study name {name!r} must be letters, digits, '_' or '-'")
     if not isinstance(study, dict):
         raise ConfigError(f"{where}: expected a mapping, got {study!r}")
     _known_keys(study, STUDY_KEYS, source, f"studies.{name}.")
-    if study.get("experiment") not in EXPERIMENTS:
+    try:
+        Section(Study).check(study, where)
+    except SettingError as error:
+        raise ConfigError(str(error)) from None
+    clash = [k for k in ("model", "width", "dataset", "seed") if k in study.get("base", {})]
+    if clash:
         raise ConfigError(
-            f"{where}.experiment = {study.get('experiment')!r}: expected one of "
-            f"{', '.join(EXPERIMENTS)}"
+            f"{where}.base.{clash[0]}: set it on the study (model, width, "
+            "dataset) or in seeds, not in base"
         )
-    _check_mapping(study.get("base", {}), f"{where}.base")
-    for key in ("base",):
-        clash = [k for k in ("model", "width", "dataset", "seed") if k in study.get(key, {})]
-        if clash:
-            raise ConfigError(
-                f"{where}.base.{clash[0]}: set it on the study (model, width, "
-                "dataset) or in seeds, not in base"
-            )
     base = {**defaults, **study.get("base", {})}
     base.update({k: study[k] for k in ("model", "width", "dataset") if k in study})
     base_spec = _as_spec(base, f"{where} (base with defaults)")
+    dataset = DATASETS[base_spec.dataset]
     try:
-        dataset_spec = DATASETS[base_spec.dataset]
         check_sample_sizes(
-            base_spec, len(dataset_spec.split_classes("train")), len(dataset_spec.target_classes)
+            base_spec, len(dataset.split_classes("train")), len(dataset.target_classes)
         )
     except SpecError as error:
         raise ConfigError(f"{where} (base with defaults): {error}") from None
     sweeps = study.get("sweeps", {})
-    _check_mapping(sweeps, f"{where}.sweeps")
     for factor, values in sweeps.items():
-        if factor not in FACTORS:
-            raise ConfigError(
-                f"{where}.sweeps.{factor}: cannot sweep {factor!r}; sweepable: {', '.join(FACTORS)}"
-            )
-        if not isinstance(values, list) or not values:
-            raise ConfigError(
-                f"{where}.sweeps.{factor} = {values!r}: expected a non-empty list of values"
-            )
         for index, value in enumerate(values):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ConfigError(
-                    f"{where}.sweeps.{factor}[{index}] = {value!r}: expected a number"
-                )
             _as_spec({**base, factor: value}, f"{where}.sweeps.{factor}[{index}]")
-        if len({float(v) for v in values}) != len(values):
-            raise ConfigError(f"{where}.sweeps.{factor} = {values}: values repeat")
-    seeds = study.get("seeds", [0])
-    if (
-        not isinstance(seeds, list)
-        or not seeds
-        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
-    ):
-        raise ConfigError(
-            f"{where}.seeds = {seeds!r}: expected a non-empty list of non-negative integers"
-        )
-    if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"{where}.seeds = {seeds!r}: seeds repeat")
-    evaluations = study.get("evaluations", [])
-    if not isinstance(evaluations, list) or any(e not in EVALUATIONS for e in evaluations):
-        raise ConfigError(
-            f"{where}.evaluations = {evaluations!r}: expected a list of {', '.join(EVALUATIONS)}"
-        )
-    dataset = base.get("dataset", RunSpec().dataset)
-    if "fewshot" in evaluations and dataset in DATASETS and not DATASETS[dataset].transfer:
+    if "fewshot" in study.get("evaluations", []) and not dataset.transfer:
         transfer = [n for n, d in DATASETS.items() if d.transfer]
         raise ConfigError(
             f"{where}.evaluations: 'fewshot' needs a data set with target "
-            f"classes ({', '.join(transfer)}), but dataset is {dataset!r}"
+            f"classes ({', '.join(transfer)}), but dataset is {dataset.name!r}"
         )
-    batches = [base.get("batch_size", RunSpec().batch_size)]
-    batches += sweeps.get("batch_size", [])
-    size = DATASETS[dataset].train_size if dataset in DATASETS else None
-    if size is not None and base_spec.train_examples:
-        size = min(size, base_spec.train_examples)
-    for batch in batches:
-        if isinstance(batch, int) and size is not None and batch > size:
+    size = min(dataset.train_size, base_spec.train_examples or dataset.train_size)
+    for batch in [base_spec.batch_size, *sweeps.get("batch_size", [])]:
+        if isinstance(batch, int) and batch > size:
             raise ConfigError(
                 f"{where}: batch_size {batch} is larger than the {size} "
-                f"training examples of {dataset!r}"
+                f"training examples of {dataset.name!r}"
             )
 
 

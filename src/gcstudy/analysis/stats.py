@@ -116,7 +116,7 @@ def write(results: Results, dataset: xr.Dataset, out_dir, study_path: str = "") 
     summary = {
         "settings": dataclasses.asdict(settings),
         "alpha": settings.alpha,
-        "summary_window": settings.window,
+        "summary_window": settings.summary_window,
         "permutations": settings.permutations,
         "study": study_path,
         "generated_by": dataset.attrs.get("generated_by", ""),

@@ -141,7 +141,7 @@ def analyse(dataset: xr.Dataset, settings: Settings | None = None, extras: bool 
     calibration benchmark)."""
     settings = settings or Settings()
     permutations = Permutations(settings.permutations, np.random.default_rng(settings.seed))
-    frame = summaries.run_frame(dataset, settings.window)
+    frame = summaries.run_frame(dataset, settings.summary_window)
     studies = summaries.studies_of(dataset)
     final = decide(dataset, frame, studies, settings, permutations, 1.0)
     early = decide(dataset, frame, studies, settings, permutations, STABILITY_FRACTION)

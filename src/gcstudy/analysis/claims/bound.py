@@ -101,7 +101,7 @@ def up_to(dataset: xr.Dataset, fraction: float) -> xr.Dataset:
 
 def decide(dataset: xr.Dataset, studies: dict, settings: Settings, permutations):
     tests, rows = [], []
-    frame = summaries.run_frame(dataset, settings.window)
+    frame = summaries.run_frame(dataset, settings.summary_window)
     for study in bound_studies(studies):
         chosen = np.flatnonzero((dataset["study"].values == study) & frame["complete"].to_numpy())
         if not len(chosen):
