@@ -110,7 +110,8 @@ def readme_with_tables(text: str) -> str:
         pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
         if not pattern.search(text):
             raise ValueError(f"config/README.md has no generated table {name!r} ({begin.strip()})")
-        text = pattern.sub(lambda _: begin + readme_table(declaration) + end, text)
+        table = begin + readme_table(declaration) + end
+        text = pattern.sub(lambda _, table=table: table, text)
     return text
 
 
