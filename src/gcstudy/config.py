@@ -38,7 +38,7 @@ from gcstudy.clocks import CLOCKS, scheduled_steps
 from gcstudy.spec import RunSpec, SpecError, check_sample_sizes, did_you_mean
 from gcstudy.study.datasets import DATASETS
 from gcstudy.study.factors import FACTORS, ID_NAMES
-from gcstudy.study.settings import STUDY_KEYS, TOP_KEYS, Section, SettingError, Study
+from gcstudy.study.settings import STUDY_KEYS, TOP_KEYS, Section, SettingError, Studies, Study
 
 # Kept for gcstudy.analysis.claims.bound until it reads the sample size from the trace:
 # each data set's training examples (gcstudy.study.datasets declares them).
@@ -134,10 +134,9 @@ def validate(config: Any, source: str = "config") -> list[Run]:
         raise ConfigError(f"{source}: expected a mapping with keys {', '.join(TOP_KEYS)}")
     _known_keys(config, TOP_KEYS, source, "")
     studies = config.get("studies")
-    if not isinstance(studies, dict) or not studies:
-        raise ConfigError(
-            f"{source}: key 'studies' must be a non-empty mapping of study names to studies"
-        )
+    wrong = Studies().problem(studies)
+    if wrong:
+        raise ConfigError(f"{source}: key 'studies' {wrong}")
     defaults = config.get("defaults", {})
     _check_mapping(defaults, f"{source}: key 'defaults'")
     _as_spec(defaults, f"{source}: defaults")

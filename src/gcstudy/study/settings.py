@@ -332,7 +332,9 @@ class Studies(Kind):
     one, with the run specs they expand to, by ``gcstudy.config``)."""
 
     def problem(self, value: Any) -> str | None:
-        return None if isinstance(value, dict) and value else "expected a non-empty mapping"
+        if isinstance(value, dict) and value:
+            return None
+        return "must be a non-empty mapping of study names to studies"
 
     def schema(self) -> dict:
         return {
@@ -591,8 +593,7 @@ class Config:
     )
     defaults: dict = setting(
         {},
-        "run-spec keys (table below) applied to every run of every study; a study's `base` "
-        "wins",
+        "run-spec keys (table below) applied to every run of every study; a study's `base` wins",
         RunSpecKeys(),
     )
     share_runs: bool = setting(
