@@ -3,12 +3,11 @@
 ``setting()`` declares one key of a config section, as ``spec.option()`` declares one
 run-spec key: its default, its kind (``Integer``, ``Number``, ``Choice``, ``Text``,
 ``Flag``, ``ListOf``, ``Record``, ``Sweeps``, run-spec keys, a ``Section`` of further
-keys) and what it means. From these declarations
-come the JSON schema the workflow validates with (``gcstudy.study.schema``), the checks of
-``gcstudy.config`` with their messages, the dataclasses the stages read (``Resources``,
-``EvaluationSettings``, ``StatsSettings``), the ``gcstudy`` flags' defaults and the
-tables of config/README.md. A default can so differ nowhere between the workflow and the
-command line.
+keys) and what it means. From these declarations come the JSON schema the workflow
+validates with (``gcstudy.study.schema``), the checks of ``gcstudy.config`` with their
+messages, the dataclasses the stages read (``Resources``, ``EvaluationSettings``,
+``StatsSettings``), the ``gcstudy`` flags' defaults and the tables of config/README.md.
+So a default cannot differ between the workflow and the command line.
 
 A kind knows three things about a value: ``problem(value)`` (what is wrong with it, or
 ``None``), ``schema()`` (the same rule as JSON schema) and ``describe()`` (the rule in
@@ -24,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gcstudy.clocks import CLOCKS
-from gcstudy.spec import RunSpec
+from gcstudy.spec import RunSpec, did_you_mean
 from gcstudy.study.factors import EVALUATIONS, EXPERIMENTS, FACTORS
 
 REQUIRED = "(required)"  # a key without a default (the config must give it)
@@ -40,6 +39,9 @@ class Kind:
     nothing); ``check`` raises it as a ``SettingError`` naming the key path."""
 
     def problem(self, value: Any) -> str | None:
+        raise NotImplementedError
+
+    def schema(self) -> dict:
         raise NotImplementedError
 
     def check(self, value: Any, where: str) -> None:
@@ -322,9 +324,6 @@ class Section(Kind):
         required = [key.name for key in keys if default_of(key) is REQUIRED]
         return {**schema, "required": required} if required else schema
 
-    def describe(self, plural: bool = False) -> str:
-        return "see below"
-
 
 @dataclass(frozen=True)
 class Studies(Kind):
@@ -342,9 +341,6 @@ class Studies(Kind):
             "minProperties": 1,
             "additionalProperties": Section(Study).schema(),
         }
-
-    def describe(self, plural: bool = False) -> str:
-        return "see below"
 
 
 def setting(default, help: str, kind: Kind, *, schema_default: bool = True):
@@ -400,6 +396,13 @@ class _Checked:
     @classmethod
     def from_dict(cls, values: dict | None):
         """The section from the config's mapping (``None``: every default)."""
+        known = [key.name for key in declared(cls)]
+        for key in values or {}:
+            if key not in known:
+                raise SettingError(
+                    f"{cls.SECTION}: unknown key {key!r}{did_you_mean(key, known)}; "
+                    f"allowed: {', '.join(known)}"
+                )
         return cls(**(values or {}))
 
     def to_dict(self) -> dict:
