@@ -38,7 +38,15 @@ from gcstudy.clocks import CLOCKS, scheduled_steps
 from gcstudy.spec import RunSpec, SpecError, check_sample_sizes, did_you_mean
 from gcstudy.study.datasets import DATASETS
 from gcstudy.study.factors import FACTORS, ID_NAMES
-from gcstudy.study.settings import STUDY_KEYS, TOP_KEYS, Section, SettingError, Studies, Study
+from gcstudy.study.settings import (
+    STUDY_KEYS,
+    TOP_KEYS,
+    RunSpecKeys,
+    Section,
+    SettingError,
+    Studies,
+    Study,
+)
 
 # Kept for gcstudy.analysis.claims.bound until it reads the sample size from the trace:
 # each data set's training examples (gcstudy.study.datasets declares them).
@@ -125,10 +133,13 @@ def read(path: str | Path) -> dict[str, Any]:
 def validate(config: Any, source: str = "config") -> list[Run]:
     """Check the whole config before any job is scheduled; return its runs.
 
-    Structure first (known keys, types), then every expanded run through ``RunSpec``
+    Structure first (known keys, and each study's keys against their declarations in
+    ``gcstudy.study.settings``), then every expanded run through ``RunSpec``
     (ranges, choices) and the cross-checks (batch size against the data set, transfer
     evaluations on data sets with target classes). Messages name ``source``, the key path
-    (``studies.fig1.sweeps.lr[2]``), the value and what is allowed.
+    (``studies.fig1.sweeps.lr[2]``), the value and what is allowed. Last, the JSON schema
+    made from the same declarations checks the other sections and fills in the defaults
+    (``fill_defaults``).
     """
     if not isinstance(config, dict):
         raise ConfigError(f"{source}: expected a mapping with keys {', '.join(TOP_KEYS)}")
@@ -138,7 +149,7 @@ def validate(config: Any, source: str = "config") -> list[Run]:
     if wrong:
         raise ConfigError(f"{source}: key 'studies' {wrong}")
     defaults = config.get("defaults", {})
-    _check_mapping(defaults, f"{source}: key 'defaults'")
+    _check(RunSpecKeys(), defaults, f"{source}: defaults")
     _as_spec(defaults, f"{source}: defaults")
     for name, study in studies.items():
         _check_study(name, study, defaults, source)
@@ -147,7 +158,8 @@ def validate(config: Any, source: str = "config") -> list[Run]:
 
 
 def fill_defaults(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
-    """Validate ``config`` against the packaged ``schemas/config.schema.yaml`` with
+    """Validate ``config`` against the packaged ``schemas/config.schema.yaml`` (generated
+    from ``gcstudy.study.settings`` by ``gcstudy.study.schema``) with
     ``snakemake.utils.validate``, which fills in the schema's defaults in place, so every
     launcher (the Snakefile, ``gcstudy runs``, ``launch``, ``status``) sees the same
     resolved config. A violation is a ``ConfigError`` naming the key path."""
@@ -443,10 +455,7 @@ def _check_study(name: Any, study: Any, defaults: dict, source: str) -> None:
     if not isinstance(study, dict):
         raise ConfigError(f"{where}: expected a mapping, got {study!r}")
     _known_keys(study, STUDY_KEYS, source, f"studies.{name}.")
-    try:
-        Section(Study).check(study, where)
-    except SettingError as error:
-        raise ConfigError(str(error)) from None
+    _check(Section(Study), study, where)
     clash = [k for k in ("model", "width", "dataset", "seed") if k in study.get("base", {})]
     if clash:
         raise ConfigError(
@@ -491,6 +500,9 @@ def _known_keys(mapping: dict, allowed: tuple[str, ...], source: str, prefix: st
             )
 
 
-def _check_mapping(value: Any, where: str) -> None:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where} = {value!r}: expected a mapping")
+def _check(kind, value: Any, where: str) -> None:
+    """``value`` against its declared kind (``gcstudy.study.settings``), as a ConfigError."""
+    try:
+        kind.check(value, where)
+    except SettingError as error:
+        raise ConfigError(str(error)) from None
