@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,40 +61,45 @@ class Number(Kind):
     exclusive_maximum: bool = False
     integer: bool = False
 
+    def limits(self) -> list[tuple[str, float]]:
+        """The range as (relation, bound) pairs, e.g. ``[(">", 0), ("<=", 1)]``."""
+        limits = []
+        if self.minimum is not None:
+            limits.append((">" if self.exclusive_minimum else ">=", self.minimum))
+        if self.maximum is not None:
+            limits.append(("<" if self.exclusive_maximum else "<=", self.maximum))
+        return limits
+
     def problem(self, value: Any) -> str | None:
         wanted = int if self.integer else int | float
         if isinstance(value, bool) or not isinstance(value, wanted):
             return f"expected {self.describe()}"
         if not math.isfinite(value):
             return "expected a finite number"
-        low, high = self.minimum, self.maximum
-        if low is not None and (value < low or (self.exclusive_minimum and value == low)):
-            return f"must be {'>' if self.exclusive_minimum else '>='} {low:g}"
-        if high is not None and (value > high or (self.exclusive_maximum and value == high)):
-            return f"must be {'<' if self.exclusive_maximum else '<='} {high:g}"
+        for relation, bound in self.limits():
+            if not _RELATIONS[relation][0](value, bound):
+                return f"must be {relation} {bound:g}"
         return None
 
     def schema(self) -> dict:
         schema: dict[str, Any] = {"type": "integer" if self.integer else "number"}
-        if self.minimum is not None:
-            schema["exclusiveMinimum" if self.exclusive_minimum else "minimum"] = self.minimum
-        if self.maximum is not None:
-            schema["exclusiveMaximum" if self.exclusive_maximum else "maximum"] = self.maximum
-        return schema
+        return schema | {_RELATIONS[relation][1]: bound for relation, bound in self.limits()}
 
     def describe(self, plural: bool = False) -> str:
         noun = "integer" if self.integer else "number"
-        if self.minimum == 0 and self.maximum is None and not self.exclusive_minimum:
+        if self.limits() == [(">=", 0)]:
             return f"non-negative {noun}s" if plural else f"a non-negative {noun}"
-        bounds = []
-        if self.minimum is not None:
-            bounds.append(f"{'>' if self.exclusive_minimum else '>='} {self.minimum:g}")
-        if self.maximum is not None:
-            bounds.append(f"{'<' if self.exclusive_maximum else '<='} {self.maximum:g}")
-        article = "an" if self.integer else "a"
-        return " ".join(
-            [f"{noun}s" if plural else f"{article} {noun}", " and ".join(bounds)]
-        ).strip()
+        named = f"{noun}s" if plural else f"{'an' if self.integer else 'a'} {noun}"
+        return " ".join([named, " and ".join(f"{r} {b:g}" for r, b in self.limits())]).strip()
+
+
+# relation of a range -> (test, JSON-schema keyword)
+_RELATIONS = {
+    ">": (operator.gt, "exclusiveMinimum"),
+    ">=": (operator.ge, "minimum"),
+    "<": (operator.lt, "exclusiveMaximum"),
+    "<=": (operator.le, "maximum"),
+}
 
 
 def Integer(minimum: int | None = None, maximum: int | None = None) -> Number:
@@ -270,7 +276,12 @@ class Sweeps(Kind):
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                factor: {"type": "array", "minItems": 1, "items": spec_key_schema(factor)}
+                factor: {
+                    "type": "array",
+                    "minItems": 1,
+                    "uniqueItems": True,
+                    "items": spec_key_schema(factor),
+                }
                 for factor in FACTORS
             },
         }
@@ -288,14 +299,13 @@ def spec_key_schema(name: str) -> dict:
     key = _spec_field(name)
     meta = key.metadata
     if meta["choices"]:
-        return {"enum": list(meta["choices"])}
-    kind = {bool: "boolean", int: "integer", float: "number", str: "string"}[type(key.default)]
-    schema: dict[str, Any] = {"type": kind}
-    if meta["minimum"] is not None:
-        schema["exclusiveMinimum" if meta["exclusive_minimum"] else "minimum"] = meta["minimum"]
-    if meta["maximum"] is not None:
-        schema["maximum"] = meta["maximum"]
-    return schema
+        return Choice(meta["choices"]).schema()
+    if isinstance(key.default, bool | str):
+        return (Flag() if isinstance(key.default, bool) else Text()).schema()
+    integer = isinstance(key.default, int)
+    return Number(
+        meta["minimum"], meta["maximum"], meta["exclusive_minimum"], integer=integer
+    ).schema()
 
 
 @dataclass(frozen=True)
