@@ -27,8 +27,8 @@ import torch
 
 from gcstudy import config as study_config
 from gcstudy import runfiles, traces
-from gcstudy.data.registry import DATASETS
 from gcstudy.models import build
+from gcstudy.study.datasets import DATASETS
 from gcstudy.study.runfolder import RunFolder, check_study
 
 

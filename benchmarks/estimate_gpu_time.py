@@ -33,13 +33,10 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from gcstudy import config as study_config
-from gcstudy.data.registry import DATASETS
 from gcstudy.models import build
+from gcstudy.study.datasets import DATASETS
 
 SIDE = 32  # every data set is fed at 32x32 (MNIST-like ones zero-padded)
-TEST_SIZES = {"mnist": 10000, "fashion_mnist": 10000, "cifar10": 10000, "cifar100": 10000,
-              "cifar_fs": 0, "digits": 355, "digits_fs": 0}  # fmt: skip
-FEWSHOT_TARGET_IMAGES = {"cifar_fs": 20 * 600, "digits_fs": 900}
 
 
 def counted(fn) -> int:
@@ -74,9 +71,10 @@ def step_flops(spec, channels: int, classes: int, batch: int = 4) -> tuple[int, 
 
 def evaluation_images(spec) -> float:
     """Forward-equivalents (images) of one evaluation of the run."""
-    test = spec.test_examples or TEST_SIZES[spec.dataset]
+    dataset = DATASETS[spec.dataset]
+    test = spec.test_examples or dataset.test_size
     return (spec.feature_examples + test + spec.bn_recalibration_examples
-            + FEWSHOT_TARGET_IMAGES.get(spec.dataset, 0)
+            + dataset.target_size
             + spec.gc_examples * (1 + 2 * spec.gc_probes))  # fmt: skip
 
 

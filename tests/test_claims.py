@@ -191,7 +191,7 @@ def test_a_test_is_blocked_by_a_reason_with_its_words_or_not_at_all():
 
 
 def test_settings_refuse_bad_values():
-    for bad in ({"alpha": 0.7}, {"window": 0}, {"permutations": 10}):
+    for bad in ({"alpha": 0.7}, {"summary_window": 0}, {"permutations": 10}):
         with pytest.raises(ValueError, match="stats"):
             rule.Settings(**bad)
 

@@ -401,7 +401,7 @@ def test_mnist_5k_split_is_fixed_by_its_seed():
 
 def test_glyph_set_has_100_unambiguous_classes_split_like_cifar_fs(data_root):
     from gcstudy.data import glyphs
-    from gcstudy.data.registry import GLYPHS_SOURCE, GLYPHS_TARGET, GLYPHS_VAL
+    from gcstudy.study.datasets import GLYPHS_SOURCE, GLYPHS_TARGET, GLYPHS_VAL
 
     assert len(glyphs.CLASSES) == len(set(glyphs.CLASSES)) == 100
     assert not set("oO0lI1cCsSuUvVwWxXzZkKpP") & set(glyphs.CLASSES)  # ambiguous groups
@@ -420,9 +420,19 @@ def test_glyph_set_has_100_unambiguous_classes_split_like_cifar_fs(data_root):
     assert splits["target"].classes[GLYPHS_TARGET[0]] == glyphs.CLASSES[GLYPHS_TARGET[0]]
 
 
+def test_declared_split_sizes_are_the_loaded_ones(data_root):
+    """The sizes gcstudy.study.datasets declares (read by the config checks and the cost
+    estimates) are what the loaders give, for every data set that needs no download."""
+    for name in ("digits", "digits_fs", "mnist_5k", "glyphs"):
+        spec = DATASETS[name]
+        counted = [len(load(name, data_root, split).labels) for split in ("train", "test")]
+        counted.append(len(load(name, data_root, "target").labels) if spec.transfer else 0)
+        assert counted == [spec.train_size, spec.test_size, spec.target_size], name
+
+
 def test_glyph_target_classes_use_only_held_out_faces():
     from gcstudy.data import glyphs
-    from gcstudy.data.registry import GLYPHS_SOURCE, GLYPHS_TARGET
+    from gcstudy.study.datasets import GLYPHS_SOURCE, GLYPHS_TARGET
 
     held_out = {face for face, (_, _, out) in enumerate(glyphs.FACES) if out}
     for class_id in GLYPHS_TARGET:

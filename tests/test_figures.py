@@ -17,6 +17,7 @@ from gcstudy.analysis.claims import blocked, inputs
 from gcstudy.analysis.figures import claims as claim_figures
 from gcstudy.analysis.figures.common import format_value
 from gcstudy.clocks import CLOCK_LABELS
+from gcstudy.study.factors import FACTOR_LABELS
 
 DIVERGED = "sweeps/lr-0.1_bs-32_l2-0_gcp-0_seed-1"
 # what each column of a sweep figure must show (the paper's Fig. 1 and Fig. 4 layouts)
@@ -125,7 +126,7 @@ def test_claims_1_to_3_draw_the_readings_and_fits_that_decide(drawn, dataset, re
     readings = results.tables["readings"]
     tests = {(t.study, t.mechanism, t.clock, t.part): t for t in results.tests if t.claim == claim}
     fits = {(f.study, f.factor, f.clock, f.part): f.fit for f in results.fits if f.test}
-    factor_of = {v: k for k, v in inputs.FACTOR_LABELS.items()}
+    factor_of = {v: k for k, v in FACTOR_LABELS.items()}
     clock_of = {v: k for k, v in CLOCK_LABELS.items()}
     fitted = 0
     for ax in panels(drawn[name].figure):

@@ -219,8 +219,8 @@ def test_a_single_part_does_not_decide():
 
 def test_summary_window_is_the_unit():
     ds = study(0)
-    wide = decide(ds, claims.Settings(permutations=200, window=5)).tables["runs"]
-    narrow = decide(ds, claims.Settings(permutations=200, window=1)).tables["runs"]
+    wide = decide(ds, claims.Settings(permutations=200, summary_window=5)).tables["runs"]
+    narrow = decide(ds, claims.Settings(permutations=200, summary_window=1)).tables["runs"]
     run = ds["run"].values[0]
     gc = ds["gc"].sel(run=run).dropna("step").values
     assert wide.loc[run, "log_gc"] == pytest.approx(np.log(gc[-5:]).mean())

@@ -27,7 +27,8 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from gcstudy.clocks import CLOCKS
+from gcstudy.study.datasets import DATASETS
+from gcstudy.study.settings import ListOf, StatsSettings, declared, default_of
 
 # Spinning OpenMP threads slow torch down many times on a shared machine (a login node, a
 # CPU job next to others); waiting passively costs nothing measurable. Set before torch loads.
@@ -89,49 +90,43 @@ class Command:
 
 
 def add_stats_settings(parser) -> None:
-    """The config's ``stats`` keys (defaults as in the config schema)."""
-    parser.add_argument("--alpha", type=float, default=0.05, help="test level (0.05)")
-    parser.add_argument(
-        "--summary-window",
-        type=int,
-        default=3,
-        help="run-level summary: mean log metric over the last K evaluations (3)",
-    )
-    parser.add_argument(
-        "--permutations", type=int, default=2000, help="within-seed permutations per test (2000)"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="permutation seed (0)")
-    parser.add_argument(
-        "--clocks",
-        nargs="+",
-        default=list(CLOCKS),
-        choices=CLOCKS,
-        help=f"design clocks at which claims 1-3 are judged ({' '.join(CLOCKS)})",
-    )
+    """The config's ``stats`` keys as options (``--summary-window`` for ``summary_window``),
+    with the defaults, choices and help they are declared with
+    (``gcstudy.study.settings.StatsSettings``)."""
+    for key in declared(StatsSettings):
+        default, kind = default_of(key), key.metadata["kind"]
+        flag = "--" + key.name.replace("_", "-")
+        if isinstance(kind, ListOf):
+            options = {"nargs": "+", "choices": kind.item.choices, "type": str}
+        else:
+            options = {"type": int if kind.integer else float}
+        help = f"{key.metadata['help']} (default: {_flag_value(default)})".replace("%", "%%")
+        parser.add_argument(flag, default=default, help=help, **options)
 
 
 def stats_options(keys: dict) -> str:
     """The config's ``stats`` section as the options of ``add_stats_settings`` (for the
     workflow's stats and figures rules)."""
-    return (
-        f"--alpha {keys['alpha']} --summary-window {keys['summary_window']} "
-        f"--permutations {keys['permutations']} --seed {keys['seed']} "
-        f"--clocks {' '.join(keys['clocks'])}"
+    return " ".join(
+        f"--{key.name.replace('_', '-')} {_flag_value(keys[key.name])}"
+        for key in declared(StatsSettings)
     )
 
 
-def stats_settings(args):
-    from gcstudy.analysis.claims import Settings
+def _flag_value(value) -> str:
+    return " ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
 
-    return Settings(args.alpha, args.summary_window, args.permutations, args.seed, args.clocks)
+
+def stats_settings(args) -> StatsSettings:
+    """The ``StatsSettings`` of the options of ``add_stats_settings``."""
+    return StatsSettings(**{key.name: getattr(args, key.name) for key in declared(StatsSettings)})
 
 
 def prepare_arguments(prepare: argparse.ArgumentParser) -> None:
     """The arguments of ``gcstudy prepare-data``."""
     prepare.add_argument(
         "name",
-        help="data set name (digits, digits_fs, mnist, mnist_5k, fashion_mnist, cifar10, "
-        "cifar100, cifar_fs, glyphs)",
+        help=f"data set name ({', '.join(DATASETS)})",
     )
     prepare.add_argument("--root", required=True, help="data root folder")
 

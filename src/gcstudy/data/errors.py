@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gcstudy.data.registry import DatasetSpec
+from gcstudy.study.datasets import DatasetSpec
 
 
 class DatasetNotFound(FileNotFoundError):

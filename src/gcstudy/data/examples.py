@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from gcstudy.data.loader import load
-from gcstudy.data.registry import get_spec
+from gcstudy.study.datasets import get_spec
 
 
 def example_grid(

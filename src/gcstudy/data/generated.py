@@ -14,7 +14,7 @@ from pathlib import Path
 
 from gcstudy.data import cache
 from gcstudy.data.errors import DatasetNotFound
-from gcstudy.data.registry import DatasetSpec
+from gcstudy.study.datasets import DatasetSpec
 
 log = logging.getLogger(__name__)
 RECIPES = {"mnist_5k": "gcstudy.data.mnist_5k", "glyphs": "gcstudy.data.glyphs"}

@@ -15,7 +15,7 @@ ASCII letters and digits; every other class uses the 16 DejaVu and STIX faces, a
 have every such character (checked against each face's character map).
 
 Split like CIFAR-FS (Bertinetto et al. 2019): 64 source, 16 val and 20 target classes
-(``gcstudy.data.registry.GLYPHS_SOURCE`` ...: a seeded permutation of the ids). The
+(``gcstudy.study.datasets.GLYPHS_SOURCE`` ...: a seeded permutation of the ids). The
 source classes are drawn in the *source faces*; val and target classes only in the
 *held-out faces* (DejaVu Sans Mono, STIX italics, cmss10, cmtt10), so that few-shot
 transfer meets new characters in typefaces the network never saw. Each class has
@@ -44,9 +44,9 @@ import torch.nn.functional as F
 
 from gcstudy.data.cache import idx_bytes
 from gcstudy.data.labelled import LabelledImages
-from gcstudy.data.registry import GLYPH_FILES as FILES
-from gcstudy.data.registry import GLYPHS_SOURCE as SOURCE
-from gcstudy.data.registry import GLYPHS_TARGET, GLYPHS_VAL
+from gcstudy.study.datasets import GLYPH_FILES as FILES
+from gcstudy.study.datasets import GLYPHS_SOURCE as SOURCE
+from gcstudy.study.datasets import GLYPHS_TARGET, GLYPHS_VAL
 
 # fmt: off
 DIGITS = "23456789"
@@ -86,7 +86,7 @@ FACES: tuple[tuple[str, bool, bool], ...] = (
 )
 FACE_NAMES: tuple[str, ...] = tuple(name.removesuffix(".ttf") for name, _, _ in FACES)
 
-SPLIT_SEED = 0  # of the class split (the lists in gcstudy.data.registry)
+SPLIT_SEED = 0  # of the class split (the lists in gcstudy.study.datasets)
 INSTANCES = 120
 TEST_EVERY = 6  # every 6th instance of a source class is a test instance
 SIZE, CANVAS, DRAW = 32, 96, 64  # output, working canvas and FreeType drawing sizes (px)
@@ -103,7 +103,7 @@ RECIPE = {"classes": "".join(CLASSES), "faces": list(FACE_NAMES), "instances": I
 
 def class_split(seed: int = SPLIT_SEED) -> tuple[tuple[int, ...], ...]:
     """(source, val, target) class ids: a seeded permutation of the 100 ids cut 64/16/20,
-    each part sorted (written out in gcstudy.data.registry as GLYPHS_SOURCE, ...)."""
+    each part sorted (written out in gcstudy.study.datasets as GLYPHS_SOURCE, ...)."""
     order = np.random.default_rng(seed).permutation(len(CLASSES))
     parts = order[:64], order[64:80], order[80:]
     return tuple(tuple(sorted(int(i) for i in part)) for part in parts)

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from gcstudy.data.labelled import LabelledImages, pool, restrict
-from gcstudy.data.registry import DatasetSpec, check_split, get_spec
+from gcstudy.study.datasets import DatasetSpec, check_split, get_spec
 
 
 def load(name: str, root: str | os.PathLike | None, split: str) -> LabelledImages:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gcstudy.data.errors import not_found, one_line
 from gcstudy.data.loader import load
-from gcstudy.data.registry import get_spec
+from gcstudy.study.datasets import get_spec
 
 DOWNLOAD_TIMEOUT_S = 20.0
 

@@ -20,7 +20,7 @@ import torchvision
 
 from gcstudy.data.errors import not_found, one_line
 from gcstudy.data.labelled import LabelledImages
-from gcstudy.data.registry import DatasetSpec
+from gcstudy.study.datasets import DatasetSpec
 
 TORCHVISION_CLASSES: dict[str, type[torchvision.datasets.VisionDataset]] = {
     "mnist": torchvision.datasets.MNIST,

@@ -67,12 +67,12 @@ import xarray as xr
 from gcstudy import clocks
 from gcstudy.analysis.aggregate import final_values
 from gcstudy.clocks import CLOCKS
+from gcstudy.study.factors import FACTORS
 from gcstudy.testing.layouts import GENERATED_BY, Layout
 
 # d log GC / d axis_f of a planted effect of realistic size (an estimate: GC falls ~2x over
 # a 20x learning-rate sweep, ~1.5x over the L2 and penalty sweeps; run noise sd 0.15).
 REALISTIC_EFFECTS = {"lr": -0.3, "batch_size": 0.3, "l2": -0.1, "gc_penalty": -0.1}
-FACTORS = ("lr", "batch_size", "l2", "gc_penalty")
 # speed exponents (lr, batch size) that make progress a function of one design clock
 PROGRESS_CLOCKS = {"steps": (0.0, 0.0), "examples": (0.0, 1.0), "lr_steps": (1.0, 0.0)}
 # the train loss the default study's runs follow (issue 18: within seeds log loss = 2.11

@@ -19,7 +19,7 @@ import xarray as xr
 
 from gcstudy import config as study_config
 from gcstudy import traces
-from gcstudy.data.registry import DATASETS
+from gcstudy.study.datasets import DATASETS
 
 GENERATED_BY = "gcstudy.testing: a generated study with planted laws, not measurements"
 # Sweep values around the base point (lr 0.05, batch 32, L2 0, penalty 0), smallest first.

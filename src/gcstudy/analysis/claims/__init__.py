@@ -151,7 +151,7 @@ def analyse(dataset: xr.Dataset, settings: Settings | None = None, extras: bool 
     calibration benchmark)."""
     settings = settings or Settings()
     permutations = Permutations(settings.permutations, np.random.default_rng(settings.seed))
-    frame = inputs.run_frame(dataset, settings.window)
+    frame = inputs.run_frame(dataset, settings.summary_window)
     studies = inputs.studies_of(dataset)
     final = decide(dataset, frame, studies, settings, permutations, 1.0)
     early = decide(dataset, frame, studies, settings, permutations, STABILITY_FRACTION)

@@ -103,7 +103,7 @@ def decide(dataset: xr.Dataset, studies: dict, settings: Settings, permutations)
     """The tests of claim 4 and the ``bound`` table, per bound study on its complete runs;
     and those runs' ids per bound study (``judged``; empty where none is complete)."""
     tests, rows, judged = [], [], {}
-    frame = run_frame(dataset, settings.window)
+    frame = run_frame(dataset, settings.summary_window)
     for study in bound_studies(studies):
         chosen = np.flatnonzero((dataset["study"].values == study) & frame["complete"].to_numpy())
         judged[study] = [str(r) for r in dataset["run"].values[chosen]]

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from gcstudy.analysis.claims.inputs import FACTOR_LABELS, lost_runs
+from gcstudy.analysis.claims.inputs import lost_runs
 from gcstudy.analysis.claims.relations import SweepFit, effect_test
 from gcstudy.analysis.claims.rule import Reason, Settings, Test
+from gcstudy.study.factors import FACTOR_LABELS
 
 PARTS = {
     "1a": "larger learning rate -> lower GC",

@@ -27,14 +27,8 @@ import pandas as pd
 import xarray as xr
 
 from gcstudy import clocks
+from gcstudy.study.factors import FACTORS
 
-FACTORS = ("lr", "batch_size", "l2", "gc_penalty")
-FACTOR_LABELS = {
-    "lr": "learning rate",
-    "batch_size": "batch size",
-    "l2": "L2 penalty",
-    "gc_penalty": "GC penalty",
-}
 # summary column -> study-file variable (natural log of the metric, window mean)
 LOG_SUMMARIES = {
     "log_gc": "gc",

@@ -21,9 +21,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from gcstudy.analysis.claims.inputs import FACTOR_LABELS
 from gcstudy.analysis.claims.relations import SweepFit, effect_test, usable
 from gcstudy.analysis.claims.rule import Reason, Settings, Test
+from gcstudy.study.factors import FACTOR_LABELS
 
 PARTS_2 = {"2a": "each factor that lowers GC lowers NC on the source classes"}
 PARTS_3 = {

@@ -31,7 +31,8 @@ from enum import StrEnum
 
 import numpy as np
 
-from gcstudy.clocks import CLOCK_LABELS, CLOCKS
+from gcstudy.clocks import CLOCK_LABELS
+from gcstudy.study.settings import StatsSettings
 
 VERDICTS = ("supported", "contradicted", "inconclusive")
 NO_CLOCK = ""  # claim 4: one design point per bound study, nothing to hold equal
@@ -61,30 +62,9 @@ class Reason(StrEnum):
 BLOCKERS = (Reason.LOST_RUNS, Reason.TOO_FEW_RUNS, Reason.ACTING_UNKNOWN, Reason.NOTHING_TO_JUDGE)
 
 
-@dataclass
-class Settings:
-    """What the statistics stage reads from the config's ``stats`` section."""
-
-    alpha: float = 0.05
-    window: int = 3  # run-level summary: mean of the log metric over the last k evaluations
-    permutations: int = 2000
-    seed: int = 0
-    clocks: tuple[str, ...] = CLOCKS
-
-    def __post_init__(self):
-        if not 0 < self.alpha < 0.5:
-            raise ValueError(f"stats.alpha = {self.alpha}: expected a level in (0, 0.5)")
-        if self.window < 1:
-            raise ValueError(f"stats.summary_window = {self.window}: expected >= 1")
-        if self.permutations < 99:
-            raise ValueError(f"stats.permutations = {self.permutations}: expected >= 99")
-        self.clocks = tuple(self.clocks)
-        unknown = [c for c in self.clocks if c not in CLOCKS]
-        if not self.clocks or unknown or len(set(self.clocks)) < len(self.clocks):
-            raise ValueError(
-                f"stats.clocks = {list(self.clocks)}: expected distinct names from "
-                f"{', '.join(CLOCKS)}"
-            )
+# What the statistics stage reads from the config's ``stats`` section: declared, with its
+# defaults and ranges, once for the config, the workflow and the command line.
+Settings = StatsSettings
 
 
 @dataclass

@@ -46,8 +46,8 @@ DECISION_RULE = (
     "part is supported (contradicted) only when it is so at every clock, otherwise "
     "inconclusive; the whole decision is repeated with the readings at 2/3 of the budget "
     "and a verdict that changes is inconclusive: not converged. Claim 4 is judged on the "
-    "bound study's runs (summaries over the last {window} evaluations where a run-level value "
-    "is needed)."
+    "bound study's runs (summaries over the last {summary_window} evaluations where a "
+    "run-level value is needed)."
 )
 METHODS = {
     "1": "Per study, swept factor and clock: log GC read at the clock's step ~ log value + "
@@ -119,7 +119,7 @@ def write(results: Results, dataset: xr.Dataset, out_dir, study_path: str = "") 
     summary = {
         "settings": dataclasses.asdict(settings),
         "alpha": settings.alpha,
-        "summary_window": settings.window,
+        "summary_window": settings.summary_window,
         "permutations": settings.permutations,
         "study": study_path,
         "generated_by": dataset.attrs.get("generated_by", ""),

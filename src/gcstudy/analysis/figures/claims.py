@@ -23,7 +23,6 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from gcstudy.analysis.claims import Results, bound, inputs
-from gcstudy.analysis.claims.inputs import FACTOR_LABELS
 from gcstudy.analysis.claims.relations import SweepFit
 from gcstudy.analysis.figures.common import (
     STEP_LABEL,
@@ -33,6 +32,7 @@ from gcstudy.analysis.figures.common import (
     tidy_log_axis,
 )
 from gcstudy.clocks import CLOCK_LABELS
+from gcstudy.study.factors import FACTOR_LABELS
 
 METRIC_LABELS = {
     "log_gc": "GC",

@@ -25,7 +25,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
 from gcstudy.analysis import aggregate
-from gcstudy.analysis.claims.inputs import FACTOR_LABELS, studies_of, swept_factors
+from gcstudy.analysis.claims.inputs import studies_of, swept_factors
 from gcstudy.analysis.figures.common import (
     STEP_LABEL,
     Drawn,
@@ -35,6 +35,7 @@ from gcstudy.analysis.figures.common import (
     tidy_log_axis,
     value_colors,
 )
+from gcstudy.study.factors import FACTOR_LABELS
 
 QUANTITIES = {
     "gc": "GC: mean $\\|J_f(x)\\|_F^2$",

