@@ -195,7 +195,7 @@ def test_claim_figures_draw_the_decisions_fit_objects_and_fit_nothing(
     monkeypatch.setattr(blocked, "design", refuse)
     monkeypatch.setattr(blocked, "within_block_permutations", refuse)
     drawn = claim_figures.build(dataset, dataclasses.replace(results, fits=fits))
-    factor_of = {v: k for k, v in inputs.FACTOR_LABELS.items()}
+    factor_of = {v: k for k, v in FACTOR_LABELS.items()}
     clock_of = {v: k for k, v in CLOCK_LABELS.items()}
     by_panel = {(f.study, f.factor, f.clock, f.part): f for f in fits}
     checked = 0
