@@ -391,33 +391,33 @@ def aggregate_runs(args, parser) -> int:
     return 0
 
 
-def stats_arguments(stats: argparse.ArgumentParser) -> None:
-    """The arguments of ``gcstudy stats``."""
-    stats.add_argument("study", help="study file (results/study.nc)")
-    stats.add_argument("--out", required=True, help="output folder (results/stats)")
-    add_stats_settings(stats)
+def study_file_arguments(out: str) -> Callable[[argparse.ArgumentParser], None]:
+    """The arguments of a command that reads the study file and writes into the folder
+    ``out`` with the stats settings (``gcstudy stats``, ``gcstudy figures``)."""
+
+    def arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("study", help="study file (results/study.nc)")
+        parser.add_argument("--out", required=True, help=f"output folder ({out})")
+        add_stats_settings(parser)
+
+    return arguments
 
 
 def stats_run(args, parser) -> int:
     from gcstudy.analysis.claims import tables
 
-    written = tables.run(args.study, args.out, stats_settings(args))
-    print(f"{args.out}: {len(written)} files")
-    return 0
-
-
-def figures_arguments(figures: argparse.ArgumentParser) -> None:
-    """The arguments of ``gcstudy figures``."""
-    figures.add_argument("study", help="study file (results/study.nc)")
-    figures.add_argument("--out", required=True, help="output folder (results/figures)")
-    add_stats_settings(figures)
+    return wrote(args.out, tables.run(args.study, args.out, stats_settings(args)))
 
 
 def figures_run(args, parser) -> int:
     from gcstudy.analysis import figures
 
-    written = figures.run(args.study, args.out, stats_settings(args))
-    print(f"{args.out}: {len(written)} files")
+    return wrote(args.out, figures.run(args.study, args.out, stats_settings(args)))
+
+
+def wrote(folder: str, written: list) -> int:
+    """Say how many files went into ``folder``; the exit status 0."""
+    print(f"{folder}: {len(written)} files")
     return 0
 
 
@@ -560,9 +560,17 @@ COMMANDS = (
         aggregate_runs,
     ),
     Command(
-        "stats", "statistics and the claims table from a study file", stats_arguments, stats_run
+        "stats",
+        "statistics and the claims table from a study file",
+        study_file_arguments("results/stats"),
+        stats_run,
     ),
-    Command("figures", "the paper's figures from a study file", figures_arguments, figures_run),
+    Command(
+        "figures",
+        "the paper's figures from a study file",
+        study_file_arguments("results/figures"),
+        figures_run,
+    ),
     Command("report", "one self-contained HTML report", report_arguments, report_run),
     Command(
         "launch",

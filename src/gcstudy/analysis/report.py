@@ -420,23 +420,28 @@ def defaults_section(dataset: xr.Dataset) -> str:
     table = pd.DataFrame(rows).sort_values(
         by=["open default (docs/science.md)?", "key"], ascending=[False, True]
     )
+    facts = recorded_facts(dataset)
+    items = "".join(f"<li>{esc(f)}</li>" for f in facts)
+    return f"<ul>{items}</ul>" + frame_html(table)
+
+
+def recorded_facts(dataset: xr.Dataset) -> list[str]:
+    """What the runs recorded that holds for the whole study: the Poincare constant of
+    the GC bound, the final few-shot episodes, the GC-estimator repeats, and what every
+    run has in common."""
     facts = []
-    if "poincare_constant" in dataset:
-        c = dataset["poincare_constant"].values
-        c = c[np.isfinite(c)]
-        if len(c):
-            facts.append(
-                f"Poincare constant c used by the GC bound (per run, as recorded in "
-                f"the traces): {fmt(float(c.min()))} to {fmt(float(c.max()))}."
-            )
-    if "fewshot_episodes" in dataset:
-        e = dataset["fewshot_episodes"].values
-        e = e[np.isfinite(e)]
-        if len(e):
-            facts.append(
-                f"Final few-shot evaluation: {int(e.max())} episodes per run "
-                "(fewshot.nc), with a fixed episode seed."
-            )
+    c = finite_values(dataset, "poincare_constant")
+    if len(c):
+        facts.append(
+            f"Poincare constant c used by the GC bound (per run, as recorded in "
+            f"the traces): {fmt(float(c.min()))} to {fmt(float(c.max()))}."
+        )
+    episodes = finite_values(dataset, "fewshot_episodes")
+    if len(episodes):
+        facts.append(
+            f"Final few-shot evaluation: {int(episodes.max())} episodes per run "
+            "(fewshot.nc), with a fixed episode seed."
+        )
     if "repeat" in dataset.dims:
         facts.append(
             f"GC-estimator study: {dataset.sizes['repeat']} repeats per estimator and budget."
@@ -447,8 +452,15 @@ def defaults_section(dataset: xr.Dataset) -> str:
         "normalisation, metrics on fixed stratified samples with the network in eval "
         "mode after BatchNorm recalibration."
     )
-    items = "".join(f"<li>{esc(f)}</li>" for f in facts)
-    return f"<ul>{items}</ul>" + frame_html(table)
+    return facts
+
+
+def finite_values(dataset: xr.Dataset, name: str) -> np.ndarray:
+    """The finite values of variable ``name`` (none when the study file lacks it)."""
+    if name not in dataset:
+        return np.array([])
+    values = dataset[name].values
+    return values[np.isfinite(values)]
 
 
 def _spec_text(value) -> str:
