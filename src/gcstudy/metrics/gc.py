@@ -76,49 +76,12 @@ class PerClassGC:
 
 
 def geometric_complexity(
-    f: Embedding,
-    x: torch.Tensor,
-    method: str = "exact",
-    probes: int = 1,
-    outputs: int | None = None,
-    rate: float | None = None,
-    generator: torch.Generator | int | None = None,
-    *,
-    probe: str = "rademacher",
-    mask_unit: str = "input",
-    batch_size: int = 64,
-    chunk_size: int = 64,
+    f: Embedding, x: torch.Tensor, method: str = "exact", *args, **kwargs
 ) -> GCEstimate:
-    """Estimate ``GC(f, x) = mean_i ||J_f(x_i)||_F^2`` with the chosen method (module doc).
-
-    Args:
-        f: per-example embedding, batch N x ... -> N x p (model in eval mode).
-        x: input batch N x ... (the tensor the network receives, after normalisation).
-        method: "exact", "hutchinson", "outputs" or "mask".
-        probes: Hutchinson probes per example (>= 1).
-        outputs: output rows sampled per example for "outputs" (1 <= outputs <= p).
-        rate: keep probability q in (0, 1] for "mask".
-        generator: a ``torch.Generator`` or an int seed; the same seed gives the same estimate
-            whatever the global random state. None uses the global generator.
-        probe: "rademacher" or "gaussian" Hutchinson probes.
-        mask_unit: "input" (columns of J, via JVPs) or "entry" (entries of J) for "mask".
-        batch_size: examples per forward pass (bounds memory).
-        chunk_size: VJPs/JVPs batched together with vmap (bounds memory of "exact").
-    """
-    per_example = per_example_gc(
-        f,
-        x,
-        method,
-        probes,
-        outputs,
-        rate,
-        generator,
-        probe=probe,
-        mask_unit=mask_unit,
-        batch_size=batch_size,
-        chunk_size=chunk_size,
-    )
-    return summarise(per_example, method)
+    """Estimate ``GC(f, x) = mean_i ||J_f(x_i)||_F^2`` with the chosen method (module doc):
+    the mean and standard error of :func:`per_example_gc`'s estimates, whose arguments
+    these are."""
+    return summarise(per_example_gc(f, x, method, *args, **kwargs), method)
 
 
 def per_class_gc(
@@ -126,7 +89,7 @@ def per_class_gc(
 ) -> PerClassGC:
     """GC of ``f`` on the examples of each class (classes = sorted unique ``labels``).
 
-    Keyword arguments are those of :func:`geometric_complexity`.
+    Keyword arguments are those of :func:`per_example_gc`.
     """
     per_example = per_example_gc(f, x, method, **kwargs)
     return per_class_summary(per_example, labels)
@@ -198,7 +161,19 @@ def per_example_gc(
 ) -> torch.Tensor:
     """Unbiased estimates of ``||J_f(x_i)||_F^2``, one per example (float64, shape N).
 
-    Arguments as in :func:`geometric_complexity`.
+    Args:
+        f: per-example embedding, batch N x ... -> N x p (model in eval mode).
+        x: input batch N x ... (the tensor the network receives, after normalisation).
+        method: "exact", "hutchinson", "outputs" or "mask".
+        probes: Hutchinson probes per example (>= 1).
+        outputs: output rows sampled per example for "outputs" (1 <= outputs <= p).
+        rate: keep probability q in (0, 1] for "mask".
+        generator: a ``torch.Generator`` or an int seed; the same seed gives the same estimate
+            whatever the global random state. None uses the global generator.
+        probe: "rademacher" or "gaussian" Hutchinson probes.
+        mask_unit: "input" (columns of J, via JVPs) or "entry" (entries of J) for "mask".
+        batch_size: examples per forward pass (bounds memory).
+        chunk_size: VJPs/JVPs batched together with vmap (bounds memory of "exact").
     """
     _check_arguments(f, x, method, probes, outputs, rate, probe, mask_unit, batch_size, chunk_size)
     rng = _as_generator(generator)
