@@ -63,16 +63,16 @@ class RunSpec:
     )
     dataset: str = option(
         "digits",
-        "training data set (transfer sets pre-train on their source classes)",
+        "training data set; a transfer set pre-trains on its source classes",
         tuple(DATASETS),
     )
     data_root: str = option(
-        "data", "folder holding the downloaded data sets (see gcstudy prepare-data)"
+        "data", "folder holding the downloaded data sets (set from the top-level `data_root`)"
     )
     train_examples: int = option(
         0,
-        "train on a fixed stratified subset of this many training examples (drawn from "
-        "sample_seed, the same for every seed of a study; 0 = the whole training split)",
+        "train on a fixed stratified subset of this many training examples, drawn from "
+        "`sample_seed` (the same for every seed of a study); 0 = the whole training split",
         minimum=0,
     )
     # How it is trained: plain SGD, constant learning rate, cross-entropy
@@ -81,15 +81,19 @@ class RunSpec:
         64, "examples per SGD step (the last partial batch of an epoch is dropped)", minimum=1
     )
     momentum: float = option(0.0, "SGD momentum (default 0: plain SGD)", minimum=0, maximum=0.999)
-    l2: float = option(0.0, "explicit L2 penalty lambda * ||theta||^2 added to the loss", minimum=0)
+    l2: float = option(
+        0.0, "explicit L2 penalty `lambda * ||theta||^2` added to the loss", minimum=0
+    )
     gc_penalty: float = option(
         0.0,
-        "explicit GC penalty lambda_GC * mean ||J_f(x)||_F^2 on "
-        "the batch (one Hutchinson probe, double backward)",
+        "explicit GC penalty `lambda_GC * mean ||J_f(x)||_F^2` on the batch (one Hutchinson "
+        "probe, double backward)",
         minimum=0,
     )
     steps: int = option(500, "number of SGD steps", minimum=1)
-    seed: int = option(0, "seed of initialisation, data order and probes", minimum=0)
+    seed: int = option(
+        0, "seed of initialisation, data order and probes (set by the study's `seeds`)", minimum=0
+    )
     # When and how it is measured
     eval_every: int = option(
         125, "evaluate every this many steps (regular part of the cadence)", minimum=1
@@ -105,19 +109,23 @@ class RunSpec:
     )
     eval_clock_steps: list = option(  # noqa: RUF009
         [],
-        "evaluation steps added to the cadence (or to eval_steps): where the design "
-        "clocks read the run; a study config fills them in (gcstudy.clocks)",
+        "evaluation steps added to the cadence (or to `eval_steps`): where the design clocks "
+        "read the run. A study config fills them in for every run "
+        "(`gcstudy.clocks.scheduled_steps` over each sweep the run belongs to, for each clock "
+        "of `stats.clocks`, at the sweep's common clock value and 2/3 of it); a run shared by "
+        "several studies gets the union. Evaluations do not change the training trajectory",
     )
     gc_method: str = option("hutchinson", "GC estimator during training", GC_METHODS)
-    gc_probes: int = option(1, "Hutchinson probes per example (gc_method hutchinson)", minimum=1)
+    gc_probes: int = option(1, "Hutchinson probes per example (`gc_method: hutchinson`)", minimum=1)
     gc_outputs: int = option(
         16,
-        "output rows sampled per example (gc_method outputs); at most the embedding size",
+        "output rows sampled per example (`gc_method: outputs`); at most the embedding size, "
+        "`512 * width`",
         minimum=1,
     )
     gc_mask_rate: float = option(
         0.01,
-        "probability q of keeping each input coordinate (gc_method mask)",
+        "probability of keeping each input coordinate (`gc_method: mask`)",
         minimum=0,
         maximum=1,
         exclusive_minimum=True,
@@ -129,51 +137,54 @@ class RunSpec:
     )
     feature_examples: int = option(
         512,
-        "fixed stratified training sample for NC, NC1, NCC and training loss (0 = all)",
+        "fixed stratified training sample for NC, NC1, NCC and the training loss (0 = all)",
         minimum=0,
     )
     test_examples: int = option(
         0,
-        "fixed stratified test sample for test loss, accuracy, NC and NCC error (0 = all); "
-        "test GC and geometric collapse use gc_examples of it",
+        "fixed stratified test sample for test loss, accuracy, NC and NCC error (0 = all); test "
+        "GC and test geometric collapse use a stratified `gc_examples` of it, with probes "
+        "independent of the training ones",
         minimum=0,
     )
     target_examples: int = option(
         0,
-        "fixed stratified sample of target-class images for the target NC and few-shot "
+        "fixed stratified sample of the target-class images for the target NC and few-shot "
         "accuracy traced during training (0 = all; the final few-shot table uses all)",
         minimum=0,
     )
     sample_seed: int = option(
         0,
-        "seed of the fixed metric samples (shared by all seeds of a "
-        "study so that runs are measured on the same examples)",
+        "seed of the fixed metric samples (shared by all seeds of a study, so runs are measured "
+        "on the same examples)",
         minimum=0,
     )
     bn_recalibration_examples: int = option(
         256,
-        "recompute BatchNorm running statistics on "
-        "this many training examples before each "
-        "evaluation (0 = off; default on: stale running statistics make early-training "
-        "metrics meaningless)",
+        "recompute BatchNorm running statistics on this many training examples before each "
+        "evaluation, in batches of at most 256 weighted by their size (0 = off; default on: "
+        "stale running statistics make early-training metrics meaningless)",
         minimum=0,
     )
     poincare_constant: float | None = option(
         None,
-        "Poincare constant c of the GC bound; null "
-        "= Gaussian proxy max_i lambda_max(Cov(x|i)) on "
-        "the normalised inputs of the feature sample "
-        "(default)",
+        "Poincare constant c of the GC bound; null = Gaussian proxy `max_i "
+        "lambda_max(Cov(x|i))` on the normalised inputs of the feature sample (default)",
         minimum=0,
         nullable=True,
     )
     fewshot_ways: int = option(5, "classes per few-shot episode (transfer data sets)", minimum=2)
     fewshot_queries: int = option(15, "query examples per class and episode", minimum=1)
     fewshot_episodes: int = option(
-        1000, "few-shot episodes per evaluation during training", minimum=1
+        1000,
+        "few-shot episodes per evaluation during training (the final table uses "
+        "`evaluate.fewshot_episodes`)",
+        minimum=1,
     )
     fewshot_seed: int = option(0, "episode seed (fixed, so curves compare across runs)", minimum=0)
-    fewshot_normalize: bool = option(False, "L2-normalise features before few-shot NCC")
+    fewshot_normalize: bool = option(
+        False, "L2-normalise features before few-shot NCC (default: no normalisation)"
+    )
     # Where and how fast
     device: str = option("auto", "training device (auto = cuda if available)", DEVICES)
     precision: str = option(
@@ -187,8 +198,12 @@ class RunSpec:
         "NHWC (channels_last) memory format for the network and its batches on cuda "
         "(the CPU always uses the default NCHW layout)",
     )
-    compile: bool = option(False, "torch.compile the training step (CUDA)")
-    checkpoint_every: int = option(100, "write a checkpoint every this many steps", minimum=1)
+    compile: bool = option(False, "`torch.compile` the training step (CUDA)")
+    checkpoint_every: int = option(
+        100,
+        "write a checkpoint every this many steps (also on SIGTERM, SIGUSR1, SIGUSR2)",
+        minimum=1,
+    )
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "run spec") -> RunSpec:

@@ -4,8 +4,9 @@
 declarations of ``gcstudy.study.settings`` (and, for run-spec values, ``spec.option()``).
 The package ships it as ``schemas/config.schema.yaml`` because Snakemake's
 ``snakemake.utils.validate`` reads a schema file (and fills in its defaults); a test checks
-that the shipped file is this function's output. ``readme_tables()`` renders the same
-declarations as the key tables of config/README.md (also checked by a test).
+that the shipped file is this function's output. ``readme_with_tables()`` renders the same
+declarations, and the run spec's ``option()`` declarations, as the key tables of
+config/README.md (also checked by a test).
 
 Regenerate both after changing a declaration::
 
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from gcstudy.spec import RunSpec
 from gcstudy.study.settings import (
     INHERITED,
     REQUIRED,
@@ -53,6 +55,7 @@ TABLES = {
     "resources": Resources,
     "evaluate": EvaluationSettings,
     "stats": StatsSettings,
+    "spec": RunSpec,  # the keys of `defaults` and of a study's `base` (spec.option())
 }
 
 
@@ -74,12 +77,14 @@ def readme_table(declaration) -> str:
     """A Markdown table of a section's keys: key, default, meaning."""
     rows = ["| key | default | meaning |", "|---|---|---|"]
     for key in declared(declaration):
-        kind = key.metadata["kind"]
+        kind = key.metadata.get("kind")
         meaning = key.metadata["help"]
-        if isinstance(kind, Choice):
-            meaning += ": " + ", ".join(f"`{c}`" for c in kind.choices)
+        choices = kind.choices if isinstance(kind, Choice) else key.metadata.get("choices")
+        if choices:
+            meaning += ": " + ", ".join(f"`{c}`" for c in choices)
         if isinstance(kind, RunSpecKey) and kind.describe():
             meaning += ": " + kind.describe()
+        meaning = meaning.replace("|", "\\|")  # a pipe inside a Markdown table cell
         rows.append(f"| `{key.name}` | {_default_cell(key)} | {meaning} |")
     return "\n".join(rows) + "\n"
 
@@ -88,7 +93,7 @@ def _default_cell(key) -> str:
     default = default_of(key)
     if default is REQUIRED or default is INHERITED:
         return default
-    if isinstance(key.metadata["kind"], Section):
+    if isinstance(key.metadata.get("kind"), Section):
         return "see below"
     if default == "":
         return '`""`'
