@@ -61,32 +61,27 @@ def main(argv: list[str] | None = None) -> int:
     show.add_argument("--classes", type=int, default=16, help="classes shown per split")
     show.set_defaults(handler=show_data)
 
-    train = verbs.add_parser("train", help="train one run (or several) and trace its metrics")
+    train = verbs.add_parser("train", help="train one run (or a batch) and trace its metrics")
     train.add_argument("spec", nargs="?", help="run spec YAML (see --example)")
     train.add_argument("--out", help="run folder (trace.h5, model.pt, ckpt/)")
     train.add_argument(
-        "--runs",
-        nargs="+",
-        metavar="DIR",
-        help="train these run folders one after another in this process, each from its "
-        "spec.yaml (a failing run fails alone; exit status 1 if any failed)",
+        "--batch",
+        metavar="FILE",
+        help="train the run folders of this batch file (results/batches/<batch>.json) one "
+        "after another in this process, each with its evaluations (a failing run fails "
+        "alone; exit status 1 if any failed)",
     )
     train.add_argument(
-        "--table",
-        help="with --runs: take each run's spec from this run table (results/run_table.json; "
-        "run folders under its results/runs) and write it to the folder's spec.yaml first",
-    )
-    train.add_argument(
-        "--settings",
-        help="with --table: after each run, also write the evaluations the run table asks "
-        "for (fewshot.nc, gc_estimators.nc) with these settings (JSON of the config's "
-        "`evaluate`)",
+        "--manifest",
+        metavar="FILE",
+        help="with --batch: the file written when every run of the batch is finished "
+        "(results/trained/<batch>.json)",
     )
     train.add_argument(
         "--progress-fd",
         type=int,
         metavar="FD",
-        help="with --runs: also write the line that the log gets after each run (k of N, "
+        help="with --batch: also write the line that the log gets after each run (k of N, "
         "elapsed, ETA) to the open file descriptor FD (the workflow: 3, Snakemake's stderr)",
     )
     train.add_argument("--example", action="store_true", help="print an example run spec")
@@ -287,49 +282,26 @@ def train_run(args, parser) -> int:
     if args.example:
         sys.stdout.write(example_yaml())
         return 0
-    if args.runs and (args.spec or args.out):
-        parser.error("train takes either RUN.yaml --out DIR or --runs DIR ...")
-    if not args.runs and not (args.spec and args.out):
-        parser.error("train needs RUN.yaml and --out DIR (or --runs DIR ..., or --example)")
-    from pathlib import Path
+    if args.batch and (args.spec or args.out):
+        parser.error("train takes either RUN.yaml --out DIR or --batch FILE --manifest FILE")
+    if bool(args.batch) != bool(args.manifest):
+        parser.error("train --batch FILE and --manifest FILE go together")
+    if not args.batch and not (args.spec and args.out):
+        parser.error("train needs RUN.yaml and --out DIR (or --batch FILE, or --example)")
+    from gcstudy.scheduling.batches import train_batch
+    from gcstudy.train import Interrupted, run
 
-    from gcstudy.train import Interrupted, run, run_many
-
-    def read_spec(path):
-        return RunSpec.from_dict(yamlio.load(path) or {}, source=str(path))
-
-    if args.settings and not args.table:
-        parser.error("train --settings needs --table (the run table says what to evaluate)")
     try:
-        if not args.runs:
-            print(run(read_spec(args.spec), args.out, progress=not args.quiet))
+        if not args.batch:
+            spec = RunSpec.from_dict(yamlio.load(args.spec) or {}, source=str(args.spec))
+            print(run(spec, args.out, progress=not args.quiet))
             return 0
-        evaluations = {}
-        if args.table:
-            from gcstudy import config
-
-            evaluations = config.write_specs(args.table, args.runs)
-        # every spec is checked before any run starts
-        runs = [(read_spec(Path(folder) / "spec.yaml"), Path(folder)) for folder in args.runs]
-        then = None
-        if args.settings:
-            from gcstudy.evaluate import EvaluationSettings, evaluate
-
-            settings = EvaluationSettings.from_dict(json.loads(args.settings))
-
-            def then(out: Path) -> None:
-                wanted = evaluations[str(out)]
-                kinds = ("fewshot" in wanted, "gc_estimators" in wanted)
-                if any(kinds):
-                    for path in evaluate(out, *kinds, settings):
-                        log.info("wrote %s", path)
-
         # written through the inherited descriptor, not reopened: a file behind it keeps
         # one offset for Snakemake's lines and these
         fd = args.progress_fd
         with open(fd, "w", buffering=1, closefd=False) if fd else nullcontext() as to:
             announce = (lambda line: print(line, file=to)) if to else None
-            outcomes = run_many(runs, progress=not args.quiet, then=then, announce=announce)
+            outcomes = train_batch(args.batch, args.manifest, not args.quiet, announce)
     except Interrupted as stop:
         log.warning("%s", stop)
         return 128 + stop.signum
@@ -446,19 +418,7 @@ def launch_runs(args, parser) -> int:
     if args.dry_run:
         plan = launch.plan(args.configfile, args.only, args.results, args.directory)
         minutes = args.timeout_min or launch.train_resources(args.set_resources).get("runtime")
-        for limit, runs in launch.time_groups(plan, minutes).items():
-            print(f"# one job array, time limit {limit} min: {len(runs)} runs", file=sys.stderr)
-            for run in runs:
-                print(run.run_id)
-        for run, holder in plan.busy:
-            print(f"# skipped, {holder.state}: {run.run_id} ({holder.describe()})", file=sys.stderr)
-        done = len(plan.selected) - len(plan.pending) - len(plan.busy)
-        print(
-            f"{len(plan.pending)} runs to train, {len(plan.busy)} queued or running, "
-            f"{done} already finished",
-            file=sys.stderr,
-        )
-        print(expected_time(plan.config, plan.pending), file=sys.stderr)
+        show_plan(plan, launch.by_time_limit(plan, minutes))
         return 0
     plan, jobs = launch.launch(
         args.configfile,
@@ -470,27 +430,43 @@ def launch_runs(args, parser) -> int:
         max_num_timeout=args.max_timeouts,
         set_resources=args.set_resources,
     )
-    for run, holder in plan.busy:
-        log.warning("skipped %s: %s (%s)", run.run_id, holder.state, holder.describe())
-    done = len(plan.selected) - len(plan.pending) - len(plan.busy)
+    for batch, run, holder in plan.busy:
+        log.warning("skipped %s: %s %s (%s)", batch, run.run_id, holder.state, holder.describe())
     if not jobs:
-        print(f"nothing to train: {done} selected runs are finished, {len(plan.busy)} busy")
+        print(f"nothing to train: the selected batches are finished, {len(plan.busy)} busy")
         return 0
-    for run, job in zip(plan.pending, jobs, strict=True):
-        print(f"{job.job_id}\t{run.run_id}")
+    for batch, job in jobs.items():
+        print(f"{job.job_id}\t{batch}")
     print(
-        f"submitted {len(jobs)} runs ({done} already finished) to {args.executor}; "
+        f"submitted {len(jobs)} batches to {args.executor}; "
         f"logs in {plan.workdir / launch.LOG_FOLDER}",
         file=sys.stderr,
     )
     if not (args.wait or args.executor == "local"):
         return 0
-    outcomes = launch.wait(jobs, args.executor)
+    outcomes = launch.wait(list(jobs.values()), args.executor)
     failed = [o for o in outcomes if o["state"] != "done"]
     for outcome in failed:
         log.error("job %s: %s: %s", outcome["job"], outcome["state"], outcome["error"])
-    print(f"{len(outcomes) - len(failed)} runs finished, {len(failed)} failed")
+    print(f"{len(outcomes) - len(failed)} batches finished, {len(failed)} failed")
     return 1 if failed else 0
+
+
+def show_plan(plan, arrays: dict[int, list[str]]) -> None:
+    """What ``launch -n`` prints: each batch to train with its runs (stdout), the job
+    arrays, the busy batches and the expected training time (stderr)."""
+    for limit, chosen in arrays.items():
+        print(f"# one job array, time limit {limit} min: {len(chosen)} batches", file=sys.stderr)
+        for batch in chosen:
+            print(f"{batch}\t{' '.join(run.run_id for run in plan.pending[batch])}")
+    for batch, run, holder in plan.busy:
+        print(f"# skipped {batch}, {holder.state}: {run.run_id} ({holder.describe()})",
+              file=sys.stderr)  # fmt: skip
+    pending = [run for runs in plan.pending.values() for run in runs]
+    busy = len({batch for batch, _, _ in plan.busy})
+    print(f"{len(plan.pending)} batches to train ({len(pending)} runs), {busy} queued or "
+          "running", file=sys.stderr)  # fmt: skip
+    print(expected_time(plan.config, pending), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ torch thread count in every segment: the trace records them, see ``segment``).
 Outputs in the run folder: ``trace.h5`` (see ``gcstudy.traces``) and ``model.pt`` (final
 weights with the run spec), each sealed (``gcstudy.runfiles``: size, time and SHA-256 in
 ``<name>.sum``), ``trace.running.h5`` while running, and ``ckpt/`` (removed once the run is
-finished, except ``ckpt/result/`` with ``keep_result``). A run whose trace is finished and
+finished). A run whose trace is finished and
 whose two result files are as sealed is not trained again; a broken or half result (one
 of the two missing, truncated or changed) is removed and the run trained again.
 
@@ -30,15 +30,10 @@ compilation included), ``evaluation`` (the measurements and the running trace) a
 the last step before an evaluation or a checkpoint, so it is counted as training. Not
 counted: the interpreter's start, imports, and the final trace write.
 
-``run_many`` trains several runs one after another in one process (``gcstudy train --runs
-DIR...``): the interpreter, torch and the data sets are loaded once. Each run keeps its own
-folder, trace, checkpoints and resume; a run that fails is logged and the others go on.
-Those runs keep their result (``keep_result``): copies of the finished trace and weights
-with their seals in ``ckpt/result/`` (not a Snakemake output; copies, not hard links, so
-that a damage to the run's files is no damage to the kept ones), from which a rerun of the
-same spec restores them instead of training again, because Snakemake deletes all of a job's
-outputs when any of its runs fails, and before it runs the job again. A kept copy is read
-whole and checked against its seal before it is restored; a broken one is discarded.
+``run_many`` trains several runs one after another in one process (a batch,
+``gcstudy.scheduling.batches``): the interpreter, torch and the data sets are loaded once.
+Each run keeps its own folder, trace, checkpoints and resume; a run that fails is logged
+and the others go on.
 """
 
 from __future__ import annotations
@@ -59,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from gcstudy import checkpoints, config, provenance, runfiles, runlock, traces
+from gcstudy import checkpoints, provenance, runfiles, runlock, traces
 from gcstudy.measurements import measure, poincare_constant
 from gcstudy.models import build
 from gcstudy.rundata import RunData, load_run_data
@@ -87,17 +82,13 @@ class Interrupted(Exception):
         self.signals = tuple(signals) or (signum,)
 
 
-def run(
-    spec: RunSpec, out: str | os.PathLike, progress: bool = True, keep_result: bool = False
-) -> str:
+def run(spec: RunSpec, out: str | os.PathLike, progress: bool = True) -> str:
     """Train one run into the folder ``out``; returns the final status ("complete" or
     "diverged"). Resumes from ``out/ckpt`` when a valid checkpoint is there; does nothing
     when ``out/trace.h5`` is already finished and ``out/model.pt`` there, both as sealed
     (a broken or half result is removed and trained again). Raises ``Interrupted`` after
     checkpointing when SIGINT, SIGTERM, SIGUSR1 or SIGUSR2 arrives; raises ``runlock.RunLocked``
-    when another live process trains ``out``. With ``keep_result``, the finished trace
-    and weights are also copied into ``out/ckpt/result/`` and restored from there when
-    they are missing (or broken), the spec is the same and the copies are as sealed."""
+    when another live process trains ``out``."""
     entered = time.perf_counter()
     out = Path(out)
     runlock.acquire(out)  # one writer per run folder: a live second trainer is refused
@@ -112,10 +103,6 @@ def run(
         log.warning("the result in %s is broken (%s): training the run again", out, broken)
         for name in runfiles.TRAINED:
             runfiles.remove(out / name)
-    if keep_result:
-        restored = restore_result(out, spec)
-        if restored:
-            return restored
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(spec.device)
     if device.type == "cpu":
@@ -161,8 +148,6 @@ def run(
     (out / "trace.running.h5").unlink(missing_ok=True)
     (out / PROGRESS_NAME).unlink(missing_ok=True)
     shutil.rmtree(out / "ckpt", ignore_errors=True)
-    if keep_result:
-        keep(out)
     log.info("run %s: %s after %d steps -> %s", out.name, status, state["step"], trace_path)
     return status
 
@@ -196,62 +181,25 @@ def finish_queued_work(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def keep(out: Path) -> None:
-    """Copy the finished weights and trace, with their seals, into ``out/ckpt/result/``."""
-    kept = out / "ckpt" / "result"
-    kept.mkdir(parents=True, exist_ok=True)
-    for name in runfiles.TRAINED:
-        runfiles.copy(out / name, kept / name)
-
-
-def restore_result(out: Path, spec: RunSpec) -> str | None:
-    """Put back the kept result of a finished run of the same spec; returns its status, or
-    None when there is none. A kept result that does not match its seals (read whole) or
-    whose trace does not load is discarded, as is one of another spec."""
-    kept = out / "ckpt" / "result"
-    if not (kept / "trace.h5").is_file():
-        return None
-    problems = [f"{name}: {p}" for name in runfiles.TRAINED if (p := runfiles.verify(kept / name))]
-    trace = None
-    if not problems:
-        try:
-            trace = traces.load(kept / "trace.h5")
-        except traces.TraceError as error:
-            problems.append(str(error))
-    if problems:
-        log.warning("not restoring the broken kept result in %s (%s): training anew",
-                    kept, "; ".join(problems))  # fmt: skip
-        shutil.rmtree(kept)
-        return None
-    if trace.attrs.get("spec") != spec.to_dict():
-        log.info("the kept result in %s belongs to another run spec: training anew", kept)
-        shutil.rmtree(kept)
-        return None
-    for name in runfiles.TRAINED:
-        runfiles.copy(kept / name, out / name)
-    log.info("restored the finished run from %s (no training needed)", kept)
-    return str(trace.attrs["status"])
-
-
 def run_many(
     runs: list[tuple[RunSpec, Path]],
     progress: bool = True,
     then: Callable[[Path], object] | None = None,
     announce: Callable[[str], object] | None = None,
 ) -> dict[Path, str]:
-    """Train the runs one after another in this process (``keep_result``), calling
+    """Train the runs one after another in this process, calling
     ``then(out)`` after each finished run (its evaluations); returns each run folder's
     status, or "failed" for a run whose training or ``then`` raised (the error is logged
     and the others go on). ``Interrupted`` stops the whole job at once (it is re-raised).
     After each run, one ``JobProgress`` line goes to the log and, after the time of day, to
     ``announce``."""
     outcomes: dict[Path, str] = {}
-    job = JobProgress([config.expected_cost(spec) for spec, _ in runs])
+    job = JobProgress([spec.steps * spec.batch_size for spec, _ in runs])
     for number, (spec, out) in enumerate(runs, start=1):
         log.info("run %d of %d: %s", number, len(runs), out)
         start = time.perf_counter()
         try:
-            outcomes[out] = run(spec, out, progress=progress, keep_result=True)
+            outcomes[out] = run(spec, out, progress=progress)
             if then is not None:
                 then(out)
         except Interrupted:
@@ -269,10 +217,10 @@ def run_many(
 class JobProgress:
     """Where a job of runs trained one after another stands, one line per finished run.
 
-    ETA (an estimate): the job's elapsed time scaled by the expected cost of its runs
-    still to train over that of the runs done (``gcstudy.config.expected_cost``, image
-    passes), ``elapsed * (C_total - C_done) / C_done``. Runs restored or already finished
-    cost no time, so after a rerun the first estimates are low.
+    ETA (an estimate): the job's elapsed time scaled by the cost of its runs still to
+    train over that of the runs done, ``elapsed * (C_total - C_done) / C_done``, with a
+    run's cost taken as the training examples it sees (steps x batch size). Runs already
+    finished cost no time, so after a rerun the first estimates are low.
     """
 
     def __init__(self, costs: list[float]):
