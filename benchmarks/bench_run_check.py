@@ -6,7 +6,7 @@ Writes the config's run folders (one per trained run, runs shared as the workflo
 them) with result files of a real run's size: ``model.pt`` the ``state_dict`` of the run's
 network (``torch.save``), ``trace.h5`` with the run's evaluation steps
 (``gcstudy.traces.write``), the evaluation files the run gets; each sealed as the writers
-seal them. Then times ``gcstudy.runfiles.check_study`` on the intact study (the check at
+seal them. Then times ``gcstudy.study.runfolder.check_study`` on the intact study (the check at
 every parse: a ``stat`` and a seal read per file), on the same files without seals (each
 file's format read: the path of runs written before seals), and the config's own
 validation (``gcstudy.config.validate``, which every parse runs already), in CPU seconds
@@ -29,25 +29,25 @@ from gcstudy import config as study_config
 from gcstudy import runfiles, traces
 from gcstudy.data.registry import DATASETS
 from gcstudy.models import build
+from gcstudy.study.runfolder import RunFolder, check_study
 
 
-def write_run(folder: Path, run) -> None:
+def write_run(folder: RunFolder, run) -> None:
     spec = run.spec
     dataset = DATASETS[spec.dataset]
     classes = np.array(dataset.source_classes or range(dataset.num_classes))
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.path.mkdir(parents=True, exist_ok=True)
     model = build(spec.model, len(classes), dataset.channels, spec.width)
-    torch.save({"state_dict": model.state_dict(), "spec": spec.to_dict()}, folder / "model.pt")
+    torch.save({"state_dict": model.state_dict(), "spec": spec.to_dict()}, folder.model)
     steps = np.array(spec.evaluation_steps)
     values = {n: np.zeros(len(steps)) for n, v in traces.VARIABLES.items() if not v.transfer_only}
     values["gc_per_class"] = np.zeros((len(steps), len(classes)))
     values["examples_seen"] = steps * spec.batch_size
-    traces.write(folder / "trace.h5", steps, classes, values, {"spec": spec.to_dict()}, "complete")
-    names = [runfiles.EVALUATIONS[k] for k in run.evaluations if k in runfiles.EVALUATIONS]
-    for name in names:  # an HDF5 file of about an evaluation's size stands for it
-        traces.write(folder / name, steps, classes, values, {}, "complete")
-    for name in (*runfiles.TRAINED, *names):
-        runfiles.seal(folder / name)
+    traces.write(folder.trace, steps, classes, values, {"spec": spec.to_dict()}, "complete")
+    for path in folder.evaluation_files:  # an HDF5 file of about an evaluation's size
+        traces.write(path, steps, classes, values, {}, "complete")
+    for path in folder.result_files:
+        runfiles.seal(path)
 
 
 def cpu_seconds(action, repeats: int) -> float:
@@ -69,20 +69,17 @@ def main() -> None:
     runs = study_config.expand(config)
     trained = study_config.trained_runs(runs)
     results = Path(tempfile.mkdtemp(prefix="bench_run_check_"))
-    for run in trained:
-        write_run(results / "runs" / run.run_id, run)
-    folders = {
-        run.run_id: [runfiles.EVALUATIONS[k] for k in run.evaluations if k in runfiles.EVALUATIONS]
-        for run in trained
-    }
-    files = sum(2 + len(names) for names in folders.values())
+    folders = [RunFolder.under(results, run.run_id, run.evaluations) for run in trained]
+    for folder, run in zip(folders, trained, strict=True):
+        write_run(folder, run)
+    files = sum(len(folder.result_files) for folder in folders)
     size = sum(p.stat().st_size for p in results.rglob("*") if p.is_file()) / 2**20
     print(f"{len(runs)} runs, {len(trained)} run folders, {files} result files, {size:.1f} MiB")
 
-    sealed = cpu_seconds(lambda: runfiles.check_study(results, folders), args.repeats)
+    sealed = cpu_seconds(lambda: check_study(results, folders), args.repeats)
     for seal in results.rglob(f"*{runfiles.SEAL_SUFFIX}"):
         seal.unlink()
-    unsealed = cpu_seconds(lambda: runfiles.check_study(results, folders), args.repeats)
+    unsealed = cpu_seconds(lambda: check_study(results, folders), args.repeats)
     validate = cpu_seconds(lambda: study_config.validate(study_config.load(args.configfile)),
                            args.repeats)  # fmt: skip
     print(f"check, sealed files:   {1000 * sealed:7.1f} ms CPU "
@@ -92,7 +89,7 @@ def main() -> None:
     print(f"config validation:     {1000 * validate:7.1f} ms CPU")
     print(f"ratio check/validation: sealed {sealed / validate:.2f}, "
           f"unsealed {unsealed / validate:.2f}")  # fmt: skip
-    assert all(not f.removed for f in runfiles.check_study(results, folders))
+    assert all(not f.removed for f in check_study(results, folders))
 
 
 if __name__ == "__main__":

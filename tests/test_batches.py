@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from gcstudy import config as study_config
-from gcstudy import runfiles
 from gcstudy.scheduling import batches
+from gcstudy.study import runfolder
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,7 +76,7 @@ def test_findings_remove_the_manifests_of_their_batches_only(tmp_path):
         path = batches.manifest_path(tmp_path, batch)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("{}")
-    found = [runfiles.Finding(str(tmp_path / "runs" / "a" / "y_seed-0" / "trace.h5"), "missing")]
+    found = [runfolder.Finding(str(tmp_path / "runs" / "a" / "y_seed-0" / "trace.h5"), "missing")]
     batches.forget(tmp_path, found, batch_of)
     assert not batches.manifest_path(tmp_path, "a/seed-0").exists()
     assert batches.manifest_path(tmp_path, "b/seed-1").exists()

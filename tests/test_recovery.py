@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from gcstudy import runfiles, traces
+from gcstudy.study.runfolder import RunFolder
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = {
@@ -97,8 +98,8 @@ def test_a_plain_rerun_plans_to_retrain_the_run_and_rebuild_all_after_it(study, 
     assert all(jobs[rule] == 1 for rule in DOWNSTREAM), jobs
     assert "batch_spec" not in jobs  # the batch file is not in the run folder
     assert not (study / "results" / "trained" / f"{RUN.split('/', 2)[2]}.json").exists()
-    for name in runfiles.TRAINED:  # a broken result goes whole, so the trainer starts anew
-        assert runfiles.problem(study / RUN / name) == "missing"
+    for path in RunFolder(study / RUN).trained:  # a broken result goes whole: trained anew
+        assert runfiles.problem(path) == "missing"
 
 
 def test_a_rerun_beside_a_running_snakemake_is_refused_and_the_first_recovers(study):

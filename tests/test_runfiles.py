@@ -1,7 +1,8 @@
 """Result files and their seals (gcstudy.runfiles) on real files: HDF5 traces written by
 gcstudy.traces, torch zip files written by torch.save, damaged the ways a disk or a user
-damages them; the study check removes what is broken, never a folder a live process holds;
-and the workflow's lock of a results folder (gcstudy.studylock) held by a real process."""
+damages them; the study check (gcstudy.study.runfolder) removes what is broken, never a
+folder a live process holds; and the workflow's lock of a results folder
+(gcstudy.studylock) held by a real process."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 import torch
 
 from gcstudy import runfiles, studylock, traces
+from gcstudy.study.runfolder import STUDY_CHECK, TRAINED, RunFolder, check_study
 
 
 def write_trace(path: Path, state: str = "complete") -> Path:
@@ -51,7 +53,12 @@ def flip_byte(path: Path, at: int = -100) -> None:
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("name", runfiles.TRAINED)
+def folders(results: Path, evaluations: dict[str, list[str]]) -> list[RunFolder]:
+    """The run folders ``results/runs/<name>`` with the evaluation kinds they need."""
+    return [RunFolder.under(results, name, kinds) for name, kinds in evaluations.items()]
+
+
+@pytest.mark.parametrize("name", TRAINED)
 def test_a_sealed_file_is_fine_until_damaged(tmp_path, name):
     path = finished_run(tmp_path) / name
     assert runfiles.problem(path) is None and runfiles.verify(path) is None
@@ -85,7 +92,9 @@ def test_unsealed_files_are_judged_by_their_format(tmp_path):
     assert "not a readable HDF5 file" in runfiles.problem(trace)
     assert "not a readable torch file" in runfiles.problem(model)
     running = write_trace(tmp_path / "r" / "trace.h5", "running")
-    assert "not a finished run" in runfiles.problem(running)
+    assert "not a finished run" in runfiles.problem(running, finished_trace=True)
+    assert "not a finished run" in RunFolder(tmp_path / "r").problem(running)
+    assert runfiles.problem(running) is None  # an HDF5 file that is no trace has no status
 
 
 def test_a_copy_is_independent_and_keeps_its_seal(tmp_path):
@@ -107,9 +116,9 @@ def test_study_check_removes_a_broken_result_whole_and_records_it(tmp_path):
     damaged = finished_run(results / "runs" / "s" / "damaged")
     runfiles.seal(write_trace(damaged / "fewshot.nc"))  # any sealed HDF5 file
     truncate(damaged / "fewshot.nc")
-    folders = {"s/intact": [], "s/no_model": [], "s/damaged": ["fewshot.nc"], "s/new": []}
+    needed = {"s/intact": [], "s/no_model": [], "s/damaged": ["fewshot", "bound"], "s/new": []}
 
-    found = runfiles.check_study(results, folders)
+    found = check_study(results, folders(results, needed))
 
     by_path = {Path(f.path).relative_to(results / "runs").as_posix(): f for f in found}
     assert set(by_path) == {"s/no_model/model.pt", "s/no_model/trace.h5",
@@ -120,7 +129,7 @@ def test_study_check_removes_a_broken_result_whole_and_records_it(tmp_path):
     assert not (no_model / "trace.h5").exists() and not (no_model / "trace.h5.sum").exists()
     assert by_path["s/damaged/fewshot.nc"].removed and (damaged / "trace.h5").exists()
     assert runfiles.problem(intact / "trace.h5") is None
-    record = results / runfiles.STUDY_CHECK
+    record = results / STUDY_CHECK
     assert len(json.loads(record.read_text())["findings"]) == 5
     assert record.stat().st_mtime_ns > 0
 
@@ -129,8 +138,8 @@ def test_an_intact_study_leaves_an_ancient_record(tmp_path):
     """Nothing found: the record is created with time 0, so no rule that reads it runs."""
     results = tmp_path / "results"
     finished_run(results / "runs" / "a")
-    assert runfiles.check_study(results, {"a": []}) == []
-    assert (results / runfiles.STUDY_CHECK).stat().st_mtime_ns == 0
+    assert check_study(results, folders(results, {"a": []})) == []
+    assert (results / STUDY_CHECK).stat().st_mtime_ns == 0
 
 
 HOLD = (
@@ -155,12 +164,15 @@ def test_study_check_leaves_a_folder_a_live_trainer_holds(tmp_path):
     (folder / "trace.h5").unlink()  # as while the trainer writes its result
     holder = hold("runlock", "acquire", folder)
     try:
-        assert runfiles.check_study(results, {"held": []}) == []
+        assert check_study(results, folders(results, {"held": []})) == []
         assert (folder / "model.pt").exists()
     finally:
         holder.kill()
         holder.wait()
-    assert [f.removed for f in runfiles.check_study(results, {"held": []})] == [True, False]
+    assert [f.removed for f in check_study(results, folders(results, {"held": []}))] == [
+        True,
+        False,
+    ]
 
 
 def test_the_workflow_lock_names_its_live_holder_and_dies_with_it(tmp_path, capsys):

@@ -20,6 +20,7 @@ from gcstudy import runfiles, traces
 from gcstudy.models import build
 from gcstudy.rundata import load_run_data, stratified_sample
 from gcstudy.spec import RunSpec, SpecError, example_yaml
+from gcstudy.study.runfolder import RunFolder
 from gcstudy.train import (
     batch_gc,
     batch_indices,
@@ -431,7 +432,7 @@ def test_a_finished_run_without_its_weights_is_trained_again(tmp_path, caplog):
         assert run(spec, out, progress=False) == "complete"
     assert "is broken (model.pt: missing): training the run again" in caplog.text
     same_results(out, reference)
-    assert all(runfiles.verify(out / name) is None for name in runfiles.TRAINED)
+    assert all(runfiles.verify(path) is None for path in RunFolder(out).trained)
 
 
 # `gcstudy train` in a child that sends itself a signal at a fixed point of the run, so

@@ -1,7 +1,8 @@
 """Training checkpoints: atomic writes, newest-valid lookup, bounded history.
 
-Checkpoints live in ``<run dir>/ckpt/`` as ``step-00000100.pt``, written to a temporary
-name, fsynced and renamed, so a file with the final name is complete unless the disk
+Checkpoints live in ``<run dir>/ckpt/`` as ``step-00000100.pt`` (names:
+``gcstudy.study.runfolder``), written to a temporary name, fsynced and renamed
+(``gcstudy.files``), so a file with the final name is complete unless the disk
 corrupted it later. ``latest`` returns the newest checkpoint that loads and has the
 expected keys, falling back to older ones (a truncated file is reported and skipped).
 """
@@ -9,13 +10,15 @@ expected keys, falling back to older ones (a truncated file is reported and skip
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from gcstudy import files
+from gcstudy.study.runfolder import CHECKPOINT_GLOB, checkpoint_name
 
 log = logging.getLogger(__name__)
 KEEP = 2
@@ -24,26 +27,17 @@ REQUIRED = ("step", "model", "optimizer")
 
 def save(directory: Path, step: int, payload: dict[str, Any]) -> Path:
     """Write ``payload`` (with ``step``) as ``directory/step-<step>.pt``; keep the newest 2."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"step-{step:08d}.pt"
-    tmp = path.with_suffix(".pt.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save({**payload, "step": step}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    for old in sorted(directory.glob("step-*.pt"))[:-KEEP]:
+    path = directory / checkpoint_name(step)
+    with files.replacing(path, sync=True) as tmp:
+        torch.save({**payload, "step": step}, tmp)
+    for old in sorted(directory.glob(CHECKPOINT_GLOB))[:-KEEP]:
         old.unlink()
     return path
 
 
 def latest(directory: Path) -> dict[str, Any] | None:
     """The newest valid checkpoint's payload, or None when there is none."""
-    for path in sorted(directory.glob("step-*.pt"), reverse=True):
+    for path in sorted(directory.glob(CHECKPOINT_GLOB), reverse=True):
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as e:

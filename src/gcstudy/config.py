@@ -29,10 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gcstudy import yamlio
+from gcstudy import files, yamlio
 from gcstudy.clocks import CLOCKS, scheduled_steps
 from gcstudy.data.registry import DATASETS
 from gcstudy.spec import RunSpec, SpecError, check_sample_sizes, did_you_mean
+from gcstudy.study.runfolder import evaluations_by_folder
 
 SWEEPABLE = ("lr", "batch_size", "l2", "gc_penalty")
 ID_NAMES = {"lr": "lr", "batch_size": "bs", "l2": "l2", "gc_penalty": "gcp"}
@@ -253,19 +254,17 @@ def _evaluated_at(run: Run, clock_steps: set[int]) -> Run:
 def trained_runs(runs: list[Run]) -> list[Run]:
     """One run per distinct run folder, in order: what must be trained for ``runs``. A
     run that reads another's folder stands for it under that folder's id; its evaluations
-    are those of every run that reads the folder."""
+    are those of every run that reads the folder (``evaluations_by_folder``)."""
     chosen: dict[str, Run] = {}
-    evaluations: dict[str, dict[str, None]] = {}
+    evaluations = evaluations_by_folder((run.trained_in, run.evaluations) for run in runs)
     for run in runs:
-        evaluations.setdefault(run.trained_in, {}).update(dict.fromkeys(run.evaluations))
         if run.trained_in not in chosen:
             study = run.trained_in.split("/")[0]
             chosen[run.trained_in] = dataclasses.replace(
                 run, run_id=run.trained_in, study=study, folder=""
             )
     return [
-        dataclasses.replace(run, evaluations=tuple(evaluations[folder]))
-        for folder, run in chosen.items()
+        dataclasses.replace(run, evaluations=evaluations[folder]) for folder, run in chosen.items()
     ]
 
 
@@ -292,15 +291,12 @@ def write_yaml(data: Any, path: str | Path) -> None:
 
 
 def write_if_changed(text: str, path: str | Path) -> None:
-    """Write ``text`` atomically, and only when the file's content differs, so that
-    Snakemake's view of the file's age stays meaningful."""
+    """Write ``text`` atomically (``gcstudy.files``), and only when the file's content
+    differs, so that Snakemake's view of the file's age stays meaningful."""
     path = Path(path)
     if path.exists() and path.read_text() == text:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    files.write_text(path, text)
 
 
 def config_hash(config: dict[str, Any]) -> str:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from gcstudy import provenance, runfiles
+from gcstudy import files, provenance, runfiles
 from gcstudy.measurements import embed, fewshot, probe_seed
 from gcstudy.metrics.collapse import neural_collapse
 from gcstudy.metrics.gc import per_example_gc, subsample, summarise
@@ -36,6 +36,7 @@ from gcstudy.models import build
 from gcstudy.rundata import RunData, load_run_data, stratified_sample
 from gcstudy.spec import FEWSHOT_SHOTS as SHOTS
 from gcstudy.spec import RunSpec
+from gcstudy.study.runfolder import RunFolder
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,10 @@ class EvaluationSettings:
 
 
 def load_trained(run_dir: Path, device: torch.device):
-    """(model in eval mode, spec, run data, status) from ``run_dir/model.pt``."""
-    saved = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
-    spec = RunSpec.from_dict(saved["spec"], source=str(run_dir / "model.pt"))
+    """(model in eval mode, spec, run data, status) from the run folder's ``model.pt``."""
+    weights = RunFolder(run_dir).model
+    saved = torch.load(weights, map_location="cpu", weights_only=True)
+    spec = RunSpec.from_dict(saved["spec"], source=str(weights))
     data = load_run_data(spec, device)
     model = build(spec.model, data.num_classes, saved["in_channels"], spec.width)
     model.load_state_dict(saved["state_dict"])
@@ -232,26 +234,21 @@ def evaluate(
     }
     written = []
     jobs = [
-        ("fewshot.nc", fewshot, fewshot_table),
-        ("gc_estimators.nc", gc_estimators, gc_estimator_study),
+        ("fewshot", fewshot, fewshot_table),
+        ("gc_estimators", gc_estimators, gc_estimator_study),
     ]
-    for filename, wanted, compute in jobs:
+    for kind, wanted, compute in jobs:
         if wanted:
             dataset = compute(model, spec, data, settings, diverged)
             dataset.attrs.update(attrs)
-            written.append(write_netcdf(dataset, run_dir / filename))
+            written.append(write_netcdf(dataset, RunFolder(run_dir).evaluation_file(kind)))
     return written
 
 
 def write_netcdf(dataset: xr.Dataset, path: Path) -> Path:
-    """Write atomically (temporary name, then rename) with the h5netcdf engine, then seal
-    the file (``gcstudy.runfiles``)."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
+    """Write atomically (``gcstudy.files``) with the h5netcdf engine, then seal the file
+    (``gcstudy.runfiles``)."""
+    with files.replacing(path) as tmp:
         dataset.to_netcdf(tmp, engine="h5netcdf")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     runfiles.seal(path)
     return path

@@ -64,6 +64,7 @@ import submitit
 from gcstudy.jobs import WARNING_SECONDS
 from gcstudy.runlock import slurm_job_state
 from gcstudy.scheduling import batches
+from gcstudy.study.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class Plan:
     busy: list  # (batch, run, gcstudy.runlock.Holder): queued or running elsewhere, skipped
 
     def run_dir(self, run_id: str) -> Path:
-        return self.workdir / self.results / "runs" / run_id
+        return RunFolder.under(self.workdir / self.results, run_id).path
 
     def content(self, batch: str) -> dict[str, Any]:
         """What the batch file of a pending batch says (as rule ``batch_spec`` writes it)."""

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 import h5py
 import numpy as np
 
+from gcstudy import files
+
 if TYPE_CHECKING:
     import xarray as xr
 
@@ -101,7 +103,7 @@ def write(
     attrs: dict,
     status: str,
 ) -> Path:
-    """Write a trace atomically: to ``<path>.tmp``, flushed, then renamed to ``path``.
+    """Write a trace atomically (``gcstudy.files``: a temporary name, fsynced, renamed).
 
     Args:
         path: destination, e.g. ``results/runs/<run_id>/trace.h5``.
@@ -120,27 +122,19 @@ def write(
     if path.exists() and _status_of(path) in FINISHED:
         raise FileExistsError(f"{path} is a finished trace; refusing to overwrite it")
     _check_values(steps, classes, values)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("step", data=np.asarray(steps, dtype=np.int64)).make_scale("step")
-            f.create_dataset("class", data=np.asarray(classes, dtype=np.int64)).make_scale("class")
-            for name, array in values.items():
-                variable = VARIABLES[name]
-                dataset = f.create_dataset(name, data=np.asarray(array, dtype=_dtype(name)))
-                for axis, dim in enumerate(variable.dims):
-                    dataset.dims[axis].attach_scale(f[dim])
-                dataset.attrs["units"] = variable.units
-                dataset.attrs["long_name"] = variable.long_name
-                dataset.attrs["description"] = variable.long_name
-            for key, value in {**attrs, "status": status, "schema_version": SCHEMA_VERSION}.items():
-                f.attrs[key] = value if isinstance(value, str | int | float) else json.dumps(value)
-            f.flush()
-            os.fsync(f.id.get_vfd_handle())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with files.replacing(path, sync=True) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("step", data=np.asarray(steps, dtype=np.int64)).make_scale("step")
+        f.create_dataset("class", data=np.asarray(classes, dtype=np.int64)).make_scale("class")
+        for name, array in values.items():
+            variable = VARIABLES[name]
+            dataset = f.create_dataset(name, data=np.asarray(array, dtype=_dtype(name)))
+            for axis, dim in enumerate(variable.dims):
+                dataset.dims[axis].attach_scale(f[dim])
+            dataset.attrs["units"] = variable.units
+            dataset.attrs["long_name"] = variable.long_name
+            dataset.attrs["description"] = variable.long_name
+        for key, value in {**attrs, "status": status, "schema_version": SCHEMA_VERSION}.items():
+            f.attrs[key] = value if isinstance(value, str | int | float) else json.dumps(value)
     return path
 
 

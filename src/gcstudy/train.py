@@ -41,7 +41,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -54,12 +53,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from gcstudy import checkpoints, provenance, runfiles, runlock, traces
+from gcstudy import checkpoints, files, provenance, runfiles, runlock, traces
 from gcstudy.measurements import measure, poincare_constant
 from gcstudy.models import build
 from gcstudy.rundata import RunData, load_run_data
 from gcstudy.spec import RunSpec
-from gcstudy.status import PROGRESS_NAME, PROGRESS_SECONDS, duration, record_progress
+from gcstudy.status import PROGRESS_SECONDS, duration
+from gcstudy.study.runfolder import RunFolder, differing_keys
 
 log = logging.getLogger(__name__)
 # SIGINT: Ctrl-C in a terminal (it reaches every process of the foreground group, so the
@@ -91,23 +91,22 @@ def run(spec: RunSpec, out: str | os.PathLike, progress: bool = True) -> str:
     when another live process trains ``out``."""
     entered = time.perf_counter()
     out = Path(out)
+    folder = RunFolder(out)
     runlock.acquire(out)  # one writer per run folder: a live second trainer is refused
-    trace_path = out / "trace.h5"
-    problems = {name: runfiles.problem(out / name) for name in runfiles.TRAINED}
+    problems = folder.trained_problems()
     if not any(problems.values()):
-        finished = traces.status(trace_path)
-        log.info("%s is already %s; nothing to do", trace_path, finished)
+        finished = folder.trace_status()
+        log.info("%s is already %s; nothing to do", folder.trace, finished)
         return finished
     if any(problem != "missing" for problem in problems.values()):
-        broken = "; ".join(f"{name}: {problem}" for name, problem in problems.items() if problem)
+        broken = "; ".join(f"{path.name}: {p}" for path, p in problems.items() if p)
         log.warning("the result in %s is broken (%s): training the run again", out, broken)
-        for name in runfiles.TRAINED:
-            runfiles.remove(out / name)
+        folder.remove_trained()
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(spec.device)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)
-    saved = checkpoints.latest(out / "ckpt")
+    saved = checkpoints.latest(folder.checkpoints)
     if saved is not None:
         check_same_spec(saved["spec"], spec, out)
     data = load_run_data(spec, device)
@@ -135,20 +134,18 @@ def run(spec: RunSpec, out: str | os.PathLike, progress: bool = True) -> str:
     phases["start_up"] += time.perf_counter() - entered
     status = train_loop(model, optimizer, data, spec, state, out, attrs, poincare, progress)
     with timed(phases, "checkpointing"):
-        write_model(out / "model.pt", model, spec, data, status, state["step"])
-        runfiles.seal(out / "model.pt")
+        write_model(folder.model, model, spec, data, status, state["step"])
+        runfiles.seal(folder.model)
     finished = {
         **attrs,
         "finished_at": provenance.now(),
         "phase_seconds": phases,
         "cpu_seconds": state["cpu_time"],
     }
-    write_trace(trace_path, state["records"], data, finished, status)
-    runfiles.seal(trace_path)
-    (out / "trace.running.h5").unlink(missing_ok=True)
-    (out / PROGRESS_NAME).unlink(missing_ok=True)
-    shutil.rmtree(out / "ckpt", ignore_errors=True)
-    log.info("run %s: %s after %d steps -> %s", out.name, status, state["step"], trace_path)
+    write_trace(folder.trace, state["records"], data, finished, status)
+    runfiles.seal(folder.trace)
+    folder.remove_progress()
+    log.info("run %s: %s after %d steps -> %s", out.name, status, state["step"], folder.trace)
     return status
 
 
@@ -282,7 +279,8 @@ def train_loop(model, optimizer, data, spec, state, out, attrs, poincare, progre
                             **record,
                         }
                     )
-                    write_trace(out / "trace.running.h5", state["records"], data, attrs, "running")
+                    running = RunFolder(out).running_trace
+                    write_trace(running, state["records"], data, attrs, "running")
                 shown.update(
                     test_acc=f"{record['test_accuracy']:.3f}",
                     gc=f"{record['gc']:.3g}",
@@ -304,13 +302,13 @@ def train_loop(model, optimizer, data, spec, state, out, attrs, poincare, progre
             bar.set_postfix(shown, refresh=False)
             if time.perf_counter() - progress_at >= PROGRESS_SECONDS:
                 progress_at = time.perf_counter()
-                record_progress(out, state["step"], progress_at - clock)
+                RunFolder(out).record_progress(state["step"], progress_at - clock)
             if received or state["step"] % spec.checkpoint_every == 0:
                 state["wall_time"] = time.perf_counter() - clock
                 state["cpu_time"] = time.process_time() - cpu_clock
                 with timed(phases, "checkpointing"):
                     checkpoints.save(
-                        out / "ckpt",
+                        RunFolder(out).checkpoints,
                         state["step"],
                         {
                             "model": model.state_dict(),
@@ -413,12 +411,10 @@ def autocast_dtype(spec: RunSpec, device: torch.device) -> torch.dtype | None:
 
 
 def check_same_spec(saved: dict, spec: RunSpec, out: Path) -> None:
-    differing = sorted(
-        k for k in set(saved) | set(spec.to_dict()) if saved.get(k) != spec.to_dict().get(k)
-    )
+    differing = differing_keys(saved, spec.to_dict())
     if differing:
         raise ValueError(
-            f"the checkpoints in {out / 'ckpt'} belong to a different run spec "
+            f"the checkpoints in {RunFolder(out).checkpoints} belong to a different run spec "
             f"(keys {', '.join(differing)} differ); remove that folder or train "
             "into another --out"
         )
@@ -483,8 +479,7 @@ def write_trace(path: Path, records: list[dict], data: RunData, attrs: dict, sta
 
 def write_model(path: Path, model, spec: RunSpec, data: RunData, status: str, step: int):
     """Final weights with everything needed to rebuild and feed the network; atomic."""
-    tmp = path.with_suffix(".pt.tmp")
-    try:
+    with files.replacing(path) as tmp:
         torch.save(
             {
                 "state_dict": model.state_dict(),
@@ -497,10 +492,6 @@ def write_model(path: Path, model, spec: RunSpec, data: RunData, status: str, st
             },
             tmp,
         )
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 @contextmanager

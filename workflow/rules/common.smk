@@ -1,9 +1,8 @@
 # Config validation, the run table and every input function: the rules read as declarations.
-import json
-
 from gcstudy import config as study_config
-from gcstudy import jobs, runfiles, studylock, workflow_config
+from gcstudy import jobs, studylock, workflow_config
 from gcstudy.scheduling import batches
+from gcstudy.study import runfolder
 
 # Inside a SLURM job step this Snakemake process gets train's warning signal too; it must
 # outlive it so that the trainer can checkpoint (gcstudy.jobs).
@@ -26,21 +25,21 @@ BATCHES = batches.batches(RUN_LIST, RESOURCES["batch"])
 BATCH_OF = {run.run_id: batch for batch, runs in BATCHES.items() for run in runs}
 # An input of aggregate, stats, figures and report, rewritten when a run file is found
 # missing or broken; so the study file and all after it are rebuilt.
-RUN_FILES = f"{RESULTS}/{runfiles.STUDY_CHECK}"
+RUN_FILES = f"{RESULTS}/{runfolder.STUDY_CHECK}"
 
 # The results folder is this Snakemake's alone while it runs (a second one is refused,
 # naming this one; a dry run beside it is let through and writes nothing), and the files
 # of its run folders are the truth: broken ones are removed, so that Snakemake sees them
-# missing and makes them again (gcstudy.studylock, gcstudy.runfiles, docs/recovery.md).
+# missing and makes them again (gcstudy.studylock, gcstudy.study.runfolder, docs/recovery.md).
 # A batch with such a file loses its manifest, so that Snakemake trains it again.
 if workflow.is_main_process and studylock.guard(RESULTS, workflow.output_settings.dryrun):
-    FOUND = runfiles.check_study(
+    FOUND = runfolder.check_study(
         RESULTS,
-        {
-            run.run_id: [runfiles.EVALUATIONS[k] for k in run.evaluations if k in runfiles.EVALUATIONS]
+        [
+            runfolder.RunFolder.under(RESULTS, run.run_id, run.evaluations)
             for runs in BATCHES.values()
             for run in runs
-        },
+        ],
     )
     batches.forget(RESULTS, FOUND, BATCH_OF)
 

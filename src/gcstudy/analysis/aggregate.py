@@ -43,7 +43,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from gcstudy import traces
+from gcstudy import files, traces
+from gcstudy.study.runfolder import RunFolder
 
 RUN_COORDS = (
     "study",
@@ -109,12 +110,12 @@ def load_table(path: str | os.PathLike) -> dict:
 
 def read_run(entry: dict, runs_dir: Path, allow_generated: bool = False) -> RunRecord:
     """Read and check one run's trace and the evaluation files its study asks for."""
-    folder = runs_dir / entry.get("folder", entry["run_id"])  # shared by studies: one folder
-    path = folder / "trace.h5"
-    if not path.exists() and (folder / "trace.running.h5").exists():
+    folder = RunFolder(runs_dir / entry.get("folder", entry["run_id"]))  # shared: one folder
+    path = folder.trace
+    if not path.exists() and folder.running_trace.exists():
         raise AggregateError(
             f"trace {path} does not exist: the run is still running "
-            f"({folder / 'trace.running.h5'} is its partial trace)"
+            f"({folder.running_trace} is its partial trace)"
         )
     trace = read_trace(path)
     if "generated_by" in trace.attrs and not allow_generated:
@@ -126,10 +127,12 @@ def read_run(entry: dict, runs_dir: Path, allow_generated: bool = False) -> RunR
     record = RunRecord(entry, trace)
     evaluations = entry.get("evaluations", [])
     if "fewshot" in evaluations:
-        record.fewshot = _read_netcdf(folder / "fewshot.nc", ("accuracy", "ci95", "target_nc"))
+        record.fewshot = _read_netcdf(
+            folder.evaluation_file("fewshot"), ("accuracy", "ci95", "target_nc")
+        )
     if "gc_estimators" in evaluations:
         record.gc_estimators = _read_netcdf(
-            folder / "gc_estimators.nc", ("estimate", "reported_stderr", "exact")
+            folder.evaluation_file("gc_estimators"), ("estimate", "reported_stderr", "exact")
         )
     return record
 
@@ -438,21 +441,15 @@ def _provenance(records: list[RunRecord], table: dict) -> dict[str, Any]:
 
 
 def write(dataset: xr.Dataset, path: str | os.PathLike) -> Path:
-    """Write the study file atomically (temporary name, then rename), h5netcdf engine."""
+    """Write the study file atomically (``gcstudy.files``), h5netcdf engine."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     encoding = {
         name: {"zlib": True, "complevel": 1}
         for name, var in dataset.data_vars.items()
         if var.dtype.kind == "f" and var.ndim >= 2
     }
-    try:
+    with files.replacing(path) as tmp:
         dataset.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from gcstudy import files
 from gcstudy.analysis import aggregate
 from gcstudy.analysis.summaries import FACTOR_LABELS, TERMINAL_ACCURACY
 from gcstudy.analysis.tables import fmt, html_table
@@ -708,9 +709,4 @@ def run(
     """``gcstudy report``: write the self-contained HTML report; returns its path."""
     dataset = aggregate.open_study(study_path)
     text = render(dataset, Path(stats_dir), Path(figures_dir))
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return files.write_text(out, text)

@@ -25,7 +25,7 @@ Two small files per batch, under the results folder:
 The run folders' files are not Snakemake outputs: when a batch job fails, Snakemake
 deletes only its manifest, never a finished run's trace, and the rerun trains only what
 is unfinished (a finished run of the same spec is skipped, an interrupted one resumes from
-its checkpoint). When the start-up check (``gcstudy.runfiles.check_study``) finds a
+its checkpoint). When the start-up check (``gcstudy.study.runfolder.check_study``) finds a
 result file missing or broken, ``forget`` removes the manifest of its batch, so that
 Snakemake trains that batch again.
 """
@@ -41,6 +41,8 @@ from typing import Any
 
 from gcstudy import config as study_config
 from gcstudy import runfiles
+from gcstudy.study import runfolder
+from gcstudy.study.runfolder import EVALUATION_FILES, RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +82,14 @@ def batch_content(
     results: str | os.PathLike, runs: list[study_config.Run], evaluate: dict[str, Any]
 ) -> dict[str, Any]:
     """What the batch file of ``runs`` says: each run folder (under ``results``), its run
-    spec and the evaluations it gets (those in ``runfiles.EVALUATIONS``: ``bound`` needs no
-    file); ``evaluate`` (the config's settings) only when some run is evaluated, so that
-    changing them trains no batch without evaluations again."""
+    spec and the evaluations it gets (those with a file, ``runfolder.EVALUATION_FILES``:
+    ``bound`` needs none); ``evaluate`` (the config's settings) only when some run is
+    evaluated, so that changing them trains no batch without evaluations again."""
     entries = [
         {
-            "folder": f"{results}/runs/{run.run_id}",
+            "folder": str(RunFolder.under(results, run.run_id).path),
             "spec": run.spec.to_dict(),
-            "evaluations": [kind for kind in run.evaluations if kind in runfiles.EVALUATIONS],
+            "evaluations": [kind for kind in run.evaluations if kind in EVALUATION_FILES],
         }
         for run in runs
     ]
@@ -98,12 +100,12 @@ def batch_content(
 
 
 def forget(
-    results: str | os.PathLike, findings: Iterable[runfiles.Finding], batch_of: dict[str, str]
+    results: str | os.PathLike, findings: Iterable[runfolder.Finding], batch_of: dict[str, str]
 ) -> None:
     """Remove the manifests of the batches whose run folders have ``findings`` (missing or
-    removed result files, ``runfiles.check_study``; ``batch_of``: folder id -> batch), so
+    removed result files, ``runfolder.check_study``; ``batch_of``: folder id -> batch), so
     that Snakemake trains or evaluates those batches again."""
-    runs = Path(results) / "runs"
+    runs = runfolder.runs_root(results)
     folders = {Path(finding.path).parent.relative_to(runs).as_posix() for finding in findings}
     for batch in sorted({batch_of[folder] for folder in folders if folder in batch_of}):
         path = manifest_path(results, batch)
@@ -134,19 +136,19 @@ def train_batch(
     batch_file = Path(batch_file)
     content = json.loads(batch_file.read_text())
     settings = content.get("evaluate")
-    wanted: dict[Path, list[str]] = {}
+    folders: dict[Path, RunFolder] = {}
     runs = []
     for entry in content["runs"]:  # every spec is checked before any run starts
-        folder = Path(entry["folder"])
-        spec = RunSpec.from_dict(entry["spec"], source=f"{batch_file}: {folder}")
-        runs.append((spec, folder))
-        wanted[folder] = entry["evaluations"]
-    for spec, folder in runs:
-        study_config.write_yaml(spec.to_dict(), folder / "spec.yaml")
-        clear_outdated(folder, spec.to_dict(), wanted[folder])
+        folder = RunFolder(entry["folder"], entry["evaluations"])
+        spec = RunSpec.from_dict(entry["spec"], source=f"{batch_file}: {folder.path}")
+        runs.append((spec, folder.path))
+        folders[folder.path] = folder
+    for spec, path in runs:
+        study_config.write_yaml(spec.to_dict(), folders[path].spec)
+        clear_outdated(folders[path], spec.to_dict())
 
-    def then(folder: Path) -> None:
-        evaluate_outdated(folder, wanted[folder], settings)
+    def then(path: Path) -> None:
+        evaluate_outdated(folders[path], settings)
 
     outcomes = run_many(runs, progress=progress, then=then, announce=announce)
     if all(status != "failed" for status in outcomes.values()):
@@ -154,51 +156,40 @@ def train_batch(
     return outcomes
 
 
-def clear_outdated(folder: Path, spec: dict, evaluations: list[str]) -> None:
+def clear_outdated(folder: RunFolder, spec: dict) -> None:
     """Remove a finished result of another run spec than ``spec``, and the evaluation
     files of a run whose result is not intact."""
-    trained = [folder / name for name in runfiles.TRAINED]
-    intact = not any(runfiles.problem(path) for path in trained)
-    if intact and recorded_spec(folder / "trace.h5") != json.loads(json.dumps(spec)):
-        log.warning("%s was trained with another run spec: training it again", folder)
-        for path in trained:
-            runfiles.remove(path)
+    intact = not any(folder.trained_problems().values())
+    if intact and runfolder.differing_keys(folder.traced_spec(), spec):
+        log.warning("%s was trained with another run spec: training it again", folder.path)
+        folder.remove_trained()
         intact = False
     if not intact:
-        for kind in evaluations:
-            runfiles.remove(folder / runfiles.EVALUATIONS[kind])
+        for path in folder.evaluation_files:
+            runfiles.remove(path)
 
 
-def recorded_spec(trace: Path) -> dict | None:
-    """The run spec recorded in a trace file (its attribute ``spec``, JSON)."""
-    import h5py
-
-    with h5py.File(trace, "r") as f:
-        value = f.attrs.get("spec")
-    return json.loads(value) if isinstance(value, str | bytes) else None
-
-
-def evaluate_outdated(folder: Path, kinds: list[str], settings: dict | None) -> None:
-    """Write the evaluations ``kinds`` of the trained run in ``folder`` whose files are
-    missing, broken or made with other settings than ``settings`` (the config's
-    ``evaluate``)."""
-    if not kinds:
+def evaluate_outdated(folder: RunFolder, settings: dict | None) -> None:
+    """Write the evaluations of the trained run in ``folder`` whose files are missing,
+    broken or made with other settings than ``settings`` (the config's ``evaluate``)."""
+    if not folder.evaluation_files:
         return
     from gcstudy.evaluate import EvaluationSettings, evaluate
 
     chosen = EvaluationSettings.from_dict(settings)
     recorded = json.dumps(chosen.__dict__, default=list)  # as evaluate() records them
-    todo = [kind for kind in kinds if not current(folder / runfiles.EVALUATIONS[kind], recorded)]
+    todo = [k for k in folder.evaluations if not current(folder, k, recorded)]
     if todo:
-        for path in evaluate(folder, "fewshot" in todo, "gc_estimators" in todo, chosen):
+        for path in evaluate(folder.path, "fewshot" in todo, "gc_estimators" in todo, chosen):
             log.info("wrote %s", path)
 
 
-def current(path: Path, settings: str) -> bool:
-    """Whether the evaluation file ``path`` is intact and made with ``settings``."""
+def current(folder: RunFolder, kind: str, settings: str) -> bool:
+    """Whether the file of evaluation ``kind`` is intact and made with ``settings``."""
     import h5py
 
-    if runfiles.problem(path):
+    path = folder.evaluation_file(kind)
+    if folder.problem(path):
         return False
     with h5py.File(path, "r") as f:
         return f.attrs.get("settings") == settings
@@ -207,10 +198,10 @@ def current(path: Path, settings: str) -> bool:
 def write_manifest(path: str | os.PathLike, outcomes: dict[Path, str]) -> None:
     """The manifest of a finished batch: each run folder's status and the SHA-256 of its
     result files, from their seals."""
-    names = (*runfiles.TRAINED, *runfiles.EVALUATIONS.values())
     runs = {}
-    for folder, status in outcomes.items():
-        seals = {name: runfiles.seal_of(folder / name) for name in names}
+    for path, status in outcomes.items():
+        folder = RunFolder(path, tuple(EVALUATION_FILES))
+        seals = {p.name: runfiles.seal_of(p) for p in folder.result_files}
         sha256 = {n: json.loads(s.read_text())["sha256"] for n, s in seals.items() if s.is_file()}
-        runs[str(folder)] = {"status": status, "sha256": sha256}
+        runs[str(path)] = {"status": status, "sha256": sha256}
     study_config.write_json({"runs": runs}, path)

@@ -10,6 +10,7 @@ import xarray as xr
 
 from gcstudy import config as study_config
 from gcstudy import traces
+from gcstudy.study.runfolder import RunFolder, runs_root
 from gcstudy.testing.laws import Laws, diverge, simulate
 from gcstudy.testing.layouts import GENERATED_BY, Layout, layout, small_config
 
@@ -37,8 +38,8 @@ def write_study(root: str | Path, chosen: Layout, dataset: xr.Dataset) -> None:
     study_config.write_json(chosen.table, root / "run_table.json")
     for entry in chosen.table["runs"]:
         run = dataset.sel(run=entry["run_id"])
-        folder = root / "runs" / entry["run_id"]
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = RunFolder(runs_root(root) / entry["run_id"])
+        folder.path.mkdir(parents=True, exist_ok=True)
         _write_trace(folder, entry, run)
         evaluations = entry.get("evaluations", [])
         if "fewshot" in evaluations:
@@ -47,7 +48,7 @@ def write_study(root: str | Path, chosen: Layout, dataset: xr.Dataset) -> None:
             _write_gc_estimators(folder, run)
 
 
-def _write_trace(folder: Path, entry: dict, run: xr.Dataset) -> None:
+def _write_trace(folder: RunFolder, entry: dict, run: xr.Dataset) -> None:
     planned = set(_planned_steps(entry))
     steps = np.array([s for s in run["step"].values if int(s) in planned], dtype=np.int64)
     if str(run["status"].values) == "diverged":
@@ -73,7 +74,7 @@ def _write_trace(folder: Path, entry: dict, run: xr.Dataset) -> None:
         },
         "generated_by": GENERATED_BY,
     }
-    traces.write(folder / "trace.h5", steps, classes, values, attrs, str(run["status"].values))
+    traces.write(folder.trace, steps, classes, values, attrs, str(run["status"].values))
 
 
 def _planned_steps(entry: dict) -> list[int]:
@@ -82,7 +83,7 @@ def _planned_steps(entry: dict) -> list[int]:
     return RunSpec.from_dict(entry["spec"]).evaluation_steps
 
 
-def _write_fewshot(folder: Path, run: xr.Dataset) -> None:
+def _write_fewshot(folder: RunFolder, run: xr.Dataset) -> None:
     from gcstudy.evaluate import write_netcdf
 
     table = xr.Dataset(
@@ -94,10 +95,10 @@ def _write_fewshot(folder: Path, run: xr.Dataset) -> None:
         coords={"classifier": run["classifier"].values, "shots": run["shots"].values},
         attrs={"ways": 5, "queries": 15, "episodes": 10000, "generated_by": GENERATED_BY},
     )
-    write_netcdf(table, folder / "fewshot.nc")
+    write_netcdf(table, folder.evaluation_file("fewshot"))
 
 
-def _write_gc_estimators(folder: Path, run: xr.Dataset) -> None:
+def _write_gc_estimators(folder: RunFolder, run: xr.Dataset) -> None:
     from gcstudy.evaluate import write_netcdf
 
     table = xr.Dataset(
@@ -121,4 +122,4 @@ def _write_gc_estimators(folder: Path, run: xr.Dataset) -> None:
         },
         attrs={"examples": 64, "outputs": 128, "generated_by": GENERATED_BY},
     )
-    write_netcdf(table, folder / "gc_estimators.nc")
+    write_netcdf(table, folder.evaluation_file("gc_estimators"))
