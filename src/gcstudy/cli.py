@@ -3,7 +3,7 @@
 gcstudy prepare-data NAME --root DIR     download a data set (or write an embedded one)
 gcstudy show-data NAME --root DIR --out FILE.png   example images of each split
 gcstudy train RUN.yaml --out DIR         one pre-training run (resumable)
-gcstudy train --runs DIR [DIR ...]       several runs in one process (DIR/spec.yaml each)
+gcstudy train --batch F --manifest M     a batch of runs in one process (rule train)
 gcstudy train --example                  print a complete, commented run spec
 gcstudy aggregate --table T --runs D --out results/study.nc   all traces into one file
 gcstudy stats STUDY.nc --out results/stats                    regressions, claims table
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
 
     launch = verbs.add_parser(
         "launch",
-        help="train the unfinished runs of a config as one submitit job array (SLURM or local)",
+        help="train the unfinished batches of a config as submitit job arrays (SLURM or local)",
     )
     launch.add_argument(
         "--configfile", required=True, nargs="+", help="study config(s), as for snakemake"
@@ -172,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="SELECTOR",
-        help="a study name or a glob on run ids (repeatable; default: all runs)",
+        help="a study name or a glob on run ids: the batches that hold a matching run "
+        "(repeatable; default: all)",
     )
     launch.add_argument("--results", help="results folder (default: the config's `results`)")
     launch.add_argument(
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         "--wait", action="store_true", help="wait for the jobs (always with --executor local)"
     )
     launch.add_argument(
-        "-n", "--dry-run", action="store_true", help="list the runs to train, submit nothing"
+        "-n", "--dry-run", action="store_true", help="list the batches to train, submit nothing"
     )
     launch.set_defaults(handler=launch_runs)
 

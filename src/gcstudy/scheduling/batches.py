@@ -199,9 +199,9 @@ def write_manifest(path: str | os.PathLike, outcomes: dict[Path, str]) -> None:
     """The manifest of a finished batch: each run folder's status and the SHA-256 of its
     result files, from their seals."""
     runs = {}
-    for path, status in outcomes.items():
-        folder = RunFolder(path, tuple(EVALUATION_FILES))
-        seals = {p.name: runfiles.seal_of(p) for p in folder.result_files}
+    for folder, status in outcomes.items():
+        files = RunFolder(folder, tuple(EVALUATION_FILES)).result_files
+        seals = {file.name: runfiles.seal_of(file) for file in files}
         sha256 = {n: json.loads(s.read_text())["sha256"] for n, s in seals.items() if s.is_file()}
-        runs[str(path)] = {"status": status, "sha256": sha256}
+        runs[str(folder)] = {"status": status, "sha256": sha256}
     study_config.write_json({"runs": runs}, path)
