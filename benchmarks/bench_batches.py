@@ -94,11 +94,14 @@ def main() -> None:
     per_run = [train(alone, [run], config, run.run_id) for run in runs]
     noop = train(together, runs, config, args.batch)
     own_batch, own_alone = loop_cpu(together, runs), loop_cpu(alone, runs)
-    extra = (sum(per_run) - batch) / (len(runs) - 1)
+    # besides the runs' loops: start-up, data, final writes, once per job
+    outside_batch, outside_alone = batch - own_batch, sum(per_run) - own_alone
+    extra = (outside_alone - outside_batch) / (len(runs) - 1)
     print(f"one job for the batch:   {batch:7.1f} CPU s (runs' loops {own_batch:.1f} s)")
     print(f"one job per run:         {sum(per_run):7.1f} CPU s (runs' loops {own_alone:.1f} s; "
           f"jobs {', '.join(f'{c:.1f}' for c in per_run)})")  # fmt: skip
-    print(f"cost of each extra job:  {extra:7.1f} CPU s ((per run - batch) / (n - 1))")
+    print(f"outside the runs' loops: {outside_batch:7.1f} CPU s in one job, {outside_alone:.1f} in "
+          f"{len(runs)}; each extra job {extra:.1f} CPU s (difference / (n - 1))")  # fmt: skip
     print(f"a job with nothing left: {noop:7.1f} CPU s (interpreter, imports, checks)")
     trained = study_config.trained_runs(expanded)
     jobs = len(grouped)

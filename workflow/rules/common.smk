@@ -19,8 +19,8 @@ RUN_LIST = workflow_config.runs(
 RESULTS = config["results"]
 RESOURCES = config["resources"]
 # The run folders to train (runs of several studies with one spec share a folder), by
-# batch: those one job of rule `train` trains in one process (resources.batch: one per
-# run folder, or one per study and seed; gcstudy.scheduling.batches).
+# batch: the runs one `train` job trains in one process, one batch per run folder or per
+# study and seed (the config's resources.batch; gcstudy.scheduling.batches).
 BATCHES = batches.batches(RUN_LIST, RESOURCES["batch"])
 BATCH_OF = {run.run_id: batch for batch, runs in BATCHES.items() for run in runs}
 # An input of aggregate, stats, figures and report, rewritten when a run file is found
