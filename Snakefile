@@ -3,7 +3,7 @@
 #   snakemake --cores all                                   # the embedded digits study
 #   snakemake --profile profiles/slurm --configfile config/paper.yaml   # the paper's grid
 #
-# Data flow: config -> runs (gcstudy.config) -> train -> evaluate -> aggregate -> stats,
+# Data flow: config -> runs (gcstudy.config) -> train and evaluate -> aggregate -> stats,
 # figures -> report (results/report.html).
 # The rules only declare files and call the `gcstudy` command; the logic is in src/gcstudy.
 from snakemake.utils import min_version
@@ -28,7 +28,6 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/prepare_data.smk"
 include: "workflow/rules/train.smk"
-include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/analysis.smk"
 

@@ -175,8 +175,8 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     runs = study_config.trained_runs(study_config.expand(config))
     print(
-        f"config {configfile}: {len(runs)} runs to train, runs_per_job "
-        f"{config['resources']['runs_per_job']}, {args.cores} cores, torch threads per job "
+        f"config {configfile}: {len(runs)} runs to train, batch "
+        f"{config['resources']['batch']}, {args.cores} cores, torch threads per job "
         f"{config['resources']['threads']}; workdir {workdir}"
     )
     bench_data = Path(tempfile.mkdtemp(prefix="bench_study_data."))

@@ -205,29 +205,6 @@ def test_runs_with_one_spec_are_trained_once_and_keep_their_study():
     assert all(r.trained_in == r.run_id for r in validate(copy.deepcopy(config)))
 
 
-def test_train_groups_cover_every_run_once_with_balanced_cost():
-    default = study_config.load(REPO / "config" / "config.yaml")
-    runs = study_config.expand(default)
-    trained = study_config.trained_runs(runs)
-    for per_job in (1, 7, 29, 1000):
-        groups = study_config.train_groups(runs, per_job)
-        assert len(groups) == -(-len(trained) // per_job)
-        ids = [r.run_id for g in groups for r in g]
-        assert sorted(ids) == sorted(r.run_id for r in trained)
-        assert groups == study_config.train_groups(runs, per_job)  # deterministic
-        costs = [sum(study_config.expected_cost(r.spec, r.evaluations) for r in g) for g in groups]
-        heaviest = groups[costs.index(max(costs))]
-        # LPT: the heaviest job's last run went to the least-loaded job, so the jobs differ
-        # by at most that run's cost
-        assert (
-            max(costs) - min(costs)
-            <= study_config.expected_cost(heaviest[-1].spec, heaviest[-1].evaluations) * 1.000001
-        )
-        for group in groups:
-            group_costs = [study_config.expected_cost(r.spec, r.evaluations) for r in group]
-            assert group_costs == sorted(group_costs, reverse=True)  # longest first
-
-
 def test_config_readme_documents_every_key():
     text = (REPO / "config" / "README.md").read_text()
     schema = load(study_config.SCHEMA)

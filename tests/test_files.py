@@ -73,17 +73,6 @@ def test_a_writer_killed_mid_write_leaves_the_old_file(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["trace.h5"]
 
 
-def test_a_copy_is_independent_and_keeps_the_time(tmp_path):
-    source = tmp_path / "a.pt"
-    source.write_bytes(b"weights")
-    os.utime(source, ns=(1_000_000_123, 2_000_000_456))
-    target = files.copy(source, tmp_path / "kept" / "a.pt")
-    assert target.read_bytes() == b"weights"
-    assert target.stat().st_mtime_ns == 2_000_000_456
-    assert target.stat().st_ino != source.stat().st_ino
-    assert sorted(p.name for p in target.parent.iterdir()) == ["a.pt"]
-
-
 def test_the_temporary_is_beside_the_target(tmp_path):
     """Same folder, so the same file system: the rename is atomic."""
     assert files.temporary_name(tmp_path / "x" / "y.json") == tmp_path / "x" / "y.json.tmp"

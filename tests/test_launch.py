@@ -4,6 +4,7 @@ hand-over of gcstudy's stop to submitit's requeue, and the local executor end to
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -20,7 +21,6 @@ import torch
 import yaml
 
 from gcstudy import cli, launch, traces
-from gcstudy.spec import RunSpec
 from gcstudy.train import Interrupted, run
 
 CONFIG = {
@@ -49,24 +49,12 @@ def configfile(tmp_path) -> Path:
     return path
 
 
-def fake_finished_trace(run_dir: Path, spec: RunSpec) -> None:
-    """A finished trace file of `spec` (values are irrelevant to the launcher)."""
-    steps = np.array([0])
-    values = {n: np.zeros(1) for n, v in traces.VARIABLES.items() if not v.transfer_only}
-    values["gc_per_class"] = np.zeros((1, 2))
-    values["examples_seen"] = np.zeros(1, dtype=np.int64)
-    run_dir.mkdir(parents=True)
-    traces.write(
-        run_dir / "trace.h5", steps, np.array([0, 1]), values, {"spec": spec.to_dict()}, "complete"
-    )
-
-
 # ----------------------------------------------------------------------------- planning
 
 
 def test_only_selects_studies_and_run_id_globs(configfile, tmp_path):
     everything = launch.plan([configfile], workdir=tmp_path)
-    assert [r.run_id for r in everything.pending] == TINY + OTHER
+    assert list(everything.pending) == TINY + OTHER  # resources.batch: run (the default)
     assert [r.run_id for r in launch.plan([configfile], ["other"], workdir=tmp_path).selected] == (
         OTHER
     )
@@ -80,29 +68,46 @@ def test_later_configfiles_are_merged_into_earlier_ones_as_snakemake_does(config
     override = tmp_path / "more.yaml"
     override.write_text(yaml.safe_dump({"defaults": {"steps": 90}, "results": "out"}))
     p = launch.plan([configfile, override], workdir=tmp_path)
-    assert p.results == tmp_path / "out"
-    assert {r.spec.steps for r in p.pending} == {90}
-    assert {r.spec.width for r in p.pending} == {0.0625}  # nested keys kept
+    assert p.workdir / p.results == tmp_path / "out"
+    assert {r.spec.steps for runs in p.pending.values() for r in runs} == {90}
+    assert {r.spec.width for runs in p.pending.values() for r in runs} == {0.0625}  # merged
 
 
-def test_finished_runs_are_skipped_and_stale_ones_refused(configfile, tmp_path):
+def test_batches_of_the_rules_and_their_manifests_decide_what_is_pending(configfile, tmp_path):
+    """The batches are the workflow's (resources.batch: study_seed here); a batch with a
+    manifest and an unchanged batch file is done; a changed run spec makes its batch, and
+    no other, pending again, and writing its new batch file removes its manifest."""
+    config = yaml.safe_load(configfile.read_text())
+    config["resources"]["batch"] = "study_seed"
+    configfile.write_text(yaml.safe_dump(config, sort_keys=False))
     p = launch.plan([configfile], workdir=tmp_path)
-    fake_finished_trace(p.run_dir(TINY[0]), p.selected[0].spec)
-    assert [r.run_id for r in launch.plan([configfile], workdir=tmp_path).pending] == TINY[1:] + (
-        OTHER
-    )
-    stale = RunSpec.from_dict({**p.selected[1].spec.to_dict(), "momentum": 0.5})
-    fake_finished_trace(p.run_dir(TINY[1]), stale)
-    with pytest.raises(launch.LaunchError, match=re.escape(str(p.run_dir(TINY[1])))):
-        launch.plan([configfile], workdir=tmp_path)
+    assert {b: [r.run_id for r in runs] for b, runs in p.pending.items()} == {
+        "tiny/seed-0": TINY, "other/seed-0": OTHER[:1], "other/seed-1": OTHER[1:]
+    }  # fmt: skip
+    jobs = launch.prepare_files(p)
+    assert list(jobs) == list(p.pending)
+    for batch in p.pending:
+        written = json.loads(p.batch_file(batch).read_text())
+        assert written == p.content(batch) and written["runs"][0]["folder"].startswith("results/")
+        p.manifest(batch).parent.mkdir(parents=True, exist_ok=True)
+        p.manifest(batch).write_text("{}")
+    assert launch.plan([configfile], workdir=tmp_path).pending == {}
+    config["studies"]["other"]["base"] = {"momentum": 0.5}
+    configfile.write_text(yaml.safe_dump(config, sort_keys=False))
+    changed = launch.plan([configfile], workdir=tmp_path)
+    assert list(changed.pending) == ["other/seed-0", "other/seed-1"]
+    launch.prepare_files(changed)
+    assert not changed.manifest("other/seed-0").exists()
+    assert changed.manifest("tiny/seed-0").exists()
 
 
 def test_cli_dry_run_lists_what_would_be_trained(configfile, tmp_path, capsys):
     assert cli.main(["launch", "--configfile", str(configfile), "-d", str(tmp_path), "-n",
                      "--only", "tiny"]) == 0  # fmt: skip
     out, err = capsys.readouterr()
-    assert out.split() == TINY and "2 runs to train, 0 queued or running, 0 already" in err
-    assert "# one job array, time limit 10 min: 2 runs" in err and "GPU-hours" not in err
+    assert out.split() == [TINY[0], TINY[0], TINY[1], TINY[1]]  # batch, then its runs
+    assert "2 batches to train (2 runs), 0 queued or running" in err
+    assert "# one job array, time limit 10 min: 2 batches" in err and "GPU-hours" not in err
     assert not (tmp_path / "results").exists()  # a dry run writes nothing
     assert cli.main(["launch", "--configfile", str(configfile), "--only", "nope", "-n"]) == 2
 
@@ -115,7 +120,7 @@ def test_sbatch_settings_follow_the_train_rule(configfile, tmp_path, monkeypatch
     monkeypatch.setenv("GCSTUDY_SLURM_ACCOUNT", "proj42")
     monkeypatch.delenv("GCSTUDY_SLURM_PARTITION", raising=False)
     p = launch.plan([configfile], workdir=tmp_path)
-    (minutes,) = launch.time_groups(p)  # 60-step runs: the 10-minute floor
+    (minutes,) = launch.by_time_limit(p)  # 60-step runs: the 10-minute floor
     assert minutes == jobs.train_minutes(60, p.config["resources"]["minutes_per_1000_steps"])
     script = _make_sbatch_string(
         command="python -m x", folder=tmp_path, map_count=4,
@@ -132,8 +137,9 @@ def test_sbatch_settings_follow_the_train_rule(configfile, tmp_path, monkeypatch
 
 
 def test_one_job_array_per_time_limit(configfile, tmp_path):
-    """Runs are grouped by the train rule's time limit (gcstudy.jobs.train_minutes): here
-    a 6,000-step study next to a 15,000-step one, as MNIST and CIFAR in the paper grid."""
+    """Batches are submitted by the train rule's time limit (gcstudy.jobs.train_minutes of
+    their summed steps): here a 6,000-step study next to a 15,000-step one, as MNIST and
+    CIFAR in the paper grid, and one batch of two 6,000-step runs."""
     from gcstudy import jobs
 
     config = yaml.safe_load(configfile.read_text())
@@ -142,10 +148,15 @@ def test_one_job_array_per_time_limit(configfile, tmp_path):
     config["studies"]["tiny"]["base"]["steps"] = 6000
     configfile.write_text(yaml.safe_dump(config))
     p = launch.plan([configfile], workdir=tmp_path)
-    groups = launch.time_groups(p)
-    assert list(groups) == [jobs.train_minutes(6000, 3), jobs.train_minutes(15000, 3)] == [36, 90]
-    assert [[r.run_id for r in runs] for runs in groups.values()] == [TINY, OTHER]
-    assert list(launch.time_groups(p, minutes=30)) == [30]  # --timeout-min: one array
+    arrays = launch.by_time_limit(p)
+    assert list(arrays) == [jobs.train_minutes(6000, 3), jobs.train_minutes(15000, 3)] == [36, 90]
+    assert list(arrays.values()) == [TINY, OTHER]
+    config["resources"]["batch"] = "study_seed"
+    configfile.write_text(yaml.safe_dump(config))
+    arrays = launch.by_time_limit(launch.plan([configfile], workdir=tmp_path))
+    assert arrays == {72: ["tiny/seed-0"], 90: ["other/seed-0", "other/seed-1"]}
+    assert jobs.train_minutes(12000, 3) == 72
+    assert list(launch.by_time_limit(p, minutes=30)) == [30]  # --timeout-min: one array
 
 
 def test_set_resources_for_train_reach_sbatch(configfile, tmp_path, monkeypatch):
@@ -190,12 +201,12 @@ def test_runs_held_by_a_live_trainer_are_skipped(configfile, tmp_path):
     try:
         assert holder.stdout.readline().strip() == "held"
         busy = launch.plan([configfile], workdir=tmp_path)
-        assert [r.run_id for r in busy.pending] == TINY[1:] + OTHER
-        assert [(r.run_id, h.pid) for r, h in busy.busy] == [(TINY[0], holder.pid)]
+        assert list(busy.pending) == TINY[1:] + OTHER
+        assert [(b, r.run_id, h.pid) for b, r, h in busy.busy] == [(TINY[0], TINY[0], holder.pid)]
     finally:
         holder.kill()
         holder.wait()
-    assert [r.run_id for r in launch.plan([configfile], workdir=tmp_path).pending] == TINY + OTHER
+    assert list(launch.plan([configfile], workdir=tmp_path).pending) == TINY + OTHER
 
 
 # ----------------------------------------------------------------------------- signals
@@ -333,7 +344,7 @@ def test_local_executor_requeues_on_its_signal_and_resumes(configfile, tmp_path)
     os.kill(job, signal.SIGUSR2)
     out, _ = proc.communicate(timeout=240)
     assert proc.returncode == 0, out
-    assert "1 runs finished, 0 failed" in out
+    assert "1 batches finished, 0 failed" in out
 
     log = "\n".join(p.read_text() for p in (workdir / "logs" / "submitit").glob("*/*_log.err"))
     assert "stopped by signal SIGUSR2" in log and "Requeued job" in log, log[-3000:]
@@ -341,13 +352,14 @@ def test_local_executor_requeues_on_its_signal_and_resumes(configfile, tmp_path)
     assert resumed and int(resumed.group(1)) >= 10, log[-3000:]
     assert (run_dir / "spec.yaml").exists() and (run_dir / "model.pt").exists()
     assert (workdir / "results" / "data" / "digits.ready").exists()
-    assert launch.plan([configfile], [run_id], workdir=workdir).pending == []
+    assert (workdir / "results" / "trained" / f"{run_id}.json").is_file()
+    assert launch.plan([configfile], [run_id], workdir=workdir).pending == {}
 
     # the uninterrupted reference, in-process with the job's thread count
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        spec = launch.plan([configfile], [run_id], workdir=tmp_path / "ref").pending[0].spec
+        spec = launch.plan([configfile], [run_id], workdir=tmp_path / "ref").pending[run_id][0].spec
         run(spec, tmp_path / "ref", progress=False)
     finally:
         torch.set_num_threads(threads)

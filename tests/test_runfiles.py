@@ -97,17 +97,6 @@ def test_unsealed_files_are_judged_by_their_format(tmp_path):
     assert runfiles.problem(running) is None  # an HDF5 file that is no trace has no status
 
 
-def test_a_copy_is_independent_and_keeps_its_seal(tmp_path):
-    path = finished_run(tmp_path / "run") / "trace.h5"
-    copied = tmp_path / "kept" / "trace.h5"
-    copied.parent.mkdir()
-    runfiles.copy(path, copied)
-    assert copied.stat().st_ino != path.stat().st_ino
-    assert runfiles.verify(copied) is None
-    truncate(path)
-    assert runfiles.verify(copied) is None and runfiles.problem(path) is not None
-
-
 def test_study_check_removes_a_broken_result_whole_and_records_it(tmp_path):
     results = tmp_path / "results"
     intact = finished_run(results / "runs" / "s" / "intact")

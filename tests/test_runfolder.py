@@ -1,16 +1,16 @@
 """The run folder type (gcstudy.study.runfolder): it alone names a run folder's files, on
 disk as before; it alone says which evaluations a folder needs, and the config, the
-workflow and ``gcstudy train --runs`` agree because they ask it."""
+workflow and the training jobs agree because they ask it."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import yaml
 
 from gcstudy import config as study_config
+from gcstudy.scheduling import batches
 from gcstudy.study import runfolder
 from gcstudy.study.runfolder import RunFolder, evaluations_by_folder
 
@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 ON_DISK = {
     "spec": "spec.yaml", "trace": "trace.h5", "model": "model.pt",
     "running_trace": "trace.running.h5", "progress_file": "progress.json",
-    "lock": "lock.json", "checkpoints": "ckpt", "kept": "ckpt/result",
+    "lock": "lock.json", "checkpoints": "ckpt",
 }  # fmt: skip
 EVALUATION_FILES = {"fewshot": "fewshot.nc", "gc_estimators": "gc_estimators.nc"}
 # A quoted string (a Python literal, an f-string, a Snakemake path) that is one of these
@@ -87,7 +87,7 @@ SHARED = {
 
 def test_a_shared_folder_needs_the_evaluations_of_every_run_that_reads_it(tmp_path):
     """Two studies share the base run's folder: it gets the union of their evaluations,
-    the same from the config's expansion and from the run table (``train --runs``)."""
+    the same from the config's expansion and in the batch file the training job reads."""
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(SHARED))
     config = study_config.load_all([tmp_path / "cfg.yaml"])
     runs = study_config.expand(config)
@@ -98,13 +98,10 @@ def test_a_shared_folder_needs_the_evaluations_of_every_run_that_reads_it(tmp_pa
 
     trained = {run.run_id: run.evaluations for run in study_config.trained_runs(runs)}
     assert trained == oracle
-    table = tmp_path / "results" / "run_table.json"
-    table.parent.mkdir()
-    table.write_text(json.dumps(study_config.run_table(config)))
-    folders = [str(tmp_path / "results" / "runs" / f) for f in oracle]
-    written = study_config.write_specs(table, folders)
-    assert written == {str(tmp_path / "results" / "runs" / f): e for f, e in oracle.items()}
-    assert (tmp_path / "results" / "runs" / base / "spec.yaml").is_file()
+    content = batches.batch_content(tmp_path / "results", study_config.trained_runs(runs), {})
+    assert {e["folder"]: tuple(e["evaluations"]) for e in content["runs"]} == {
+        str(tmp_path / "results" / "runs" / f): e[:-1] for f, e in oracle.items()
+    }  # the batch file lists the evaluations with a file (not bound)
     files = RunFolder.under(tmp_path, base, oracle[base]).evaluation_files
     assert [p.name for p in files] == ["gc_estimators.nc", "fewshot.nc"]  # bound: no file
 

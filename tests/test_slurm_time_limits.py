@@ -43,11 +43,11 @@ def slurm_minutes(limit: str) -> int:
     return (int(days or 0) * 24 + hours) * 60 + minutes + (seconds > 0)
 
 
-def submitted_limits(workdir: Path, *args: str) -> dict[str, int]:
+def submitted_limits(workdir: Path, *args: str, config: dict = CONFIG) -> dict[str, int]:
     """Run `snakemake --profile profiles/slurm` until both train jobs are submitted; the
-    minutes of each job's TimeLimit by run. The jobs are cancelled."""
+    minutes of each job's TimeLimit by batch. The jobs are cancelled."""
     workdir.mkdir()
-    (workdir / "cfg.yaml").write_text(yaml.safe_dump(CONFIG))
+    (workdir / "cfg.yaml").write_text(yaml.safe_dump(config))
     command = [
         sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
         "--profile", str(ROOT / "profiles" / "slurm"), "--configfile", "cfg.yaml",
@@ -88,6 +88,19 @@ def test_train_jobs_get_their_time_limit_in_minutes(slurm, tmp_path):
     wildcards = [run.run_id.replace("/", "_") for run in runs]
     assert submitted_limits(tmp_path / "rule") == dict.fromkeys(wildcards, declared)
     overridden = submitted_limits(tmp_path / "override", "train:runtime=90")
+    assert overridden == dict.fromkeys(wildcards, 90)
+    # batches of several runs (one per study and seed) are the same rule `train`: the limit
+    # of their summed steps, and the same override reaches them
+    batched = {**CONFIG, "resources": {**CONFIG["resources"], "batch": "study_seed"}}
+    batched["studies"] = {"tiny": {**CONFIG["studies"]["tiny"], "seeds": [0, 1]}}
+    wildcards = ["tiny_seed-0", "tiny_seed-1"]
+    limits = submitted_limits(tmp_path / "batched", config=batched)
+    assert (
+        limits
+        == dict.fromkeys(wildcards, jobs.train_minutes(2 * 3000, 5))
+        == {w: 60 for w in wildcards}
+    )
+    overridden = submitted_limits(tmp_path / "batched-override", "train:runtime=90", config=batched)
     assert overridden == dict.fromkeys(wildcards, 90)
 
 

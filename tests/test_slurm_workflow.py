@@ -74,7 +74,8 @@ CONFIG = {
 RUN_IDS = [run.run_id for run in study_config.validate(yaml.safe_load(yaml.safe_dump(CONFIG)))]
 CANCELLED = RUN_IDS[0]  # the run whose Snakemake SLURM job is scancel'ed
 WARNED = RUN_IDS[1]  # the run whose Snakemake SLURM job gets the time-limit warning
-TARGETS = [f"results/runs/{run_id}/trace.h5" for run_id in RUN_IDS]
+# resources.batch: run (the default): each run is its own batch, batch id = run id
+TARGETS = [f"results/trained/{run_id}.json" for run_id in RUN_IDS]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -202,7 +203,7 @@ def interrupt_and_release(plan, jobs) -> dict:
     while waiting:
         assert time.monotonic() < deadline, f"tasks {list(waiting)} not done in {TIMEOUT} s"
         for i, job in list(waiting.items()):
-            run_dir = plan.run_dir(plan.pending[i].run_id)
+            run_dir = plan.run_dir(list(plan.pending)[i])
             if job.paths.result_pickle.exists():
                 del waiting[i]
                 continue
@@ -268,7 +269,8 @@ def study(slurm, tmp_path_factory):
         pool.submit(interrupt_after_checkpoint, smk, runs / CANCELLED, CANCELLED, []),
         pool.submit(interrupt_after_checkpoint, smk, runs / WARNED, WARNED, ["--signal=USR1"]),
     )
-    plan, jobs = launch.launch([configfile], executor="slurm", workdir=base / "submitit")
+    plan, submitted = launch.launch([configfile], executor="slurm", workdir=base / "submitit")
+    jobs = list(submitted.values())
     submitted = time.monotonic() - started
     planned_after = launch.plan([configfile], workdir=base / "submitit")
     driver = pool.submit(interrupt_and_release, plan, jobs)
@@ -391,20 +393,20 @@ def test_submitit_array_is_requeued_and_resumes(study):
     is requeued by submitit and resumes to the uninterrupted run's results, at the paths
     the Snakemake rules use."""
     # Right after the submission a second launch finds both runs queued (or running).
-    assert study.planned_after.pending == []
-    busy = {run.run_id: holder for run, holder in study.planned_after.busy}
+    assert study.planned_after.pending == {}
+    busy = {run.run_id: holder for _, run, holder in study.planned_after.busy}
     assert {run_id: h.job for run_id, h in busy.items()} == {
-        run.run_id: job.job_id for run, job in zip(study.plan.pending, study.jobs, strict=True)
+        batch: job.job_id for batch, job in zip(study.plan.pending, study.jobs, strict=True)
     }
     record = study.submitit.result(timeout=TIMEOUT)
     assert not any(record["finished_before"].values()), "a task finished before its signal"
     assert sorted(record["released"]) == [0, 1], record
-    assert [r["status"] for r in record["results"]] == ["complete", "complete"]
+    assert [list(r["runs"].values()) for r in record["results"]] == [["complete"]] * 2
     array_id = study.jobs[0].job_id.split("_")[0]  # one sbatch: tasks <array>_0, <array>_1
     assert [job.job_id for job in study.jobs] == [f"{array_id}_0", f"{array_id}_1"]
-    assert [run.run_id for run in study.plan.pending] == RUN_IDS
+    assert list(study.plan.pending) == RUN_IDS
 
-    for i, (run, job) in enumerate(zip(study.plan.pending, study.jobs, strict=True)):
+    for i, (run_id, job) in enumerate(zip(study.plan.pending, study.jobs, strict=True)):
         stderr = job.paths.stderr.read_text()
         why = "SIGTERM" if i == 0 else "SIGUSR2"
         assert f"stopped by signal {why}" in stderr, stderr[-3000:]
@@ -421,8 +423,8 @@ def test_submitit_array_is_requeued_and_resumes(study):
             if r["WorkDir"] == str(study.base / "submitit")  # sbatch --chdir
         ]
         assert len(states) >= 2 and states[-1] == "COMPLETED" and "COMPLETED" not in states[:-1]
-        local = study.base / "local" / "results" / "runs" / run.run_id
-        launched = study.base / "submitit" / "results" / "runs" / run.run_id
+        local = study.base / "local" / "results" / "runs" / run_id
+        launched = study.base / "submitit" / "results" / "runs" / run_id
         assert study.local.wait()[0] == 0
         same_run(local, launched)
         assert (launched / "spec.yaml").read_text() == (local / "spec.yaml").read_text()
@@ -431,8 +433,9 @@ def test_submitit_array_is_requeued_and_resumes(study):
 
 
 def test_snakemake_after_submitit_only_aggregates(study):
-    """After the launcher, Snakemake finds the runs done: for the study file it would only
-    write the run table and aggregate; the launcher finds nothing left to train."""
+    """After the launcher, Snakemake finds the batches done (their manifests, written by
+    the launched tasks): for the study file it would only write the run table and
+    aggregate; the launcher finds nothing left to train."""
     study.submitit.result(timeout=TIMEOUT)
     workdir = study.base / "submitit"
     dry = subprocess.run(
@@ -447,4 +450,4 @@ def test_snakemake_after_submitit_only_aggregates(study):
     stats = out.split("Job stats:")[1].split("total")[0]
     rules = dict(re.findall(r"^(\w+)\s+(\d+)$", stats, re.M))
     assert rules == {"run_table": "1", "aggregate": "1"}, out[-4000:]
-    assert launch.plan([study.configfile], workdir=workdir).pending == []
+    assert launch.plan([study.configfile], workdir=workdir).pending == {}

@@ -97,7 +97,7 @@ def write_study(root: Path, accuracy: dict = ACCURACY) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         traces.write(path, steps, np.arange(10), values, attrs, "complete")
     for name, wall, cpu in (("0", 50, 40), ("1", 30, 25)):
-        path = root / "results" / "benchmarks" / "train_group" / f"{name}.tsv"
+        path = root / "results" / "benchmarks" / "train" / "s" / f"seed-{name}.tsv"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(BENCHMARK_HEADER + f"{wall}\t0:00:{wall}\t1\t1\t1\t1\t0\t0\t50\t{cpu}\n")
     (root / "study.time").write_text(TIME_LOG)
@@ -141,7 +141,7 @@ def test_readme_block_is_written_from_the_study_files(tmp_path):
     assert "stays below 1 from step 30, 10 of 30 (per seed); final bound 0.6-0.8" in block
     assert "sum of the traces' `cpu_seconds`, 5 trained runs): 60 CPU s" in block
     assert "2.0 min wall, 75 CPU s; the runs' share of the CPU seconds: 80.0%" in block
-    assert "rule `train_group`: 2 jobs, 80 s wall, 65 CPU s" in block
+    assert "rule `train`: 2 jobs, 80 s wall, 65 CPU s" in block
     assert facts(tmp_path, "--check").returncode == 0
 
 

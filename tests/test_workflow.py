@@ -190,7 +190,7 @@ def test_slurm_profile_sends_only_gpu_rules_to_the_gpu_partition(tmp_path):
     assert result.returncode == 0, result.stderr[-4000:]
     jobs = re.findall(r"^rule (\w+):\n(?:    .*\n)*?    resources: (.*)$", result.stdout, re.M)
     rules = {rule for rule, _ in jobs}
-    assert {"train", "evaluate_fewshot", "evaluate_gc_estimators", "aggregate"} <= rules
+    assert {"train", "aggregate"} <= rules
     for rule, resources in jobs:
         on_gpu = "gpu=1" in resources.split(", ")
         assert ("slurm_partition=gpu" in resources) == on_gpu, (rule, resources)
@@ -212,9 +212,10 @@ def test_paper_grid_dry_run_lists_every_job(tmp_path):
     runs = study_config.expand(study_config.load(REPO / "config" / "paper.yaml"))
     # E2, E3 and E5's base point share E1's base runs (same spec): 203 runs, 194 trained
     assert len(runs) == 203
-    assert int(counts["train"]) == len(study_config.trained_runs(runs)) == 194
-    assert int(counts["evaluate_fewshot"]) == sum("fewshot" in r.evaluations for r in runs)
-    assert int(counts["evaluate_gc_estimators"]) == 3
+    # resources.batch: run (the default): one training job per run folder, each also
+    # writing the run's evaluations
+    assert int(counts["train"]) == int(counts["batch_spec"]) == 194
+    assert len(study_config.trained_runs(runs)) == 194
     assert int(counts["prepare_data"]) == 4  # cifar10, mnist, fashion_mnist, cifar_fs
 
 

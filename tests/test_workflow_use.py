@@ -17,11 +17,12 @@ import yaml
 
 from gcstudy import config as study_config
 from gcstudy import traces
+from gcstudy.scheduling.batches import batches
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
 
-# Two runs, trained one after the other by one group job (resources.runs_per_job > 1, as
+# Two runs, trained one after the other by one batch job (resources.batch: study_seed, as
 # in the default study), long enough (seconds each on 2 cores) to be interrupted.
 LONG_RUN = {
     "results": "out",
@@ -30,7 +31,7 @@ LONG_RUN = {
         "feature_examples": 60, "test_examples": 60, "bn_recalibration_examples": 32,
         "checkpoint_every": 100000, "device": "cpu",
     },
-    "resources": {"runs_per_job": 2},
+    "resources": {"batch": "study_seed"},
     "studies": {
         "tiny": {
             "experiment": "E1", "dataset": "digits", "base": {"lr": 0.05, "batch_size": 16},
@@ -38,9 +39,8 @@ LONG_RUN = {
         },
     },
 }  # fmt: skip
-# in the order the group job trains them: most expected cost first (gcstudy.config's
-# train_groups; lr 0.1 is evaluated at more clock steps than lr 0.05)
-RUNS = [run.run_id for run in study_config.train_groups(study_config.validate(LONG_RUN), 2)[0]]
+# in the order the batch job trains them: config order
+RUNS = [run.run_id for run in batches(study_config.validate(LONG_RUN), "study_seed")["tiny/seed-0"]]
 
 
 def trained_arrays(folder: Path) -> tuple[dict, dict]:
@@ -53,15 +53,15 @@ def trained_arrays(folder: Path) -> tuple[dict, dict]:
 @pytest.mark.slow
 def test_ctrl_c_keeps_the_training_and_the_same_command_continues(tmp_path):
     """Ctrl-C (SIGINT to Snakemake's whole process group, as a terminal sends it) while
-    the second run of a group job trains, the first finished: the trainer checkpoints and
+    the second run of a batch job trains, the first finished: the trainer checkpoints and
     says so in its log, without a traceback; the same `snakemake` command, with no extra
-    flag (Snakemake marked the first run's files incomplete), keeps the first run and
+    flag (Snakemake marked the batch's manifest incomplete), keeps the first run and
     resumes the second from its checkpoint, which ends bit for bit as an uninterrupted run
     of its spec (same thread count: 1). Meanwhile Snakemake's terminal shows a line for
     each finished run (k of N, elapsed, ETA), and the job's log names each run without
-    dumping its spec; the job's header is one line that names the log."""
+    dumping its spec."""
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(LONG_RUN))
-    targets = [f"out/runs/{run}/trace.h5" for run in RUNS]
+    targets = ["out/trained/tiny/seed-0.json"]
     command = [*SNAKEMAKE, "--configfile", "cfg.yaml", "--cores", "2", *targets]
     finished, run_dir = (tmp_path / "out" / "runs" / run for run in RUNS)
     with open(tmp_path / "first.err", "w") as err:
@@ -75,10 +75,8 @@ def test_ctrl_c_keeps_the_training_and_the_same_command_continues(tmp_path):
         os.killpg(first.pid, signal.SIGINT)
         assert first.wait(timeout=300) != 0
     terminal = (tmp_path / "first.err").read_text()
-    # the job's header: one line naming its log, not a listing of its outputs
-    header = "train_group_0: 2 runs, one after another (a line as each finishes); log: logs/"
-    assert f"{header}train_group/0.log\n" in terminal, terminal[-3000:]
-    assert not re.search(r"^rule train_group_0:", terminal, re.M)  # its header: every output
+    header = r"^(local)?rule train:\n(    .*\n)*    log: logs/train/tiny/seed-0.log\n"
+    assert re.search(header, terminal, re.M), terminal[-3000:]
     progress = [line for line in terminal.splitlines() if " of 2 " in line]
     assert len(progress) == 1, terminal[-3000:]
     assert re.fullmatch(
@@ -86,7 +84,7 @@ def test_ctrl_c_keeps_the_training_and_the_same_command_continues(tmp_path):
         r"about \d+ min \d\d s left",
         progress[0],
     ), progress
-    log = (tmp_path / "logs" / "train_group" / "0.log").read_text()
+    log = (tmp_path / "logs" / "train" / "tiny" / "seed-0.log").read_text()
     assert "Traceback" not in log, log
     assert f"run 1 of 2: out/runs/{RUNS[0]}" in log and f"run 2 of 2: out/runs/{RUNS[1]}" in log
     assert "spec" not in log, log  # the spec is in the run folder (spec.yaml), not the log
@@ -100,7 +98,7 @@ def test_ctrl_c_keeps_the_training_and_the_same_command_continues(tmp_path):
 
     second = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
-    log = (tmp_path / "logs" / "train_group" / "0.log").read_text()
+    log = (tmp_path / "logs" / "train" / "tiny" / "seed-0.log").read_text()
     assert f"resuming at step {step}, training to 300" in log, log
     assert re.search(rf"run 2 of 2 complete: {RUNS[1]} .*; job .* in, done\n", second.stderr)
     kept = trained_arrays(finished)

@@ -3,7 +3,7 @@
 gcstudy prepare-data NAME --root DIR     download a data set (or write an embedded one)
 gcstudy show-data NAME --root DIR --out FILE.png   example images of each split
 gcstudy train RUN.yaml --out DIR         one pre-training run (resumable)
-gcstudy train --runs DIR [DIR ...]       several runs in one process (DIR/spec.yaml each)
+gcstudy train --batch F --manifest M     a batch of runs in one process (rule train)
 gcstudy train --example                  print a complete, commented run spec
 gcstudy aggregate --table T --runs D --out results/study.nc   all traces into one file
 gcstudy stats STUDY.nc --out results/stats                    regressions, claims table
@@ -159,52 +159,55 @@ def train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("spec", nargs="?", help="run spec YAML (see --example)")
     train.add_argument("--out", help="run folder (trace.h5, model.pt, ckpt/)")
     train.add_argument(
-        "--runs",
-        nargs="+",
-        metavar="DIR",
-        help="train these run folders one after another in this process, each from its "
-        "spec.yaml (a failing run fails alone; exit status 1 if any failed)",
+        "--batch",
+        metavar="FILE",
+        help="train the run folders of this batch file (results/batches/<batch>.json) one "
+        "after another in this process, each with its evaluations (a failing run fails "
+        "alone; exit status 1 if any failed)",
     )
     train.add_argument(
-        "--table",
-        help="with --runs: take each run's spec from this run table (results/run_table.json; "
-        "run folders under its results/runs) and write it to the folder's spec.yaml first",
-    )
-    train.add_argument(
-        "--settings",
-        help="with --table: after each run, also write the evaluations the run table asks "
-        "for (fewshot.nc, gc_estimators.nc) with these settings (JSON of the config's "
-        "`evaluate`)",
+        "--manifest",
+        metavar="FILE",
+        help="with --batch: the file written when every run of the batch is finished "
+        "(results/trained/<batch>.json)",
     )
     train.add_argument(
         "--progress-fd",
         type=int,
         metavar="FD",
-        help="with --runs: also write the line that the log gets after each run (k of N, "
+        help="with --batch: also write the line that the log gets after each run (k of N, "
         "elapsed, ETA) to the open file descriptor FD (the workflow: 3, Snakemake's stderr)",
     )
     train.add_argument("--example", action="store_true", help="print an example run spec")
 
 
 def train_run(args, parser) -> int:
-    from gcstudy.spec import example_yaml
+    from gcstudy import yamlio
+    from gcstudy.spec import RunSpec, example_yaml
 
     if args.example:
         sys.stdout.write(example_yaml())
         return 0
-    if args.runs and (args.spec or args.out):
-        parser.error("train takes either RUN.yaml --out DIR or --runs DIR ...")
-    if not args.runs and not (args.spec and args.out):
-        parser.error("train needs RUN.yaml and --out DIR (or --runs DIR ..., or --example)")
-    if args.settings and not args.table:
-        parser.error("train --settings needs --table (the run table says what to evaluate)")
+    if args.batch and (args.spec or args.out):
+        parser.error("train takes either RUN.yaml --out DIR or --batch FILE --manifest FILE")
+    if bool(args.batch) != bool(args.manifest):
+        parser.error("train --batch FILE and --manifest FILE go together")
+    if not args.batch and not (args.spec and args.out):
+        parser.error("train needs RUN.yaml and --out DIR (or --batch FILE, or --example)")
+    from gcstudy.scheduling.batches import train_batch
     from gcstudy.train import Interrupted, run
 
     try:
-        if not args.runs:
-            print(run(read_spec(args.spec), args.out, progress=not args.quiet))
+        if not args.batch:
+            spec = RunSpec.from_dict(yamlio.load(args.spec) or {}, source=str(args.spec))
+            print(run(spec, args.out, progress=not args.quiet))
             return 0
-        outcomes = train_runs(args)
+        # written through the inherited descriptor, not reopened: a file behind it keeps
+        # one offset for Snakemake's lines and these
+        fd = args.progress_fd
+        with open(fd, "w", buffering=1, closefd=False) if fd else nullcontext() as to:
+            announce = (lambda line: print(line, file=to)) if to else None
+            outcomes = train_batch(args.batch, args.manifest, not args.quiet, announce)
     except Interrupted as stop:
         log.warning("%s", stop)
         return 128 + stop.signum
@@ -222,49 +225,6 @@ def read_spec(path):
     from gcstudy.spec import RunSpec
 
     return RunSpec.from_dict(yamlio.load(path) or {}, source=str(path))
-
-
-def train_runs(args) -> dict[Path, str]:
-    """``train --runs``: the run folders' specs (written from ``--table`` first, when given),
-    every one checked before any run starts, then the runs trained one after another in
-    this process (``run_many``); returns each folder's outcome."""
-    from gcstudy.study.runfolder import RunFolder
-    from gcstudy.train import run_many
-
-    evaluations = {}
-    if args.table:
-        from gcstudy import config
-
-        evaluations = config.write_specs(args.table, args.runs)
-    # every spec is checked before any run starts
-    runs = [(read_spec(RunFolder(folder).spec), Path(folder)) for folder in args.runs]
-    then = evaluate_after(evaluations, args.settings) if args.settings else None
-    # written through the inherited descriptor, not reopened: a file behind it keeps
-    # one offset for Snakemake's lines and these
-    fd = args.progress_fd
-    with open(fd, "w", buffering=1, closefd=False) if fd else nullcontext() as to:
-        announce = (lambda line: print(line, file=to)) if to else None
-        return run_many(runs, progress=not args.quiet, then=then, announce=announce)
-
-
-def evaluate_after(
-    evaluations: dict[str, tuple[str, ...]], settings_json: str
-) -> Callable[[Path], None]:
-    """What ``run_many`` calls after each run (``then``): write the evaluations the run
-    table asks for in ``evaluations[run folder]`` with the settings ``settings_json`` (JSON
-    of the config's ``evaluate``)."""
-    from gcstudy.evaluate import EvaluationSettings, evaluate
-
-    settings = EvaluationSettings.from_dict(json.loads(settings_json))
-
-    def then(out: Path) -> None:
-        wanted = evaluations[str(out)]
-        kinds = ("fewshot" in wanted, "gc_estimators" in wanted)
-        if any(kinds):
-            for path in evaluate(out, *kinds, settings):
-                log.info("wrote %s", path)
-
-    return then
 
 
 def evaluate_arguments(evaluate: argparse.ArgumentParser) -> None:
@@ -447,7 +407,8 @@ def launch_arguments(launch: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="SELECTOR",
-        help="a study name or a glob on run ids (repeatable; default: all runs)",
+        help="a study name or a glob on run ids: the batches that hold a matching run "
+        "(repeatable; default: all)",
     )
     launch.add_argument("--results", help="results folder (default: the config's `results`)")
     launch.add_argument(
@@ -470,7 +431,7 @@ def launch_arguments(launch: argparse.ArgumentParser) -> None:
         "--wait", action="store_true", help="wait for the jobs (always with --executor local)"
     )
     launch.add_argument(
-        "-n", "--dry-run", action="store_true", help="list the runs to train, submit nothing"
+        "-n", "--dry-run", action="store_true", help="list the batches to train, submit nothing"
     )
 
 
@@ -480,19 +441,7 @@ def launch_runs(args, parser) -> int:
     if args.dry_run:
         plan = launch.plan(args.configfile, args.only, args.results, args.directory)
         minutes = args.timeout_min or launch.train_resources(args.set_resources).get("runtime")
-        for limit, runs in launch.time_groups(plan, minutes).items():
-            print(f"# one job array, time limit {limit} min: {len(runs)} runs", file=sys.stderr)
-            for run in runs:
-                print(run.run_id)
-        for run, holder in plan.busy:
-            print(f"# skipped, {holder.state}: {run.run_id} ({holder.describe()})", file=sys.stderr)
-        done = len(plan.selected) - len(plan.pending) - len(plan.busy)
-        print(
-            f"{len(plan.pending)} runs to train, {len(plan.busy)} queued or running, "
-            f"{done} already finished",
-            file=sys.stderr,
-        )
-        print(expected_time(plan.config, plan.pending), file=sys.stderr)
+        show_plan(plan, launch.by_time_limit(plan, minutes))
         return 0
     plan, jobs = launch.launch(
         args.configfile,
@@ -504,27 +453,43 @@ def launch_runs(args, parser) -> int:
         max_num_timeout=args.max_timeouts,
         set_resources=args.set_resources,
     )
-    for run, holder in plan.busy:
-        log.warning("skipped %s: %s (%s)", run.run_id, holder.state, holder.describe())
-    done = len(plan.selected) - len(plan.pending) - len(plan.busy)
+    for batch, run, holder in plan.busy:
+        log.warning("skipped %s: %s %s (%s)", batch, run.run_id, holder.state, holder.describe())
     if not jobs:
-        print(f"nothing to train: {done} selected runs are finished, {len(plan.busy)} busy")
+        print(f"nothing to train: the selected batches are finished, {len(plan.busy)} busy")
         return 0
-    for run, job in zip(plan.pending, jobs, strict=True):
-        print(f"{job.job_id}\t{run.run_id}")
+    for batch, job in jobs.items():
+        print(f"{job.job_id}\t{batch}")
     print(
-        f"submitted {len(jobs)} runs ({done} already finished) to {args.executor}; "
+        f"submitted {len(jobs)} batches to {args.executor}; "
         f"logs in {plan.workdir / launch.LOG_FOLDER}",
         file=sys.stderr,
     )
     if not (args.wait or args.executor == "local"):
         return 0
-    outcomes = launch.wait(jobs, args.executor)
+    outcomes = launch.wait(list(jobs.values()), args.executor)
     failed = [o for o in outcomes if o["state"] != "done"]
     for outcome in failed:
         log.error("job %s: %s: %s", outcome["job"], outcome["state"], outcome["error"])
-    print(f"{len(outcomes) - len(failed)} runs finished, {len(failed)} failed")
+    print(f"{len(outcomes) - len(failed)} batches finished, {len(failed)} failed")
     return 1 if failed else 0
+
+
+def show_plan(plan, arrays: dict[int, list[str]]) -> None:
+    """What ``launch -n`` prints: each batch to train with its runs (stdout), the job
+    arrays, the busy batches and the expected training time (stderr)."""
+    for limit, chosen in arrays.items():
+        print(f"# one job array, time limit {limit} min: {len(chosen)} batches", file=sys.stderr)
+        for batch in chosen:
+            print(f"{batch}\t{' '.join(run.run_id for run in plan.pending[batch])}")
+    for batch, run, holder in plan.busy:
+        print(f"# skipped {batch}, {holder.state}: {run.run_id} ({holder.describe()})",
+              file=sys.stderr)  # fmt: skip
+    pending = [run for runs in plan.pending.values() for run in runs]
+    busy = len({batch for batch, _, _ in plan.busy})
+    print(f"{len(plan.pending)} batches to train ({len(pending)} runs), {busy} queued or "
+          "running", file=sys.stderr)  # fmt: skip
+    print(expected_time(plan.config, pending), file=sys.stderr)
 
 
 # The subcommands, in the order ``gcstudy --help`` lists them.
@@ -537,7 +502,7 @@ COMMANDS = (
     ),
     Command("show-data", "a figure of example images of each split", show_arguments, show_data),
     Command(
-        "train", "train one run (or several) and trace its metrics", train_arguments, train_run
+        "train", "train one run (or a batch) and trace its metrics", train_arguments, train_run
     ),
     Command(
         "evaluate",
@@ -574,7 +539,7 @@ COMMANDS = (
     Command("report", "one self-contained HTML report", report_arguments, report_run),
     Command(
         "launch",
-        "train the unfinished runs of a config as one submitit job array (SLURM or local)",
+        "train the unfinished batches of a config as submitit job arrays (SLURM or local)",
         launch_arguments,
         launch_runs,
     ),

@@ -17,9 +17,6 @@ Runs of different studies with the same resolved run spec are trained once
 (``share_runs``, default true): each keeps its own run id and study in the run table, and
 its ``folder`` names the run folder it reads, that of the first run (in config order) with
 that spec. ``trained_runs`` lists the distinct folders to train.
-
-``train_groups`` splits the runs to train into jobs of several runs each
-(``resources.runs_per_job``), balanced by an estimate of their cost.
 """
 
 from __future__ import annotations
@@ -28,7 +25,6 @@ import dataclasses
 import hashlib
 import importlib.resources
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +34,7 @@ from gcstudy.clocks import CLOCKS, scheduled_steps
 from gcstudy.spec import RunSpec, SpecError, check_sample_sizes, did_you_mean
 from gcstudy.study.datasets import DATASETS
 from gcstudy.study.factors import FACTORS, ID_NAMES
-from gcstudy.study.runfolder import RunFolder, evaluations_by_folder, runs_root
+from gcstudy.study.runfolder import evaluations_by_folder
 from gcstudy.study.settings import (
     STUDY_KEYS,
     TOP_KEYS,
@@ -246,61 +242,6 @@ def trained_runs(runs: list[Run]) -> list[Run]:
     ]
 
 
-def expected_cost(spec: RunSpec, evaluations: tuple[str, ...] = ()) -> float:
-    """A rough cost of a run in image passes (forward = 1, training step = 3 per image, the
-    GC penalty's double backward ~2.3x), to balance jobs; an estimate, not a measurement.
-
-    Training: ``steps * (batch_size + 20) * 3`` (a step costs about 20 images more than its
-    batch: benchmarks/bench_study.py's per-batch step times of a narrow VGG-11 on 2 CPU
-    cores); each evaluation embeds the BatchNorm, feature, test and target samples once and
-    runs ``gc_probes`` VJPs (~2 passes) on the training and test GC samples. Scaled by the
-    model (VGG-11 1, VGG-13 1.4, ResNet-18 3.2: docs/facts.md#cpu-step-times) and ``width ** 2``.
-    """
-    dataset = DATASETS[spec.dataset]
-    train_size, test_size, target_size = dataset.train_size, dataset.test_size, dataset.target_size
-    if spec.train_examples:
-        train_size = min(train_size, spec.train_examples)
-    penalty = 2.3 if spec.gc_penalty else 1.0
-    training = spec.steps * (spec.batch_size + 20) * 3 * penalty
-    embedded = (
-        min(spec.bn_recalibration_examples, train_size)
-        + (spec.feature_examples or train_size)
-        + (spec.test_examples or test_size)
-        + (spec.target_examples or target_size)
-        + 2 * 2 * spec.gc_probes * spec.gc_examples
-    )
-    model = {"vgg11": 1.0, "vgg13": 1.4, "resnet18": 3.2}[spec.model]
-    final = sum(EVALUATION_COST[kind] for kind in evaluations if kind in EVALUATION_COST)
-    return (training + (len(spec.evaluation_steps) + final) * embedded) * model * spec.width**2
-
-
-# A run's final evaluations cost about this many of its own evaluation steps: on the
-# default study's runs (2-core CPU, load ~2.7), gcstudy.evaluate took 0.85 s for the few-shot
-# table (10,000 episodes of each shot) of a transfer run, whose evaluation steps take
-# ~0.37 s, and 3.9 s for the GC-estimator study of an E1 run, whose steps take ~0.17 s.
-EVALUATION_COST = {"fewshot": 2.5, "gc_estimators": 23.0}
-
-
-def train_groups(runs: list[Run], runs_per_job: int) -> list[list[Run]]:
-    """The trained runs of ``runs`` split into ``ceil(n / runs_per_job)`` jobs of about
-    equal expected cost: longest first, each to the job with the least cost so far (LPT),
-    so that parallel jobs end at about the same time. Each job lists its runs longest
-    first; the split depends only on the runs, so it is the same on every call."""
-
-    def cost(run: Run) -> float:
-        return expected_cost(run.spec, run.evaluations)
-
-    todo = sorted(trained_runs(runs), key=lambda r: (-cost(r), r.run_id))
-    count = max(1, math.ceil(len(todo) / runs_per_job)) if todo else 0
-    groups: list[list[Run]] = [[] for _ in range(count)]
-    loads = [0.0] * count
-    for run in todo:
-        lightest = min(range(count), key=lambda k: (loads[k], k))
-        groups[lightest].append(run)
-        loads[lightest] += cost(run)
-    return groups
-
-
 def run_table(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
     """The runs with their study metadata, as plain data (``results/run_table.json``)."""
     runs = expand(config, source)
@@ -314,29 +255,6 @@ def run_table(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
 def write_json(data: Any, path: str | Path) -> None:
     """Write data as JSON (see ``write_if_changed``)."""
     write_if_changed(json.dumps(data, indent=1, sort_keys=True) + "\n", path)
-
-
-def write_specs(table_path: str | Path, folders: list[str | Path]) -> dict[str, tuple[str, ...]]:
-    """Write the spec of each run folder (``<results>/runs/<folder>``, results = the folder of
-    the run table) from the run table into its ``spec.yaml`` (what the ``run_spec`` rule
-    writes); return each folder's evaluations (those of every run that reads it,
-    ``evaluations_by_folder``), keyed by ``str(Path(folder))``. Refuses a folder the table
-    does not list."""
-    table_path = Path(table_path)
-    runs = runs_root(table_path.parent.resolve())
-    table = json.loads(table_path.read_text())
-    specs = {runs / entry["folder"]: entry["spec"] for entry in table["runs"]}
-    evaluations = evaluations_by_folder(
-        (runs / entry["folder"], entry.get("evaluations", [])) for entry in table["runs"]
-    )
-    wanted = {}
-    for folder in folders:
-        path = Path(folder).resolve()
-        if path not in specs:
-            raise ConfigError(f"run folder {folder} is not a run of {table_path} (under {runs})")
-        write_yaml(specs[path], RunFolder(folder).spec)
-        wanted[str(Path(folder))] = evaluations[path]
-    return wanted
 
 
 def write_yaml(data: Any, path: str | Path) -> None:

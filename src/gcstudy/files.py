@@ -15,7 +15,6 @@ progress, configs, tables) are not synced.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,11 +52,3 @@ def write_text(path: str | os.PathLike, text: str, sync: bool = False) -> Path:
     with replacing(path, sync) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
-
-
-def copy(source: str | os.PathLike, target: str | os.PathLike) -> Path:
-    """Replace ``target`` with an independent copy of ``source`` (content, modification
-    time and permissions; never a hard link), atomically."""
-    with replacing(target) as tmp:
-        shutil.copy2(source, tmp)
-    return Path(target)

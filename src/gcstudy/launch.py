@@ -4,20 +4,21 @@
                    [--set-resources train:KEY=VALUE ...]
 
 The alternative to ``snakemake --profile profiles/slurm`` for the training stage. The runs
-come from ``gcstudy.config`` (the one place that expands a config), and every run trains
-into exactly the folder the Snakemake rules use, ``<results>/runs/<run_id>/`` (spec.yaml,
-trace.h5, model.pt; checkpoints in ckpt/), with the data set marker of the ``prepare_data``
-rule and the ``spec.yaml`` of the ``run_spec`` rule written identically (same text, same
-order of modification times). A later ``snakemake`` on the same config therefore finds these
-runs done and only evaluates and aggregates.
+come from ``gcstudy.config`` (the one place that expands a config) and are trained in the
+batches of the Snakemake rule ``train`` (``gcstudy.scheduling.batches``, the config's
+``resources.batch``), one array task per batch, by the same ``train_batch``: each run
+trains into exactly the folder the rules use, ``<results>/runs/<run_id>/``, with its
+evaluations, and the batch file of rule ``batch_spec``, the data set markers of rule
+``prepare_data`` and the batch's manifest are the files the rules write. A later
+``snakemake`` on the same config therefore finds these batches done and only aggregates.
 
-Only runs without a finished trace are submitted, as one job array (``executor.batch()``)
-per time limit: runs are grouped by the limit the ``train`` rule gives them
-(``gcstudy.jobs.train_minutes``: CIFAR runs of 15,000 steps ask for 2.5x the time of the
-6,000-step MNIST ones). The sbatch settings are the ``train`` rule's resources through
-profiles/slurm, with the same ``--set-resources train:...`` overrides (qos, constraint,
-gpu_model, partition, ...). Each array task is a ``TrainRun``, a
-``submitit.helpers.Checkpointable`` that trains in-process with ``gcstudy.train.run``.
+Only batches without a manifest (or whose batch file changed) are submitted; ``--only``
+selects the batches that hold a matching run. One job array (``executor.batch()``) per
+time limit: batches are grouped by the limit the ``train`` rule gives them
+(``gcstudy.jobs.train_minutes`` of their summed steps). The sbatch settings are the
+``train`` rule's resources through profiles/slurm, with the same ``--set-resources
+train:...`` overrides (qos, constraint, gpu_model, partition, ...). Each array task is a
+``TrainBatch``, a ``submitit.helpers.Checkpointable`` that trains in-process.
 
 Signals, requeue and resume:
 
@@ -34,8 +35,9 @@ Signals, requeue and resume:
   A lone SIGTERM (preemption, ``scancel``) waits up to ``SIGTERM_GRACE_S`` for submitit's
   signal to follow; if it does not, the job ends with an error saying where the checkpoint
   is, and the next ``gcstudy launch`` resumes it.
-* The requeued task starts the same callable; ``gcstudy.train.run`` resumes from the newest
-  checkpoint, so the final trace equals that of an uninterrupted run.
+* The requeued task starts the same callable; the batch skips its finished runs and
+  ``gcstudy.train.run`` resumes from the newest checkpoint, so the final trace equals that
+  of an uninterrupted run.
 
 submitit counts every requeue of a job shorter than 10 minutes as a timeout; after
 ``max_num_timeout`` of them (``--max-timeouts``) the task ends with an error.
@@ -44,6 +46,7 @@ submitit counts every requeue of a job shorter than 10 minutes as a timeout; aft
 from __future__ import annotations
 
 import fnmatch
+import json
 import logging
 import os
 import signal
@@ -60,7 +63,8 @@ import submitit
 
 from gcstudy.jobs import WARNING_SECONDS
 from gcstudy.runlock import slurm_job_state
-from gcstudy.study.runfolder import CHECKPOINT_GLOB, RunFolder, differing_keys
+from gcstudy.scheduling import batches
+from gcstudy.study.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -80,33 +84,45 @@ class LaunchError(ValueError):
 
 @dataclass(frozen=True)
 class Plan:
-    """What ``launch`` will do: the selected runs and which of them need training."""
+    """What ``launch`` will do: the selected runs, and the batches that hold them by
+    whether they need training."""
 
     workdir: Path
-    results: Path
+    results: str  # the results folder, relative to workdir (as the rules name it)
     config: dict[str, Any]
     selected: list  # gcstudy.config.Run
-    pending: list  # the selected runs without a finished trace nor a live holder
-    busy: list  # (run, gcstudy.runlock.Holder): queued or running elsewhere, skipped
+    pending: dict[str, list]  # batch -> its trained runs: no manifest, or a changed batch file
+    busy: list  # (batch, run, gcstudy.runlock.Holder): queued or running elsewhere, skipped
 
     def run_dir(self, run_id: str) -> Path:
-        return RunFolder.under(self.results, run_id).path
+        return RunFolder.under(self.workdir / self.results, run_id).path
+
+    def content(self, batch: str) -> dict[str, Any]:
+        """What the batch file of a pending batch says (as rule ``batch_spec`` writes it)."""
+        return batches.batch_content(self.results, self.pending[batch], self.config["evaluate"])
+
+    def batch_file(self, batch: str) -> Path:
+        return self.workdir / batches.batch_path(self.results, batch)
+
+    def manifest(self, batch: str) -> Path:
+        return self.workdir / batches.manifest_path(self.results, batch)
 
 
 # ----------------------------------------------------------------------------- the job
 
 
-class TrainRun(submitit.helpers.Checkpointable):
-    """One training run as a submitit job: ``gcstudy train <spec.yaml> --out <run dir>``,
+class TrainBatch(submitit.helpers.Checkpointable):
+    """One batch as a submitit job: ``gcstudy train --batch FILE --manifest FILE``,
     in-process, requeued through submitit when stopped by submitit's signal."""
 
-    def __init__(self, run_id: str, spec: str, out: str, workdir: str, threads: int):
-        self.run_id, self.spec, self.out = run_id, spec, out
+    def __init__(self, batch: str, batch_file: str, manifest: str, workdir: str, threads: int):
+        self.batch, self.batch_file, self.manifest = batch, batch_file, manifest
         self.workdir, self.threads = workdir, threads
 
-    def __call__(self) -> dict[str, str]:
-        # As the Snakemake rule: run in the working directory (data_root is relative to it),
-        # with the rule's thread count (numerics depend on it), before torch is loaded.
+    def __call__(self) -> dict[str, Any]:
+        # As the Snakemake rule: run in the working directory (data_root and the batch's
+        # run folders are relative to it), with the rule's thread count (numerics depend on
+        # it), before torch is loaded.
         os.chdir(self.workdir)
         os.environ["OMP_NUM_THREADS"] = str(self.threads)
         logging.basicConfig(
@@ -114,29 +130,28 @@ class TrainRun(submitit.helpers.Checkpointable):
         )
         import torch
 
-        from gcstudy import yamlio
-        from gcstudy.spec import RunSpec
-        from gcstudy.train import Interrupted, run
+        from gcstudy.train import Interrupted
 
         torch.set_num_threads(self.threads)
-        spec = RunSpec.from_dict(yamlio.load(self.spec) or {}, source=self.spec)
-        log.info("run %s -> %s", self.run_id, self.out)
+        log.info("batch %s (%s)", self.batch, self.batch_file)
         try:
-            status = run(spec, self.out, progress=False)
+            outcomes = batches.train_batch(self.batch_file, self.manifest, progress=False)
         except Interrupted as stop:
             hand_over(stop)
             raise
-        return {"run_id": self.run_id, "status": status, "trace": str(RunFolder(self.out).trace)}
+        failed = [str(folder) for folder, status in outcomes.items() if status == "failed"]
+        if failed:
+            raise RuntimeError(f"batch {self.batch}: runs failed: {', '.join(failed)}")
+        return {"batch": self.batch, "runs": {str(f): s for f, s in outcomes.items()}}
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
-        """Called by submitit's handler before it requeues: the state to resume from is
-        gcstudy's newest checkpoint on disk, so the same callable is resubmitted."""
-        saved = sorted(RunFolder(self.out).checkpoints.glob(CHECKPOINT_GLOB))
-        log.info("requeueing %s; it resumes from %s", self.run_id, saved[-1] if saved else "step 0")
+        """Called by submitit's handler before it requeues: the state to resume from is on
+        disk (finished runs, gcstudy's checkpoints), so the same callable is resubmitted."""
+        log.info("requeueing batch %s; it resumes from its checkpoints", self.batch)
         return super().checkpoint(*args, **kwargs)
 
     def __repr__(self) -> str:
-        return f"TrainRun({self.run_id!r})"
+        return f"TrainBatch({self.batch!r})"
 
 
 def hand_over(stop: Exception) -> None:
@@ -201,57 +216,64 @@ def plan(
     results: str | os.PathLike | None = None,
     workdir: str | os.PathLike = ".",
 ) -> Plan:
-    """The selected runs of the config and those of them still to train: without a
-    finished trace, and not queued or running already (a live ``gcstudy.runlock``
-    holder: an earlier launch's task, a Snakemake job, a ``gcstudy train``)."""
+    """The batches that hold the selected runs of the config, and those of them still to
+    train: without a manifest, or whose batch file would change, and none of whose runs is
+    queued or running already (a live ``gcstudy.runlock`` holder: an earlier launch's
+    task, a Snakemake job, a ``gcstudy train``)."""
     from gcstudy import config as study_config
-    from gcstudy import runlock, traces
+    from gcstudy import runlock
 
     workdir = Path(workdir).resolve()
     if not configfiles:
         raise LaunchError("no --configfile given")
     config = study_config.load_all([Path(f).resolve() for f in configfiles])
-    selected = study_config.trained_runs(select(study_config.expand(config), only))
-    results_dir = workdir / (results if results is not None else config["results"])
-    pending, busy, stale = [], [], []
-    for run in selected:
-        folder = RunFolder.under(results_dir, run.run_id)
-        if folder.trace_status() not in traces.FINISHED:
-            holder = runlock.holder(folder.path)
-            if holder is None:
-                pending.append(run)
-            else:
-                busy.append((run, holder))
-        elif differing_keys(folder.traced_spec(), run.spec.to_dict()):
-            stale.append(str(folder.path))
-    if stale:
-        raise LaunchError(
-            "these runs finished with another run spec than the config's now: "
-            f"{', '.join(stale)}; remove their folders to train them again"
-        )
-    return Plan(workdir, results_dir, config, selected, pending, busy)
+    runs = study_config.expand(config)
+    selected = select(runs, only)
+    folders = {run.trained_in for run in selected}
+    results = str(results if results is not None else config["results"])
+    p = Plan(workdir, results, config, selected, {}, [])
+    for batch, members in batches.batches(runs, config["resources"]["batch"]).items():
+        if not folders & {run.run_id for run in members}:
+            continue
+        held = [(batch, run, h) for run in members if (h := runlock.holder(p.run_dir(run.run_id)))]
+        p.busy.extend(held)
+        if held:
+            continue
+        p.pending[batch] = members
+        if p.manifest(batch).exists() and _written(p.batch_file(batch)) == p.content(batch):
+            del p.pending[batch]
+    return p
 
 
-def prepare_files(p: Plan) -> list[TrainRun]:
+def _written(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def prepare_files(p: Plan) -> dict[str, TrainBatch]:
     """Write what the Snakemake rules upstream of ``train`` write (the data set markers of
-    ``prepare_data``, preparing the data here as that local rule does, and each run's
-    ``spec.yaml`` of ``run_spec``); return one job per pending run."""
+    ``prepare_data``, preparing the data here as that local rule does, and the batch files
+    of ``batch_spec``; a changed batch file loses its manifest); return one job per pending
+    batch."""
     from gcstudy import config as study_config
     from gcstudy.data import prepare
 
     resources = p.config["resources"]
     threads = resources["cpus_per_gpu"] if resources["gpu"] else resources["threads"]
-    for dataset in sorted({run.spec.dataset for run in p.pending}):
-        marker = p.results / "data" / f"{dataset}.ready"
+    datasets = {run.spec.dataset for runs in p.pending.values() for run in runs}
+    for dataset in sorted(datasets):
+        marker = p.workdir / p.results / "data" / f"{dataset}.ready"
         if not marker.exists():  # an existing marker keeps its age (Snakemake compares)
             folder = prepare(dataset, p.workdir / p.config["data_root"])
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.write_text(f"{dataset}: ready in {folder}\n")  # = gcstudy prepare-data
-    jobs = []
-    for run in p.pending:
-        spec = RunFolder.under(p.results, run.run_id).spec
-        study_config.write_yaml(run.spec.to_dict(), spec)  # = rule run_spec
-        jobs.append(TrainRun(run.run_id, str(spec), str(spec.parent), str(p.workdir), threads))
+    jobs = {}
+    for batch in p.pending:
+        if _written(p.batch_file(batch)) != p.content(batch):
+            p.manifest(batch).unlink(missing_ok=True)
+            study_config.write_json(p.content(batch), p.batch_file(batch))  # = rule batch_spec
+        jobs[batch] = TrainBatch(batch, str(batches.batch_path(p.results, batch)),
+                                 str(batches.manifest_path(p.results, batch)), str(p.workdir),
+                                 threads)  # fmt: skip
     return jobs
 
 
@@ -285,18 +307,19 @@ def train_resources(entries: list[str] | tuple[str, ...] = ()) -> dict[str, Any]
     return chosen
 
 
-def time_groups(p: Plan, minutes: int | None = None) -> dict[int, list]:
-    """The pending runs grouped by the time limit of their first attempt
-    (``gcstudy.jobs.train_minutes``, as the ``train`` rule), shortest first, each group in
-    plan order: one job array per group. ``minutes`` (``--timeout-min`` or a ``runtime``
-    resource) gives every run the same limit."""
+def by_time_limit(p: Plan, minutes: int | None = None) -> dict[int, list[str]]:
+    """The pending batches by the time limit of their first attempt (as the ``train``
+    rule: ``gcstudy.jobs.train_minutes`` of the batch's summed steps), shortest first,
+    each in plan order: one job array per limit. ``minutes`` (``--timeout-min`` or a
+    ``runtime`` resource) gives every batch the same limit."""
     from gcstudy import jobs
 
     per_1000 = p.config["resources"]["minutes_per_1000_steps"]
-    groups: dict[int, list] = {}
-    for run in p.pending:
-        groups.setdefault(minutes or jobs.train_minutes(run.spec.steps, per_1000), []).append(run)
-    return dict(sorted(groups.items()))
+    limits: dict[int, list[str]] = {}
+    for batch, runs in p.pending.items():
+        steps = sum(run.spec.steps for run in runs)
+        limits.setdefault(minutes or jobs.train_minutes(steps, per_1000), []).append(batch)
+    return dict(sorted(limits.items()))
 
 
 def make_executor(
@@ -306,7 +329,7 @@ def make_executor(
     max_num_timeout: int = 3,
     resources: dict[str, Any] | None = None,
 ) -> submitit.Executor:
-    """A submitit executor for runs of ``p`` with time limit ``minutes`` (see
+    """A submitit executor for batches of ``p`` with time limit ``minutes`` (see
     ``slurm_parameters``)."""
     if kind not in EXECUTORS:
         raise LaunchError(f"executor {kind!r}: expected one of {', '.join(EXECUTORS)}")
@@ -391,30 +414,31 @@ def launch(
     timeout_min: int | None = None,
     max_num_timeout: int = 3,
     set_resources: list[str] | tuple[str, ...] = (),
-) -> tuple[Plan, list[submitit.Job]]:
-    """Submit the pending runs of the config, one job array per time limit; returns the
-    plan and the jobs (one per pending run, in plan order; none when everything is done)."""
+) -> tuple[Plan, dict[str, submitit.Job]]:
+    """Submit the pending batches of the config, one job array per time limit; returns the
+    plan and the jobs (batch -> job, in plan order; none when everything is done)."""
     from gcstudy import runlock
 
     p = plan(configfiles, only, results, workdir)
     if not p.pending:
-        return p, []
+        return p, {}
     resources = train_resources(set_resources)
-    jobs_of = dict(zip((run.run_id for run in p.pending), prepare_files(p), strict=True))
+    jobs = prepare_files(p)
     submitted: dict[str, submitit.Job] = {}
-    for minutes, runs in time_groups(p, timeout_min or resources.get("runtime")).items():
+    for minutes, chosen in by_time_limit(p, timeout_min or resources.get("runtime")).items():
         ex = make_executor(executor, p, minutes, max_num_timeout, resources)
-        # One sbatch, one job array per group (a single job for a single run; for the local
-        # executor, one process per run). batch() rather than map_array: each array task's
-        # callable must itself be the Checkpointable (submitit checks
+        # One sbatch, one job array per limit (a single job for a single batch; for the
+        # local executor, one process per batch). batch() rather than map_array: each array
+        # task's callable must itself be the Checkpointable (submitit checks
         # ``hasattr(function, "checkpoint")``).
         with ex.batch():
-            group = [(run.run_id, ex.submit(jobs_of[run.run_id])) for run in runs]
-        submitted.update(group)
-        if executor == "slurm":  # queued: a later launch or trainer sees the folder taken
-            for run_id, job in group:
-                runlock.reserve(p.run_dir(run_id), job.job_id)
-    return p, [submitted[run.run_id] for run in p.pending]
+            array = {batch: ex.submit(jobs[batch]) for batch in chosen}
+        submitted.update(array)
+        if executor == "slurm":  # queued: a later launch or trainer sees the folders taken
+            for batch, job in array.items():
+                for run in p.pending[batch]:
+                    runlock.reserve(p.run_dir(run.run_id), job.job_id)
+    return p, {batch: submitted[batch] for batch in p.pending}
 
 
 def wait(jobs: list[submitit.Job], executor: str, poll_s: float | None = None) -> list[dict]:

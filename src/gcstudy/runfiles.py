@@ -18,7 +18,7 @@ modification time in nanoseconds and its SHA-256.
   zip directory (at its end) reads.
 
 A change that keeps a file's size and modification time (a bit flipped on disk) is not
-seen by the cheap test; ``verify`` (used before a kept copy is restored) always hashes.
+seen by the cheap test; ``verify`` always hashes.
 Which files a run folder holds, and what is done about a broken one, is
 ``gcstudy.study.runfolder``'s.
 """
@@ -121,13 +121,6 @@ def _read_seal(path: Path) -> dict | None:
     if not isinstance(record, dict) or not {"size", "mtime_ns", "sha256"} <= record.keys():
         return None
     return record
-
-
-def copy(source: Path, target: Path) -> None:
-    """Copy a sealed result file and its seal (an independent copy, never a hard link:
-    a damage to one is no damage to the other); atomic, times kept."""
-    files.copy(seal_of(source), seal_of(target))
-    files.copy(source, target)
 
 
 def remove(path: Path) -> None:

@@ -18,7 +18,7 @@ torch thread count in every segment: the trace records them, see ``segment``).
 Outputs in the run folder: ``trace.h5`` (see ``gcstudy.traces``) and ``model.pt`` (final
 weights with the run spec), each sealed (``gcstudy.runfiles``: size, time and SHA-256 in
 ``<name>.sum``), ``trace.running.h5`` while running, and ``ckpt/`` (removed once the run is
-finished, except ``ckpt/result/`` with ``keep_result``). A run whose trace is finished and
+finished). A run whose trace is finished and
 whose two result files are as sealed is not trained again; a broken or half result (one
 of the two missing, truncated or changed) is removed and the run trained again.
 
@@ -30,15 +30,10 @@ compilation included), ``evaluation`` (the measurements and the running trace) a
 the last step before an evaluation or a checkpoint, so it is counted as training. Not
 counted: the interpreter's start, imports, and the final trace write.
 
-``run_many`` trains several runs one after another in one process (``gcstudy train --runs
-DIR...``): the interpreter, torch and the data sets are loaded once. Each run keeps its own
-folder, trace, checkpoints and resume; a run that fails is logged and the others go on.
-Those runs keep their result (``keep_result``): copies of the finished trace and weights
-with their seals in ``ckpt/result/`` (not a Snakemake output; copies, not hard links, so
-that a damage to the run's files is no damage to the kept ones), from which a rerun of the
-same spec restores them instead of training again, because Snakemake deletes all of a job's
-outputs when any of its runs fails, and before it runs the job again. A kept copy is read
-whole and checked against its seal before it is restored; a broken one is discarded.
+``run_many`` trains several runs one after another in one process (a batch,
+``gcstudy.scheduling.batches``): the interpreter, torch and the data sets are loaded once.
+Each run keeps its own folder, trace, checkpoints and resume; a run that fails is logged
+and the others go on.
 """
 
 from __future__ import annotations
@@ -46,7 +41,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -60,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from gcstudy import checkpoints, config, files, provenance, runfiles, runlock, traces
+from gcstudy import checkpoints, files, provenance, runfiles, runlock, traces
 from gcstudy.measurements import measure, poincare_constant
 from gcstudy.models import build
 from gcstudy.rundata import RunData, load_run_data
@@ -89,22 +83,18 @@ class Interrupted(Exception):
         self.signals = tuple(signals) or (signum,)
 
 
-def run(
-    spec: RunSpec, out: str | os.PathLike, progress: bool = True, keep_result: bool = False
-) -> str:
+def run(spec: RunSpec, out: str | os.PathLike, progress: bool = True) -> str:
     """Train one run into the folder ``out``; returns the final status ("complete" or
     "diverged"). Resumes from ``out/ckpt`` when a valid checkpoint is there; does nothing
     when ``out/trace.h5`` is already finished and ``out/model.pt`` there, both as sealed
     (a broken or half result is removed and trained again). Raises ``Interrupted`` after
     checkpointing when SIGINT, SIGTERM, SIGUSR1 or SIGUSR2 arrives; raises ``runlock.RunLocked``
-    when another live process trains ``out``. With ``keep_result``, the finished trace
-    and weights are also copied into ``out/ckpt/result/`` and restored from there when
-    they are missing (or broken), the spec is the same and the copies are as sealed."""
+    when another live process trains ``out``."""
     entered = time.perf_counter()
     out = Path(out)
     folder = RunFolder(out)
     runlock.acquire(out)  # one writer per run folder: a live second trainer is refused
-    finished = finished_status(out, spec, keep_result)
+    finished = finished_status(out)
     if finished is not None:
         return finished
     out.mkdir(parents=True, exist_ok=True)
@@ -123,7 +113,7 @@ def run(
     training = Training(spec, out, model, optimizer, data, poincare, attrs, start["phase_seconds"])
     training.phases["start_up"] += time.perf_counter() - entered
     end = train_loop(training, start, progress)
-    write_result(training, end, keep_result)
+    write_result(training, end)
     return end.status
 
 
@@ -160,10 +150,9 @@ class LoopEnd:
     cpu_seconds: float
 
 
-def finished_status(out: Path, spec: RunSpec, keep_result: bool) -> str | None:
-    """The status of the finished result in ``out`` (or restored from the kept copy with
-    ``keep_result``), or None when the run must be trained; a broken or half result is
-    removed first."""
+def finished_status(out: Path) -> str | None:
+    """The status of the finished result in ``out``, or None when the run must be trained;
+    a broken or half result is removed first."""
     folder = RunFolder(out)
     problems = folder.trained_problems()
     if not any(problems.values()):
@@ -174,7 +163,7 @@ def finished_status(out: Path, spec: RunSpec, keep_result: bool) -> str | None:
         broken = "; ".join(f"{path.name}: {p}" for path, p in problems.items() if p)
         log.warning("the result in %s is broken (%s): training the run again", out, broken)
         folder.remove_trained()
-    return restore_result(out, spec) if keep_result else None
+    return None
 
 
 def starting_point(saved: dict | None, model, optimizer, out: Path, spec: RunSpec) -> dict:
@@ -201,7 +190,7 @@ def starting_point(saved: dict | None, model, optimizer, out: Path, spec: RunSpe
     return start
 
 
-def write_result(training: Training, end: LoopEnd, keep_result: bool) -> None:
+def write_result(training: Training, end: LoopEnd) -> None:
     """Write the final weights and the finished trace, each sealed, and remove what only a
     running run needs (the running trace, the progress file, the checkpoints)."""
     out, phases = training.out, training.phases
@@ -220,8 +209,6 @@ def write_result(training: Training, end: LoopEnd, keep_result: bool) -> None:
     write_trace(folder.trace, end.records, training.data, finished, end.status)
     runfiles.seal(folder.trace)
     folder.remove_progress()
-    if keep_result:
-        keep(out)
     log.info("run %s: %s after %d steps -> %s", out.name, end.status, end.step, folder.trace)
 
 
@@ -251,62 +238,25 @@ def finish_queued_work(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def keep(out: Path) -> None:
-    """Copy the finished weights and trace, with their seals, into ``out/ckpt/result/``."""
-    kept = RunFolder(out).kept
-    kept.mkdir(parents=True, exist_ok=True)
-    for path in RunFolder(out).trained:
-        runfiles.copy(path, kept / path.name)
-
-
-def restore_result(out: Path, spec: RunSpec) -> str | None:
-    """Put back the kept result of a finished run of the same spec; returns its status, or
-    None when there is none. A kept result that does not match its seals (read whole) or
-    whose trace does not load is discarded, as is one of another spec."""
-    kept = RunFolder(RunFolder(out).kept)  # kept copies under the run folder's file names
-    if not kept.trace.is_file():
-        return None
-    problems = [f"{path.name}: {p}" for path in kept.trained if (p := runfiles.verify(path))]
-    trace = None
-    if not problems:
-        try:
-            trace = traces.load(kept.trace)
-        except traces.TraceError as error:
-            problems.append(str(error))
-    if problems:
-        log.warning("not restoring the broken kept result in %s (%s): training anew",
-                    kept.path, "; ".join(problems))  # fmt: skip
-        shutil.rmtree(kept.path)
-        return None
-    if trace.attrs.get("spec") != spec.to_dict():
-        log.info("the kept result in %s belongs to another run spec: training anew", kept.path)
-        shutil.rmtree(kept.path)
-        return None
-    for path in kept.trained:
-        runfiles.copy(path, out / path.name)
-    log.info("restored the finished run from %s (no training needed)", kept)
-    return str(trace.attrs["status"])
-
-
 def run_many(
     runs: list[tuple[RunSpec, Path]],
     progress: bool = True,
     then: Callable[[Path], object] | None = None,
     announce: Callable[[str], object] | None = None,
 ) -> dict[Path, str]:
-    """Train the runs one after another in this process (``keep_result``), calling
+    """Train the runs one after another in this process, calling
     ``then(out)`` after each finished run (its evaluations); returns each run folder's
     status, or "failed" for a run whose training or ``then`` raised (the error is logged
     and the others go on). ``Interrupted`` stops the whole job at once (it is re-raised).
     After each run, one ``JobProgress`` line goes to the log and, after the time of day, to
     ``announce``."""
     outcomes: dict[Path, str] = {}
-    job = JobProgress([config.expected_cost(spec) for spec, _ in runs])
+    job = JobProgress([spec.steps * spec.batch_size for spec, _ in runs])
     for number, (spec, out) in enumerate(runs, start=1):
         log.info("run %d of %d: %s", number, len(runs), out)
         start = time.perf_counter()
         try:
-            outcomes[out] = run(spec, out, progress=progress, keep_result=True)
+            outcomes[out] = run(spec, out, progress=progress)
             if then is not None:
                 then(out)
         except Interrupted:
@@ -324,10 +274,10 @@ def run_many(
 class JobProgress:
     """Where a job of runs trained one after another stands, one line per finished run.
 
-    ETA (an estimate): the job's elapsed time scaled by the expected cost of its runs
-    still to train over that of the runs done (``gcstudy.config.expected_cost``, image
-    passes), ``elapsed * (C_total - C_done) / C_done``. Runs restored or already finished
-    cost no time, so after a rerun the first estimates are low.
+    ETA (an estimate): the job's elapsed time scaled by the cost of its runs still to
+    train over that of the runs done, ``elapsed * (C_total - C_done) / C_done``, with a
+    run's cost taken as the training examples it sees (steps x batch size). Runs already
+    finished cost no time, so after a rerun the first estimates are low.
     """
 
     def __init__(self, costs: list[float]):

@@ -20,8 +20,7 @@ rule run_table:
 rule aggregate:
     input:
         table=result("run_table.json"),
-        traces=trace_files,
-        evaluations=evaluation_files,
+        trained=manifests,
         run_files=RUN_FILES,
     output:
         result("study.nc"),

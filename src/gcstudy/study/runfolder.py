@@ -5,7 +5,7 @@ one run spec share the folder of the first, ``gcstudy.config.trained_runs``). It
 each named here and nowhere else:
 
 ==========================  ============================================================
-``spec.yaml``               the run spec the trainer reads (rule ``run_spec``)
+``spec.yaml``               the run spec the trainer reads (from its batch file)
 ``trace.h5``                the finished trace (``gcstudy.traces``)
 ``model.pt``                the final weights with the run spec (``gcstudy.train``)
 ``fewshot.nc``              evaluation ``fewshot`` (``gcstudy.evaluate``)
@@ -16,8 +16,6 @@ each named here and nowhere else:
 ``progress.json``           the trainer's current step and wall time, while training
 ``lock.json``               who trains the folder (``gcstudy.runlock``)
 ``ckpt/step-<step>.pt``     checkpoints (``gcstudy.checkpoints``), removed when finished
-``ckpt/result/``            kept copies of the finished ``model.pt`` and ``trace.h5`` with
-                            their seals (runs trained several to a job, docs/recovery.md)
 ==========================  ============================================================
 
 ``model.pt`` and ``trace.h5`` are one result (``TRAINED``, written in this order: the trace
@@ -75,7 +73,6 @@ RUNNING_TRACE = "trace.running.h5"
 PROGRESS = "progress.json"
 LOCK = runlock.LOCK_NAME
 CHECKPOINTS = "ckpt"
-KEPT = "result"  # under CHECKPOINTS
 EVALUATION_FILES = {"fewshot": "fewshot.nc", "gc_estimators": "gc_estimators.nc"}  # kind: file
 TRAINED = (MODEL, TRACE)  # one result, written in this order: the trace says done
 STUDY_CHECK = "run_files.json"  # under the results folder (``check_study``)
@@ -190,11 +187,6 @@ class RunFolder:
         return self.path / CHECKPOINTS
 
     @property
-    def kept(self) -> Path:
-        """Where a finished result is kept (copies of ``TRAINED`` with their seals)."""
-        return self.path / CHECKPOINTS / KEPT
-
-    @property
     def trained(self) -> tuple[Path, ...]:
         """The two files of the trained result, in the order they are written."""
         return tuple(self.path / name for name in TRAINED)
@@ -295,8 +287,8 @@ class RunFolder:
         return self.running_trace.exists() or bool(self.checkpoint_steps())
 
     def remove_progress(self) -> None:
-        """Remove what only a run in training needs (running trace, progress, checkpoints,
-        kept copies included: ``ckpt/`` goes whole)."""
+        """Remove what only a run in training needs (running trace, progress, checkpoints:
+        ``ckpt/`` goes whole)."""
         self.running_trace.unlink(missing_ok=True)
         self.progress_file.unlink(missing_ok=True)
         shutil.rmtree(self.checkpoints, ignore_errors=True)

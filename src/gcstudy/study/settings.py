@@ -427,6 +427,10 @@ class _Checked:
 # --- the config's sections -----------------------------------------------------------------
 
 
+# How runs are grouped into training jobs (resources.batch; gcstudy.scheduling.batches).
+BATCH_MODES = ("run", "study_seed")
+
+
 @dataclass(frozen=True)
 class Resources(_Checked):
     """What training and evaluation jobs ask the scheduler for (config key ``resources``)."""
@@ -453,15 +457,15 @@ class Resources(_Checked):
         "expected GPU-hours from it",
         Number(0, exclusive_minimum=True),
     )
-    runs_per_job: int = setting(
-        1,
-        "runs one training job trains one after another in one process. `1`: a job per run "
-        "(rule `train`, what cluster profiles address). More: `ceil(runs / runs_per_job)` "
-        "jobs of about equal expected cost (rules `train_group_<k>`, which also write their "
-        "runs' evaluations), so each run's start-up is paid once per job; a failing run "
-        "fails alone and finished runs are restored, not retrained, when Snakemake reruns "
-        "their job (README, design)",
-        Integer(1),
+    batch: str = setting(
+        "run",
+        "which run folders one training job (rule `train`) trains one after another in one "
+        "process, with their evaluations. `run`: a job per run folder (what cluster profiles "
+        "address as `train`). `study_seed`: a job per study and seed, so the start-up is paid "
+        "once per job. Membership depends on the run alone: an added run joins its study and "
+        "seed's job, and no other run moves. A failing run fails alone; the rerun trains only "
+        "the unfinished runs of the job (README, design; gcstudy.scheduling.batches)",
+        Choice(BATCH_MODES),
     )
 
 

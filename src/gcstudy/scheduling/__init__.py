@@ -1,0 +1,1 @@
+"""How training is scheduled: batches of run folders, job resources, launchers."""
