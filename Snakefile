@@ -3,12 +3,12 @@
 #   snakemake --cores all                                   # the embedded digits study
 #   snakemake --profile profiles/slurm --configfile config/paper.yaml   # the paper's grid
 #
-# Data flow: config -> runs (gcstudy.config) -> train and evaluate -> aggregate -> stats,
+# Data flow: config -> runs (gcstudy.study.config) -> train and evaluate -> aggregate -> stats,
 # figures -> report (results/report.html).
 # The rules only declare files and call the `gcstudy` command; the logic is in src/gcstudy.
 from snakemake.utils import min_version
 
-from gcstudy import workflow_config
+from gcstudy.scheduling import workflow_config
 
 min_version("9.14.1")  # earlier 9.x pass --retries into cluster jobs (snakemake #3855)
 

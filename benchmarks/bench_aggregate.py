@@ -3,7 +3,7 @@
     python benchmarks/bench_aggregate.py [--runs 1000] [--steps 150] [--keep DIR]
 
 Generates a study of ``--runs`` runs (a Fig. 1-style sweep with many seeds; traces written
-with the real ``gcstudy.traces.write``, default 150 steps with the default evaluation
+with the real ``gcstudy.study.traces.write``, default 150 steps with the default evaluation
 cadence), then times reading them into one dataset and writing ``study.nc``. Prints the
 total time and the time per trace.
 """

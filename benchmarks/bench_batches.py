@@ -31,9 +31,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from gcstudy import config as study_config
-from gcstudy import traces
 from gcstudy.scheduling import batches
+from gcstudy.study import config as study_config
+from gcstudy.study import traces
 
 REPO = Path(__file__).resolve().parents[1]
 

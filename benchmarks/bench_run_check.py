@@ -5,11 +5,11 @@
 Writes the config's run folders (one per trained run, runs shared as the workflow shares
 them) with result files of a real run's size: ``model.pt`` the ``state_dict`` of the run's
 network (``torch.save``), ``trace.h5`` with the run's evaluation steps
-(``gcstudy.traces.write``), the evaluation files the run gets; each sealed as the writers
+(``gcstudy.study.traces.write``), the evaluation files the run gets; each sealed as the writers
 seal them. Then times ``gcstudy.study.runfolder.check_study`` on the intact study (the check at
 every parse: a ``stat`` and a seal read per file), on the same files without seals (each
 file's format read: the path of runs written before seals), and the config's own
-validation (``gcstudy.config.validate``, which every parse runs already), in CPU seconds
+validation (``gcstudy.study.config.validate``, which every parse runs already), in CPU seconds
 of this process (``time.process_time``, the median of ``--repeats``), and prints the
 ratios.
 """
@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gcstudy import config as study_config
-from gcstudy import runfiles, traces
 from gcstudy.models import build
+from gcstudy.study import config as study_config
+from gcstudy.study import seals as runfiles
+from gcstudy.study import traces
 from gcstudy.study.datasets import DATASETS
 from gcstudy.study.runfolder import RunFolder, check_study
 

@@ -41,11 +41,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gcstudy import config as study_config
-from gcstudy import traces
+from gcstudy.data.run_data import load_run_data
 from gcstudy.models import build
-from gcstudy.rundata import load_run_data
-from gcstudy.spec import RunSpec
+from gcstudy.study import config as study_config
+from gcstudy.study import traces
+from gcstudy.study.spec import RunSpec
 
 REPO = Path(__file__).resolve().parents[1]
 TERMINAL_ACCURACY = 0.995

@@ -1,6 +1,6 @@
 """Tracing overhead of a run (not a test): how much the evaluation cadence costs.
 
-Runs ``gcstudy.train.run`` on the default run spec (digits, narrow VGG-11, CPU) twice per
+Runs ``gcstudy.training.trainer.run`` on the default run spec (digits, narrow VGG-11, CPU) twice per
 repeat, interleaved: once as is, once with the measurement replaced by a stored record
 (the same loop, checkpoints and trace writing, no metric work). Prints
 
@@ -19,8 +19,8 @@ from unittest import mock
 
 import torch
 
-from gcstudy import train
-from gcstudy.spec import RunSpec
+from gcstudy.study.spec import RunSpec
+from gcstudy.training import trainer as train
 
 
 def timed_run(spec: RunSpec, stub_record: dict | None) -> float:

@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from gcstudy import config as study_config
 from gcstudy.models import build
+from gcstudy.study import config as study_config
 from gcstudy.study.datasets import DATASETS
 
 SIDE = 32  # every data set is fed at 32x32 (MNIST-like ones zero-padded)

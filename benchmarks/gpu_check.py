@@ -12,10 +12,11 @@ skips a section that no longer fits in ``--budget-s`` and records why:
    ``torch.utils.flop_counter`` on one forward + backward of gcstudy's own training step;
 3. training images/s and MFU (model FLOP/s utilisation = FLOPs per image x images/s / the
    bf16 matrix rate) at batch 256 and 32, fp32 or bf16 autocast, channels_last on or off,
-   through ``gcstudy.train.train_step`` (the step ``gcstudy train`` runs, with the run spec's
+   through ``gcstudy.training.trainer.train_step`` (the step ``gcstudy train`` runs, with
+   the run spec's
    ``precision``, ``channels_last`` and ``compile`` applied by gcstudy's own code);
 4. one evaluation at the paper's settings (config/paper.yaml) through
-   ``gcstudy.measurements`` and its parts, and the few-shot evaluation of a transfer run;
+   ``gcstudy.measure.traced`` and its parts, and the few-shot evaluation of a transfer run;
 5. a real ``gcstudy train`` of the paper's E1 base spec (VGG-13, CIFAR-10 files written from
    generated uint8 arrays of CIFAR-10's shapes) for 1,000 steps at the paper's evaluation
    steps, its wall time split into start-up, training, evaluation and checkpointing (the
@@ -49,10 +50,10 @@ import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
-from gcstudy import config as study_config
-from gcstudy import provenance, traces, yamlio
-from gcstudy.evaluate import EvaluationSettings, gc_estimator_study
-from gcstudy.measurements import (
+from gcstudy import provenance, yamlio
+from gcstudy.data.run_data import RunData, load_run_data, stratified_sample
+from gcstudy.measure.evaluations import EvaluationSettings, gc_estimator_study
+from gcstudy.measure.traced import (
     embed,
     measure,
     measure_gc,
@@ -62,10 +63,11 @@ from gcstudy.measurements import (
 )
 from gcstudy.metrics.collapse import nc1, ncc_error, neural_collapse
 from gcstudy.metrics.gc import per_example_gc
-from gcstudy.names import MODELS
-from gcstudy.rundata import RunData, load_run_data, stratified_sample
-from gcstudy.spec import RunSpec
-from gcstudy.train import (
+from gcstudy.study import config as study_config
+from gcstudy.study import traces
+from gcstudy.study.networks import MODELS
+from gcstudy.study.spec import RunSpec
+from gcstudy.training.trainer import (
     PHASES,
     autocast_dtype,
     batch_gc,
@@ -753,7 +755,7 @@ def markdown(record: dict) -> str:
         + f"; for comparison {peak['reference_h200_bf16_flops'] / 1e12:.0f} TFLOP/s, "
         f"{peak['reference_h200_source']}",
         "",
-        "## Training steps (gcstudy.train.train_step)",
+        "## Training steps (gcstudy.training.trainer.train_step)",
         "",
         "| model | batch | precision | channels_last | compile | images/s | GFLOP/image "
         "| MFU (measured rate) | MFU (datasheet) | first step s |",

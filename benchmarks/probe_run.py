@@ -2,7 +2,7 @@
 
     python benchmarks/probe_run.py OUT [KEY=VALUE ...]
 
-Trains one run (``gcstudy.train.run``, 1 torch thread) of the default study's MNIST
+Trains one run (``gcstudy.training.trainer.run``, 1 torch thread) of the default study's MNIST
 setting (``config/config.yaml``'s ``defaults``), changed by ``KEY=VALUE`` run-spec keys
 (values read as YAML: ``steps=900 batch_size=24 dataset=glyphs``), into the folder OUT, and
 prints the process's CPU seconds (``os.times``, data loading included) and, at each
@@ -20,9 +20,10 @@ from pathlib import Path
 import torch
 import yaml
 
-from gcstudy import config as study_config
-from gcstudy import traces, train
-from gcstudy.spec import RunSpec
+from gcstudy.study import config as study_config
+from gcstudy.study import traces
+from gcstudy.study.spec import RunSpec
+from gcstudy.training import trainer as train
 
 REPO = Path(__file__).resolve().parents[1]
 SHOWN = ("train_accuracy", "test_accuracy", "bound_cdnv", "nc_train", "fewshot_5shot_accuracy")

@@ -1,9 +1,9 @@
 """How far BatchNorm's running statistics lag the weights early in training (not a test).
 
-Trains one run as ``gcstudy.train`` does (``train_step``, digits, VGG-11 at width 0.25 by
+Trains one run as ``gcstudy.training.trainer`` does (``train_step``, digits, VGG-11 at width 0.25 by
 default, a large learning rate) and at a few steps measures the test accuracy in eval mode
 twice: with the running statistics that training left behind (PyTorch's exponential average,
-momentum 0.1), and after ``gcstudy.measurements.recalibrate_batchnorm`` recomputed them on
+momentum 0.1), and after ``gcstudy.measure.traced.recalibrate_batchnorm`` recomputed them on
 the run's fixed training sample, as every traced measurement does. Prints one line per
 step; the gap is why the measurements recalibrate first (docs/facts.md#stale-batchnorm-statistics).
 
@@ -16,10 +16,10 @@ import copy
 
 import torch
 
-from gcstudy.measurements import accuracy, embed, recalibrate_batchnorm
-from gcstudy.rundata import load_run_data
-from gcstudy.spec import RunSpec
-from gcstudy.train import make_step, model_and_optimizer, train_step
+from gcstudy.data.run_data import load_run_data
+from gcstudy.measure.traced import accuracy, embed, recalibrate_batchnorm
+from gcstudy.study.spec import RunSpec
+from gcstudy.training.trainer import make_step, model_and_optimizer, train_step
 
 DEFAULTS = {"dataset": "digits", "model": "vgg11", "width": 0.25, "lr": 0.1, "batch_size": 64}
 
@@ -60,7 +60,9 @@ def main() -> None:
     print(f"{spec.model} width {spec.width} on {spec.dataset}, lr {spec.lr}, batch "
           f"{spec.batch_size}; test accuracy in eval mode")  # fmt: skip
     print("step  running statistics  recalibrated")
-    for step in range(max(args.steps)):  # as in gcstudy.train: step t makes weights t + 1
+    for step in range(
+        max(args.steps)
+    ):  # as in gcstudy.training.trainer: step t makes weights t + 1
         train_step(model, optimizer, data, spec, step, forward)
         if step + 1 in args.steps:
             stale = test_accuracy(model, data)

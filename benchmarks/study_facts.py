@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gcstudy import traces
+from gcstudy.study import traces
 
 TERMINAL_ACCURACY = 0.995  # at every evaluation of the last third (E1/E1b, E3, E5)
 TERMINAL_EXPERIMENTS = ("E1", "E1b", "E3", "E5")

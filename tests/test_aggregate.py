@@ -8,8 +8,9 @@ import shutil
 import numpy as np
 import pytest
 
-from gcstudy import cli, testing, traces
+from gcstudy import cli, testing
 from gcstudy.analysis import aggregate
+from gcstudy.study import traces
 
 DIVERGED = "sweeps/lr-0.1_bs-32_l2-0_gcp-0_seed-1"
 

@@ -16,7 +16,8 @@ import pytest
 import torch
 import yaml
 
-from gcstudy import runfiles, traces
+from gcstudy.study import seals as runfiles
+from gcstudy.study import traces
 
 TINY = dict(
     model="vgg11", width=0.0625, dataset="digits", lr=0.05, batch_size=32, steps=12,

@@ -14,7 +14,7 @@ import pytest
 import xarray as xr
 import yaml
 
-from gcstudy import traces
+from gcstudy.study import traces
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = {

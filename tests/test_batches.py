@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gcstudy import config as study_config
 from gcstudy.scheduling import batches
+from gcstudy.study import config as study_config
 from gcstudy.study import runfolder
 from gcstudy.study.settings import BATCH_MODES
 

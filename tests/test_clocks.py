@@ -1,8 +1,8 @@
-"""Design clocks (gcstudy.clocks): the steps at which runs of a sweep are compared."""
+"""Design clocks (gcstudy.study.clocks): the steps at which runs of a sweep are compared."""
 
 import pytest
 
-from gcstudy import clocks
+from gcstudy.study import clocks
 
 
 def test_examples_clock_reads_each_batch_at_equal_examples_seen():

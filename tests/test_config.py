@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gcstudy import config as study_config
-from gcstudy.config import ConfigError, number_id, run_table, validate
+from gcstudy.study import config as study_config
+from gcstudy.study.config import ConfigError, number_id, run_table, validate
 from gcstudy.yamlio import load
 
 REPO = Path(__file__).resolve().parents[1]
@@ -212,7 +212,7 @@ def test_config_readme_documents_every_key():
     keys |= set(schema["properties"]["resources"]["properties"])
     keys |= set(schema["properties"]["evaluate"]["properties"])
     keys |= set(schema["properties"]["studies"]["additionalProperties"]["properties"])
-    from gcstudy.spec import RunSpec
+    from gcstudy.study.spec import RunSpec
 
     keys |= set(RunSpec().to_dict())
     missing = sorted(k for k in keys if f"`{k}`" not in text)
@@ -241,7 +241,7 @@ def test_schema_ships_in_the_wheel_and_validates_outside_the_checkout(tmp_path):
     )  # fmt: skip
     assert install.returncode == 0, install.stderr[-3000:]
     probe = (
-        "import gcstudy, json; from gcstudy import config;"
+        "import gcstudy, json; from gcstudy.study import config;"
         "cfg = {'studies': {'s': {'experiment': 'E1'}}}; config.validate(cfg);"
         "print(json.dumps([gcstudy.__file__, str(config.SCHEMA), cfg['resources']]))"
     )

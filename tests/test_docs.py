@@ -204,7 +204,7 @@ def declared_sizes() -> dict[str, tuple[int, int, int]]:
 
         return {n: (d.train_size, d.test_size, d.target_size) for n, d in DATASETS.items()}
     except ImportError:
-        from gcstudy.config import SIZES
+        from gcstudy.study.config import SIZES
 
         return SIZES
 

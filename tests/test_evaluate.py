@@ -10,13 +10,13 @@ import pytest
 import torch
 import xarray as xr
 
-from gcstudy.evaluate import EvaluationSettings, evaluate, load_trained
-from gcstudy.measurements import embed
+from gcstudy.data.run_data import stratified_sample
+from gcstudy.measure.evaluations import EvaluationSettings, evaluate, load_trained
+from gcstudy.measure.traced import embed
 from gcstudy.metrics.fewshot import fewshot_eval
 from gcstudy.metrics.gc import geometric_complexity
-from gcstudy.rundata import stratified_sample
-from gcstudy.spec import RunSpec
-from gcstudy.train import run
+from gcstudy.study.spec import RunSpec
+from gcstudy.training.trainer import run
 
 SETTINGS = EvaluationSettings(
     fewshot_episodes=400, fewshot_classifiers=("ncc", "logreg"), gc_examples=20, gc_repeats=4,

@@ -16,7 +16,7 @@ from gcstudy.analysis import aggregate, claims, figures
 from gcstudy.analysis.claims import blocked, inputs
 from gcstudy.analysis.figures import claims as claim_figures
 from gcstudy.analysis.figures.common import format_value
-from gcstudy.clocks import CLOCK_LABELS
+from gcstudy.study.clocks import CLOCK_LABELS
 from gcstudy.study.factors import FACTOR_LABELS
 
 DIVERGED = "sweeps/lr-0.1_bs-32_l2-0_gcp-0_seed-1"

@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from gcstudy import yamlio
+from gcstudy.data.run_data import load_run_data
 from gcstudy.models import build
-from gcstudy.names import MODELS
-from gcstudy.rundata import load_run_data
-from gcstudy.spec import RunSpec
+from gcstudy.study.networks import MODELS
+from gcstudy.study.spec import RunSpec
 
 REPO = Path(__file__).resolve().parents[1]
 # not installed on the GPU machine (the device notes list its packages)
@@ -157,7 +157,7 @@ def test_minutes_per_1000_steps_follow_from_the_run_at_the_paper_cadence(smoke):
     evaluations |= {round(math.exp(math.log(steps) * k / (points - 1))) for k in range(points)}
     # and where the design clocks read the E1 base run (lr 0.01, batch 256): equal steps at
     # the budget and 2/3 of it; equal lr x steps with the lr sweep's smallest lr; equal
-    # examples with the batch sweep's smallest batch (gcstudy.clocks)
+    # examples with the batch sweep's smallest batch (gcstudy.study.clocks)
     sweeps = yamlio.load(REPO / "config" / "paper.yaml")["studies"]["E1_vgg13_cifar10"]["sweeps"]
     lr, batch = defaults["lr"], defaults["batch_size"]
     for fraction in (1.0, min(sweeps["lr"]) / lr, min(sweeps["batch_size"]) / batch):

@@ -20,8 +20,10 @@ import pytest
 import torch
 import yaml
 
-from gcstudy import cli, launch, traces
-from gcstudy.train import Interrupted, run
+from gcstudy import cli
+from gcstudy.scheduling import launch
+from gcstudy.study import traces
+from gcstudy.training.trainer import Interrupted, run
 
 CONFIG = {
     "defaults": {
@@ -115,7 +117,7 @@ def test_cli_dry_run_lists_what_would_be_trained(configfile, tmp_path, capsys):
 def test_sbatch_settings_follow_the_train_rule(configfile, tmp_path, monkeypatch):
     from submitit.slurm.slurm import _make_sbatch_string
 
-    from gcstudy import jobs
+    from gcstudy.scheduling import jobs
 
     monkeypatch.setenv("GCSTUDY_SLURM_ACCOUNT", "proj42")
     monkeypatch.delenv("GCSTUDY_SLURM_PARTITION", raising=False)
@@ -137,10 +139,11 @@ def test_sbatch_settings_follow_the_train_rule(configfile, tmp_path, monkeypatch
 
 
 def test_one_job_array_per_time_limit(configfile, tmp_path):
-    """Batches are submitted by the train rule's time limit (gcstudy.jobs.train_minutes of
+    """Batches are submitted by the train rule's time limit
+    (gcstudy.scheduling.jobs.train_minutes of
     their summed steps): here a 6,000-step study next to a 15,000-step one, as MNIST and
     CIFAR in the paper grid, and one batch of two 6,000-step runs."""
-    from gcstudy import jobs
+    from gcstudy.scheduling import jobs
 
     config = yaml.safe_load(configfile.read_text())
     config["resources"]["minutes_per_1000_steps"] = 3
@@ -189,11 +192,11 @@ def test_set_resources_for_train_reach_sbatch(configfile, tmp_path, monkeypatch)
 
 
 def test_runs_held_by_a_live_trainer_are_skipped(configfile, tmp_path):
-    """A run folder held by a live process (here a `gcstudy.runlock` holder in another
+    """A run folder held by a live process (here a `gcstudy.study.runlock` holder in another
     process) is neither planned nor submitted again; once that process is gone it is."""
     p = launch.plan([configfile], workdir=tmp_path)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from gcstudy import runlock;"
+        [sys.executable, "-c", "import sys, time; from gcstudy.study import runlock;"
          "runlock.acquire(sys.argv[1]); print('held', flush=True); time.sleep(600)",
          str(p.run_dir(TINY[0]))],
         stdout=subprocess.PIPE, text=True,
@@ -245,8 +248,8 @@ def test_stop_on_submitits_signal_is_handed_to_submitit_at_once(submitit_handler
 # hand-over was still running.
 LONE_SIGTERM = """
 import signal, sys
-from gcstudy import launch
-from gcstudy.train import Interrupted
+from gcstudy.scheduling import launch
+from gcstudy.training.trainer import Interrupted
 
 handing_over = False
 

@@ -1,4 +1,4 @@
-"""The per-step measurements of a run (gcstudy.measurements) against independent oracles:
+"""The per-step measurements of a run (gcstudy.measure.traced) against independent oracles:
 GC estimators with their budget keys, GC and geometric collapse on test data, BatchNorm
 recalibration weighted by batch size, and the example-subsampling error of E2."""
 
@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from gcstudy import traces
-from gcstudy.evaluate import load_trained
-from gcstudy.measurements import TEST_PROBES, probe_seed, recalibrate_batchnorm
+from gcstudy.data.run_data import load_run_data
+from gcstudy.measure.evaluations import load_trained
+from gcstudy.measure.traced import TEST_PROBES, probe_seed, recalibrate_batchnorm
 from gcstudy.metrics.gc import per_example_gc, subsample
 from gcstudy.models import build
-from gcstudy.rundata import load_run_data
-from gcstudy.spec import RunSpec, SpecError
-from gcstudy.train import run
+from gcstudy.study import traces
+from gcstudy.study.spec import RunSpec, SpecError
+from gcstudy.training.trainer import run
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(
@@ -139,7 +139,7 @@ def test_subsampling_error_has_the_finite_population_correction():
 def test_config_comment_lists_the_evaluation_steps_the_code_makes():
     """config/config.yaml names its evaluation steps in a comment; they must be the ones
     RunSpec.evaluation_steps gives for its defaults."""
-    from gcstudy import config as study_config
+    from gcstudy.study import config as study_config
 
     text = (REPO / "config" / "config.yaml").read_text()
     listed = re.search(r"eval_log_points:.*#.*steps ([\d, ]+)", text)
@@ -150,10 +150,12 @@ def test_config_comment_lists_the_evaluation_steps_the_code_makes():
 
 
 def test_measurement_and_evaluation_modules_say_what_they_hold():
-    """Per-step measurements live in gcstudy.measurements, post-training evaluations in
-    gcstudy.evaluate; the old, confusable name gcstudy.evaluation is gone."""
-    measurements = importlib.import_module("gcstudy.measurements")
+    """Per-step measurements live in gcstudy.measure.traced, post-training evaluations in
+    gcstudy.measure.evaluations; the old, confusable name gcstudy.evaluation is gone."""
+    measurements = importlib.import_module("gcstudy.measure.traced")
     assert "at one evaluation step" in measurements.__doc__
-    assert "from the final weights" in importlib.import_module("gcstudy.evaluate").__doc__
+    assert (
+        "from the final weights" in importlib.import_module("gcstudy.measure.evaluations").__doc__
+    )
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("gcstudy.evaluation")

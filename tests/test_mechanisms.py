@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from generated import study, supply_poincare_constant
 
-from gcstudy import clocks
 from gcstudy.analysis import claims
 from gcstudy.analysis.claims import blocked, inputs
 from gcstudy.analysis.claims.rule import Reason, Test, decide_per_clock
+from gcstudy.study import clocks
 
 SETTINGS = claims.Settings(permutations=500)
 # planted GC effects strong enough that every mechanism is detected at every clock

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 import yaml
 
-from gcstudy import runfiles, traces
+from gcstudy.study import seals as runfiles
+from gcstudy.study import traces
 from gcstudy.study.runfolder import RunFolder
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,8 +1,8 @@
-"""Result files and their seals (gcstudy.runfiles) on real files: HDF5 traces written by
-gcstudy.traces, torch zip files written by torch.save, damaged the ways a disk or a user
+"""Result files and their seals (gcstudy.study.seals) on real files: HDF5 traces written by
+gcstudy.study.traces, torch zip files written by torch.save, damaged the ways a disk or a user
 damages them; the study check (gcstudy.study.runfolder) removes what is broken, never a
 folder a live process holds; and the workflow's lock of a results folder
-(gcstudy.studylock) held by a real process."""
+(gcstudy.scheduling.studylock) held by a real process."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from gcstudy import runfiles, studylock, traces
+from gcstudy.scheduling import studylock
+from gcstudy.study import seals as runfiles
+from gcstudy.study import traces
 from gcstudy.study.runfolder import STUDY_CHECK, TRAINED, RunFolder, check_study
 
 
@@ -132,13 +134,13 @@ def test_an_intact_study_leaves_an_ancient_record(tmp_path):
 
 
 HOLD = (
-    "import sys, time; from gcstudy import {module};"
-    "{module}.{call}(sys.argv[1]); print('held', flush=True); time.sleep(600)"
+    "import importlib, sys, time; importlib.import_module('{module}').{call}(sys.argv[1]);"
+    "print('held', flush=True); time.sleep(600)"
 )
 
 
 def hold(module: str, call: str, path: Path) -> subprocess.Popen:
-    """A real process that takes a lock and sleeps."""
+    """A real process that takes a lock (``module.call(path)``) and sleeps."""
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD.format(module=module, call=call), str(path)],
         stdout=subprocess.PIPE, text=True,
@@ -151,7 +153,7 @@ def test_study_check_leaves_a_folder_a_live_trainer_holds(tmp_path):
     results = tmp_path / "results"
     folder = finished_run(results / "runs" / "held")
     (folder / "trace.h5").unlink()  # as while the trainer writes its result
-    holder = hold("runlock", "acquire", folder)
+    holder = hold("gcstudy.study.runlock", "acquire", folder)
     try:
         assert check_study(results, folders(results, {"held": []})) == []
         assert (folder / "model.pt").exists()
@@ -165,7 +167,7 @@ def test_study_check_leaves_a_folder_a_live_trainer_holds(tmp_path):
 
 
 def test_the_workflow_lock_names_its_live_holder_and_dies_with_it(tmp_path, capsys):
-    holder = hold("studylock", "acquire", tmp_path)
+    holder = hold("gcstudy.scheduling.studylock", "acquire", tmp_path)
     try:
         assert not studylock.acquire(tmp_path)
         with pytest.raises(studylock.StudyInUse, match=f"pid {holder.pid} on host "):

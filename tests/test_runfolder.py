@@ -9,8 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from gcstudy import config as study_config
 from gcstudy.scheduling import batches
+from gcstudy.study import config as study_config
 from gcstudy.study import runfolder
 from gcstudy.study.runfolder import RunFolder, evaluations_by_folder
 

@@ -1,4 +1,4 @@
-"""One writer per run folder (gcstudy.runlock): real `gcstudy train` processes on one folder;
+"""One writer per run folder (gcstudy.study.runlock): real `gcstudy train` processes on one folder;
 holders on other hosts and stale holders. SLURM job holders: test_slurm_cluster.py."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gcstudy import runlock, traces
+from gcstudy.study import runlock, traces
 
 SPEC = {
     "model": "vgg11", "width": 0.0625, "dataset": "digits", "steps": 400, "batch_size": 32,
@@ -116,7 +116,7 @@ def test_own_process_and_own_requeued_job_take_over(tmp_path, monkeypatch):
 
 
 def test_lock_is_released_on_a_normal_exit_not_on_a_signal(tmp_path):
-    code = "import sys, os, signal; from gcstudy import runlock; runlock.acquire(sys.argv[1])"
+    code = "import sys, os, signal; from gcstudy.study import runlock; runlock.acquire(sys.argv[1])"
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "a")], check=True)
     assert not (tmp_path / "a" / runlock.LOCK_NAME).exists()
     killed = subprocess.run(

@@ -12,8 +12,7 @@ import pytest
 import xarray as xr
 
 from gcstudy import cli
-from gcstudy import config as study_config
-from gcstudy.spec import RunSpec
+from gcstudy.study import config as study_config
 from gcstudy.study import schema
 from gcstudy.study.settings import (
     EvaluationSettings,
@@ -22,7 +21,8 @@ from gcstudy.study.settings import (
     Study,
     declared,
 )
-from gcstudy.train import run
+from gcstudy.study.spec import RunSpec
+from gcstudy.training.trainer import run
 
 REPO = Path(__file__).resolve().parents[1]
 MINIMAL = {"studies": {"estimators": {"experiment": "E2", "dataset": "digits"}}}
@@ -116,7 +116,7 @@ def test_a_section_refuses_what_its_declaration_refuses():
 
 
 def test_every_study_key_is_in_the_schema_and_checked_by_gcstudy():
-    """The keys gcstudy.config accepts in a study are the schema's, and a value the
+    """The keys gcstudy.study.config accepts in a study are the schema's, and a value the
     declaration refuses is refused by both (gcstudy's message first)."""
     study_schema = schema.config_schema()["properties"]["studies"]["additionalProperties"]
     assert list(study_schema["properties"]) == [key.name for key in declared(Study)]

@@ -297,7 +297,7 @@ def test_run_folder_held_by_a_slurm_job_is_refused_until_the_job_ends(slurm, tmp
     running trainer) is live while squeue lists the job unfinished, stale once it ended."""
     import json
 
-    from gcstudy import runlock
+    from gcstudy.study import runlock
 
     held = _sbatch_sleep(tmp_path)  # runs (or waits for a CPU): a live job either way
     queued = _sbatch_sleep(tmp_path, "--begin=now+1hour")  # stays PENDING

@@ -19,8 +19,8 @@ import pytest
 import yaml
 from slurm_support import ROOT, clean_env, run_cmd
 
-from gcstudy import config as study_config
-from gcstudy import jobs
+from gcstudy.scheduling import jobs
+from gcstudy.study import config as study_config
 
 CONFIG = {
     "defaults": {

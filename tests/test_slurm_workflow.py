@@ -14,7 +14,7 @@ the slow parts (job start-up, the Snakemake plugin's status polling) overlap:
   steps, not the batch shell, as `sbatch --signal=USR1@120` delivers it): gcstudy
   checkpoints and stops, the job step's Snakemake survives the signal and reports the
   failure, Snakemake resubmits the job with a longer time limit and the run resumes;
-- `gcstudy.launch` (submitit, one job array): both tasks are interrupted after step 10 as
+- `gcstudy.scheduling.launch` (submitit, one job array): both tasks are interrupted after step 10 as
   SLURM would on preemption (SIGTERM + SIGUSR2) and on a time limit (SIGUSR2 alone), are
   requeued by submitit, released at once (`scontrol update StartTime=now`; SLURM holds a
   requeued job ~2 minutes) and resume.
@@ -41,9 +41,10 @@ import torch
 import yaml
 from slurm_support import ROOT, clean_env, jobcomp_records, run_cmd, wait_for
 
-from gcstudy import config as study_config
-from gcstudy import jobs as job_limits
-from gcstudy import launch, runlock, traces
+from gcstudy.scheduling import jobs as job_limits
+from gcstudy.scheduling import launch
+from gcstudy.study import config as study_config
+from gcstudy.study import runlock, traces
 
 TEST_PROFILE = ROOT / "tests" / "profiles" / "slurm-test"
 SNAKEFILE = ROOT / "Snakefile"

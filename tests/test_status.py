@@ -1,5 +1,5 @@
 """`gcstudy status`: a study's progress from real run folders (HDF5 traces written by
-gcstudy.traces, checkpoints, a lock held by a live process)."""
+gcstudy.study.traces, checkpoints, a lock held by a live process)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,11 @@ import pytest
 import torch
 import yaml
 
-from gcstudy import cli, runfiles, runlock, status, traces
-from gcstudy import config as study_config
+from gcstudy import cli
+from gcstudy.scheduling import status
+from gcstudy.study import config as study_config
+from gcstudy.study import runlock, traces
+from gcstudy.study import seals as runfiles
 
 CONFIG = {
     "defaults": {"width": 0.0625, "steps": 100, "eval_steps": [0, 50, 100], "device": "cpu"},
@@ -66,7 +69,7 @@ def study(tmp_path):
     (folder[failed] / "ckpt").mkdir()
     (folder[failed] / "ckpt" / "step-00000030.pt").write_bytes(b"")
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from gcstudy import runlock;"
+        [sys.executable, "-c", "import sys, time; from gcstudy.study import runlock;"
          "runlock.acquire(sys.argv[1]); print('held', flush=True); time.sleep(600)",
          str(folder[running])],
         stdout=subprocess.PIPE, text=True,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gcstudy import config as study_config
-from gcstudy import traces
+from gcstudy.study import config as study_config
+from gcstudy.study import traces
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "study_facts.py"

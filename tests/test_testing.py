@@ -14,9 +14,10 @@ import torch
 import xarray as xr
 from generated import study
 
-from gcstudy import cli, clocks, testing
+from gcstudy import cli, testing
 from gcstudy.analysis import aggregate
 from gcstudy.metrics.collapse import geometric_collapse
+from gcstudy.study import clocks
 
 
 def test_pair_mean_is_the_metric_definition():

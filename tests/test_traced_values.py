@@ -1,14 +1,14 @@
 """The traced values of a real run against an independent recomputation.
 
 A tiny transfer run (digits_fs: source digits 0-4, target digits 5-9) is trained once with
-``gcstudy.train.run``. The test reloads its ``model.pt`` and the run's fixed samples and
+``gcstudy.training.trainer.run``. The test reloads its ``model.pt`` and the run's fixed samples and
 recomputes the final step's traced values with plain torch autograd and numpy formulas
-written from docs/science.md, without the measurement code (``gcstudy.measurements`` and the
+written from docs/science.md, without the measurement code (``gcstudy.measure.traced`` and the
 ``gcstudy.metrics`` functions it calls). What the recomputation takes from the run:
 
 * the weights, including the BatchNorm running statistics saved after the final step's
   recalibration (those the final measurement used; checked separately below);
-* the fixed sample indices (``gcstudy.rundata.load_run_data``) and the input normalisation
+* the fixed sample indices (``gcstudy.data.run_data.load_run_data``) and the input normalisation
   recorded in the trace;
 * the run's randomness: the Hutchinson probes come from the run's documented probe seed,
   and the few-shot episodes are the indices of ``gcstudy.metrics.fewshot.sample_episodes``
@@ -30,12 +30,12 @@ import numpy as np
 import pytest
 import torch
 
-from gcstudy import traces
+from gcstudy.data.run_data import RunData, load_run_data
 from gcstudy.metrics.fewshot import sample_episodes
 from gcstudy.models import build
-from gcstudy.rundata import RunData, load_run_data
-from gcstudy.spec import RunSpec
-from gcstudy.train import run
+from gcstudy.study import traces
+from gcstudy.study.spec import RunSpec
+from gcstudy.training.trainer import run
 
 SPEC = dict(
     model="vgg11", width=0.0625, dataset="digits_fs", lr=0.05, batch_size=32, steps=10,

@@ -16,12 +16,13 @@ import torch.nn.functional as F
 import xarray as xr
 import yaml
 
-from gcstudy import runfiles, traces
+from gcstudy.data.run_data import load_run_data, stratified_sample
 from gcstudy.models import build
-from gcstudy.rundata import load_run_data, stratified_sample
-from gcstudy.spec import RunSpec, SpecError, example_yaml
+from gcstudy.study import seals as runfiles
+from gcstudy.study import traces
 from gcstudy.study.runfolder import RunFolder
-from gcstudy.train import (
+from gcstudy.study.spec import RunSpec, SpecError, example_yaml
+from gcstudy.training.trainer import (
     batch_gc,
     batch_indices,
     derived_seed,
@@ -270,7 +271,7 @@ def forward_dtypes(monkeypatch) -> list[tuple[str, torch.dtype]]:
     """Record, for every conv and linear layer call of the next run's model, the phase
     (a training step: train mode with gradients; BatchNorm recalibration: train mode
     without; measurement: eval mode) and the dtype of the layer's output."""
-    import gcstudy.train
+    import gcstudy.training.trainer
 
     seen = []
 
@@ -288,7 +289,7 @@ def forward_dtypes(monkeypatch) -> list[tuple[str, torch.dtype]]:
                 module.register_forward_hook(record)
         return model
 
-    monkeypatch.setattr(gcstudy.train, "build", build_with_hooks)
+    monkeypatch.setattr(gcstudy.training.trainer, "build", build_with_hooks)
     return seen
 
 
@@ -316,7 +317,7 @@ def test_phase_seconds_split_the_run_into_its_four_phases(tmp_path, monkeypatch)
     except inside the real functions of each phase, which advance it by a known amount
     per call (data loading: start-up; a step: training; a measurement: evaluation; a
     checkpoint and the final weights: checkpointing)."""
-    import gcstudy.train
+    import gcstudy.training.trainer
 
     now = [0.0]
 
@@ -328,15 +329,19 @@ def test_phase_seconds_split_the_run_into_its_four_phases(tmp_path, monkeypatch)
         return wrapped
 
     monkeypatch.setattr(
-        gcstudy.train,
+        gcstudy.training.trainer,
         "time",
         types.SimpleNamespace(perf_counter=lambda: now[0], process_time=time.process_time),
     )
     for name, seconds in (("load_run_data", 1e5), ("train_step", 1.0), ("measure", 10.0),
                           ("write_model", 1e4)):  # fmt: skip
-        monkeypatch.setattr(gcstudy.train, name, advancing(getattr(gcstudy.train, name), seconds))
-    save = gcstudy.train.checkpoints.save
-    monkeypatch.setattr(gcstudy.train.checkpoints, "save", advancing(save, 100.0))
+        monkeypatch.setattr(
+            gcstudy.training.trainer,
+            name,
+            advancing(getattr(gcstudy.training.trainer, name), seconds),
+        )
+    save = gcstudy.training.trainer.checkpoints.save
+    monkeypatch.setattr(gcstudy.training.trainer.checkpoints, "save", advancing(save, 100.0))
     # 5 steps, evaluations at 0, 2 and 5, checkpoints after steps 2 and 4
     run(tiny(steps=5, eval_steps=[2], checkpoint_every=2), tmp_path / "run", progress=False)
     trace = traces.read(tmp_path / "run" / "trace.h5")
@@ -428,7 +433,7 @@ def test_a_finished_run_without_its_weights_is_trained_again(tmp_path, caplog):
     for name in ("trace.h5", "model.pt"):
         (reference / name).write_bytes((out / name).read_bytes())
     (out / "model.pt").unlink()
-    with caplog.at_level(logging.WARNING, logger="gcstudy.train"):
+    with caplog.at_level(logging.WARNING, logger="gcstudy.training.trainer"):
         assert run(spec, out, progress=False) == "complete"
     assert "is broken (model.pt: missing): training the run again" in caplog.text
     same_results(out, reference)
@@ -441,12 +446,12 @@ def test_a_finished_run_without_its_weights_is_trained_again(tmp_path, caplog):
 # renamed into place ("checkpoint").
 STOP_AT = """
 import os, signal, sys
-import gcstudy.train
+import gcstudy.training.trainer
 from gcstudy import cli
 
 point, at, signum = sys.argv[1], int(sys.argv[2]), signal.Signals[sys.argv[3]]
 if point == "step":
-    train_step = gcstudy.train.train_step
+    train_step = gcstudy.training.trainer.train_step
 
     def stopping_step(model, optimizer, data, spec, step, forward):
         loss = train_step(model, optimizer, data, spec, step, forward)
@@ -454,7 +459,7 @@ if point == "step":
             os.kill(os.getpid(), signum)
         return loss
 
-    gcstudy.train.train_step = stopping_step
+    gcstudy.training.trainer.train_step = stopping_step
 else:
     replace = os.replace
 
@@ -534,11 +539,11 @@ def test_ctrl_c_before_training_exits_cleanly_with_nothing_half_written(tmp_path
     traceback, exit status 130, no trace; the same command then trains the run."""
     stop_in_load = (
         "import os, signal, sys\n"
-        "import gcstudy.train\n"
+        "import gcstudy.training.trainer\n"
         "from gcstudy import cli\n"
         "def load(*args):\n"
         "    os.kill(os.getpid(), signal.SIGINT)\n"
-        "gcstudy.train.load_run_data = load\n"
+        "gcstudy.training.trainer.load_run_data = load\n"
         "sys.exit(cli.main(sys.argv[1:]))\n"
     )
     spec = write_spec(tmp_path / "s.yaml", steps=3, eval_steps=[])

@@ -16,8 +16,8 @@ import pytest
 import xarray as xr
 import yaml
 
-from gcstudy import config as study_config
-from gcstudy import traces
+from gcstudy.study import config as study_config
+from gcstudy.study import traces
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]

@@ -183,7 +183,7 @@ def train_arguments(train: argparse.ArgumentParser) -> None:
 
 def train_run(args, parser) -> int:
     from gcstudy import yamlio
-    from gcstudy.spec import RunSpec, example_yaml
+    from gcstudy.study.spec import RunSpec, example_yaml
 
     if args.example:
         sys.stdout.write(example_yaml())
@@ -195,7 +195,7 @@ def train_run(args, parser) -> int:
     if not args.batch and not (args.spec and args.out):
         parser.error("train needs RUN.yaml and --out DIR (or --batch FILE, or --example)")
     from gcstudy.scheduling.batches import train_batch
-    from gcstudy.train import Interrupted, run
+    from gcstudy.training.trainer import Interrupted, run
 
     try:
         if not args.batch:
@@ -222,7 +222,7 @@ def train_run(args, parser) -> int:
 def read_spec(path):
     """The run spec in the YAML file ``path`` (errors name the file)."""
     from gcstudy import yamlio
-    from gcstudy.spec import RunSpec
+    from gcstudy.study.spec import RunSpec
 
     return RunSpec.from_dict(yamlio.load(path) or {}, source=str(path))
 
@@ -241,7 +241,7 @@ def evaluate_arguments(evaluate: argparse.ArgumentParser) -> None:
 def evaluate_run(args, parser) -> int:
     import json
 
-    from gcstudy.evaluate import EvaluationSettings, evaluate
+    from gcstudy.measure.evaluations import EvaluationSettings, evaluate
 
     if not (args.fewshot or args.gc_estimators):
         parser.error("evaluate needs --fewshot and/or --gc-estimators")
@@ -258,7 +258,7 @@ def runs_arguments(runs: argparse.ArgumentParser) -> None:
 
 
 def list_runs(args, parser) -> int:
-    from gcstudy import config
+    from gcstudy.study import config
 
     loaded = config.load(args.configfile)
     table = config.run_table(loaded, source=args.configfile)
@@ -276,7 +276,7 @@ def list_runs(args, parser) -> int:
 
 def expected_time(config: dict, runs: list) -> str:
     """The runs' expected training time from ``resources.minutes_per_1000_steps``."""
-    from gcstudy import jobs
+    from gcstudy.scheduling import jobs
 
     resources = config["resources"]
     per_1000 = resources["minutes_per_1000_steps"]
@@ -307,8 +307,8 @@ def status_arguments(status: argparse.ArgumentParser) -> None:
 
 
 def study_status(args, parser) -> int:
-    from gcstudy import config as study_config
-    from gcstudy import status
+    from gcstudy.scheduling import status
+    from gcstudy.study import config as study_config
 
     config = study_config.load_all(args.configfile)
     results = Path(args.directory) / (args.results or config["results"])
@@ -436,7 +436,7 @@ def launch_arguments(launch: argparse.ArgumentParser) -> None:
 
 
 def launch_runs(args, parser) -> int:
-    from gcstudy import launch
+    from gcstudy.scheduling import launch
 
     if args.dry_run:
         plan = launch.plan(args.configfile, args.only, args.results, args.directory)

@@ -1,16 +1,16 @@
 # Config validation, the run table and every input function: the rules read as declarations.
-from gcstudy import config as study_config
-from gcstudy import jobs, studylock, workflow_config
+from gcstudy.study import config as study_config
+from gcstudy.scheduling import jobs, studylock, workflow_config
 from gcstudy.scheduling import batches
 from gcstudy.study import runfolder
 
 # Inside a SLURM job step this Snakemake process gets train's warning signal too; it must
-# outlive it so that the trainer can checkpoint (gcstudy.jobs).
+# outlive it so that the trainer can checkpoint (gcstudy.scheduling.jobs).
 jobs.survive_warning_signal()
 
 # gcstudy's own checks (they name the config file, the key path, the bad value and what is
 # allowed), then snakemake.utils.validate against the packaged schema, which fills in its
-# defaults; an error stops Snakemake with that one message (gcstudy.workflow_config).
+# defaults; an error stops Snakemake with that one message (gcstudy.scheduling.workflow_config).
 RUN_LIST = workflow_config.runs(
     config,
     workflow.overwrite_configfiles or workflow.configfiles,
@@ -30,7 +30,7 @@ RUN_FILES = f"{RESULTS}/{runfolder.STUDY_CHECK}"
 # The results folder is this Snakemake's alone while it runs (a second one is refused,
 # naming this one; a dry run beside it is let through and writes nothing), and the files
 # of its run folders are the truth: broken ones are removed, so that Snakemake sees them
-# missing and makes them again (gcstudy.studylock, gcstudy.study.runfolder, docs/recovery.md).
+# missing and makes them again (gcstudy.scheduling.studylock, gcstudy.study.runfolder, docs/recovery.md).
 # A batch with such a file loses its manifest, so that Snakemake trains it again.
 if workflow.is_main_process and studylock.guard(RESULTS, workflow.output_settings.dryrun):
     FOUND = runfolder.check_study(
@@ -81,7 +81,7 @@ def final_outputs():
 
 def train_minutes(wildcards, attempt):
     """Job time limit of a batch: that of one run with all its runs' steps, longer on each
-    retry (gcstudy.jobs)."""
+    retry (gcstudy.scheduling.jobs)."""
     steps = sum(run.spec.steps for run in BATCHES[wildcards.batch])
     return jobs.train_minutes(steps, RESOURCES["minutes_per_1000_steps"], attempt)
 

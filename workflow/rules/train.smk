@@ -6,7 +6,7 @@
 # output is the batch's manifest, written when every run is finished: the run folders'
 # files are no outputs, so a failed job loses no finished run and its rerun trains only
 # what is unfinished, resuming from the checkpoints in ckpt/. SLURM sends SIGUSR1 120 s
-# before the time limit: checkpoint, then a longer retry resumes (gcstudy.jobs).
+# before the time limit: checkpoint, then a longer retry resumes (gcstudy.scheduling.jobs).
 localrules:
     batch_spec,
 

@@ -10,7 +10,7 @@ Layout of ``study.nc`` (see ``aggregate``):
 * per-run coords: study, experiment, sweeps ("base,lr"), swept_factor, swept_value, model,
   width, dataset, lr, batch_size, l2, gc_penalty, seed, status, final_step, steps_planned;
   run_folder (the folder under results/runs it was read from: runs of several studies with
-  one spec share the folder of the first, see gcstudy.config); from the trace's facts:
+  one spec share the folder of the first, see gcstudy.study.config); from the trace's facts:
   poincare_constant, test_examples and feature_examples (the sizes of the test and
   feature samples the run measured on; NaN where the trace does not record them).
 * every trace variable along (run, step) (``gc_per_class`` along (run, step, class)),
@@ -45,7 +45,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from gcstudy import files, traces
+from gcstudy import files
+from gcstudy.study import traces
 from gcstudy.study.factors import FACTORS
 from gcstudy.study.runfolder import RunFolder
 
@@ -89,7 +90,7 @@ class RunRecord:
 
 
 def read_trace(path: Path) -> traces.Trace:
-    """A checked trace (``gcstudy.traces.load``), its errors as ``AggregateError``."""
+    """A checked trace (``gcstudy.study.traces.load``), its errors as ``AggregateError``."""
     try:
         return traces.load(path)
     except traces.TraceError as error:

@@ -31,7 +31,7 @@ from gcstudy.analysis import aggregate
 from gcstudy.analysis.claims.inputs import TERMINAL_ACCURACY
 from gcstudy.analysis.claims.tables import inventory
 from gcstudy.analysis.table_formats import fmt, html_table
-from gcstudy.clocks import CLOCK_LABELS
+from gcstudy.study.clocks import CLOCK_LABELS
 from gcstudy.study.factors import FACTOR_LABELS
 
 # Run-spec keys whose value is a default the paper does not state (docs/science.md#defaults).

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.func import jvp, vjp, vmap
 
-from gcstudy.names import GC_METHODS
+from gcstudy.study.factors import GC_METHODS
 
 METHODS = GC_METHODS
 PROBES = ("rademacher", "gaussian")

@@ -7,7 +7,7 @@ linear layer (512-d at width 1); its geometric complexity is what the study meas
 
 from gcstudy.models.resnet import ResNet18
 from gcstudy.models.vgg import VGG
-from gcstudy.names import MODELS, scaled
+from gcstudy.study.networks import MODELS, scaled
 
 
 def build(name: str, num_classes: int, in_channels: int = 3, width: float = 1.0):

@@ -8,7 +8,7 @@ Parameter count at width 1, 10 classes, RGB: 11,173,962.
 import torch
 from torch import nn
 
-from gcstudy.names import scaled
+from gcstudy.study.networks import scaled
 
 
 class BasicBlock(nn.Module):

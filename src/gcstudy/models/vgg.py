@@ -8,7 +8,7 @@ VGG-11 9,231,114 and VGG-13 9,416,010.
 import torch
 from torch import nn
 
-from gcstudy.names import scaled
+from gcstudy.study.networks import scaled
 
 # Channel counts per conv layer; "M" is a 2x2 max-pool (Simonyan & Zisserman, configs A and B).
 CONFIGS = {

@@ -1,1 +1,3 @@
-"""How training is scheduled: batches of run folders, job resources, launchers."""
+"""Running the study's jobs: batches of run folders (batches), job time limits and signals
+(jobs), the submitit launcher (launch), the lock on a results folder (studylock), a
+study's progress (status) and the Snakemake workflow's config checks (workflow_config)."""

@@ -20,7 +20,7 @@ Two small files per batch, under the results folder:
   its batch's file, so only that batch is trained again.
 - ``trained/<batch>.json``, the **manifest** (the one output of rule ``train``), written
   when every run of the batch is finished and evaluated: each run folder's status and the
-  SHA-256 of its result files (from their seals, ``gcstudy.runfiles``).
+  SHA-256 of its result files (from their seals, ``gcstudy.study.seals``).
 
 The run folders' files are not Snakemake outputs: when a batch job fails, Snakemake
 deletes only its manifest, never a finished run's trace, and the rerun trains only what
@@ -39,9 +39,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from gcstudy import config as study_config
-from gcstudy import runfiles
+from gcstudy.study import config as study_config
 from gcstudy.study import runfolder
+from gcstudy.study import seals as runfiles
 from gcstudy.study.runfolder import EVALUATION_FILES, RunFolder
 from gcstudy.study.settings import BATCH_MODES
 
@@ -52,7 +52,7 @@ MANIFEST_FOLDER = "trained"  # under the results folder: the manifests
 
 
 def batch_id(run: study_config.Run, mode: str) -> str:
-    """The batch of a trained run (``gcstudy.config.trained_runs``: ``run_id`` is its
+    """The batch of a trained run (``gcstudy.study.config.trained_runs``: ``run_id`` is its
     folder) under ``resources.batch`` = ``mode``."""
     if mode == "run":
         return run.run_id
@@ -121,7 +121,8 @@ def train_batch(
     announce: Callable[[str], object] | None = None,
 ) -> dict[Path, str]:
     """Train and evaluate the run folders of ``batch_file`` one after another in this
-    process (``gcstudy.train.run_many``); returns each folder's status ("failed" for a run
+    process (``gcstudy.training.trainer.run_many``); returns each folder's status
+    ("failed" for a run
     whose training or evaluation raised). Writes ``manifest`` when every run is finished.
 
     Before training, each folder gets its ``spec.yaml``; a finished run of another spec
@@ -130,8 +131,8 @@ def train_batch(
     evaluation it gets is written unless its file is intact and was made with these
     settings.
     """
-    from gcstudy.spec import RunSpec
-    from gcstudy.train import run_many
+    from gcstudy.study.spec import RunSpec
+    from gcstudy.training.trainer import run_many
 
     batch_file = Path(batch_file)
     content = json.loads(batch_file.read_text())
@@ -174,7 +175,7 @@ def evaluate_outdated(folder: RunFolder, settings: dict | None) -> None:
     broken or made with other settings than ``settings`` (the config's ``evaluate``)."""
     if not folder.evaluation_files:
         return
-    from gcstudy.evaluate import EvaluationSettings, evaluate
+    from gcstudy.measure.evaluations import EvaluationSettings, evaluate
 
     chosen = EvaluationSettings.from_dict(settings)
     recorded = json.dumps(chosen.__dict__, default=list)  # as evaluate() records them

@@ -1,7 +1,7 @@
-"""The study design's vocabulary: the sweep factors, the paper's experiments and the
-per-run evaluation kinds, each declared once.
+"""The study design's vocabulary: the sweep factors, the paper's experiments, the
+per-run evaluation kinds and the GC estimators, each declared once.
 
-A study sweeps its runs one factor at a time around a base point (``gcstudy.config``);
+A study sweeps its runs one factor at a time around a base point (``gcstudy.study.config``);
 the factors are run-spec keys, listed here in the order a run id names them
 (``<study>/lr-0.05_bs-64_l2-0_gcp-0_seed-0``). The config's schema, the config checks,
 the study file (``analysis.aggregate``), the claims and their figures, and the generated
@@ -39,3 +39,7 @@ EXPERIMENTS: tuple[str, ...] = ("E1", "E1b", "E2", "E3", "E4", "E5")
 # What a study asks of its runs after training: the few-shot table (transfer data sets),
 # the GC-estimator study, and "bound" (marks the study for the bound figure; no file).
 EVALUATIONS: tuple[str, ...] = ("fewshot", "gc_estimators", "bound")
+
+# How GC is estimated (gcstudy.metrics.gc): exactly, or by Hutchinson probes, sampled
+# output rows or masked input coordinates (docs/science.md#gc-estimators).
+GC_METHODS: tuple[str, ...] = ("exact", "hutchinson", "outputs", "mask")

@@ -1,21 +1,21 @@
 """A run folder: the files it holds, the evaluations it needs, and its state read from them.
 
 Each trained run has one folder, ``<results>/runs/<folder>/`` (runs of several studies with
-one run spec share the folder of the first, ``gcstudy.config.trained_runs``). Its files,
+one run spec share the folder of the first, ``gcstudy.study.config.trained_runs``). Its files,
 each named here and nowhere else:
 
 ==========================  ============================================================
 ``spec.yaml``               the run spec the trainer reads (from its batch file)
-``trace.h5``                the finished trace (``gcstudy.traces``)
-``model.pt``                the final weights with the run spec (``gcstudy.train``)
-``fewshot.nc``              evaluation ``fewshot`` (``gcstudy.evaluate``)
+``trace.h5``                the finished trace (``gcstudy.study.traces``)
+``model.pt``                the final weights with the run spec (``gcstudy.training.trainer``)
+``fewshot.nc``              evaluation ``fewshot`` (``gcstudy.measure.evaluations``)
 ``gc_estimators.nc``        evaluation ``gc_estimators``
 ``<name>.sum``              the seal of each of the four result files above
-                            (``gcstudy.runfiles``: size, modification time, SHA-256)
+                            (``gcstudy.study.seals``: size, modification time, SHA-256)
 ``trace.running.h5``        the trace so far, while training
 ``progress.json``           the trainer's current step and wall time, while training
-``lock.json``               who trains the folder (``gcstudy.runlock``)
-``ckpt/step-<step>.pt``     checkpoints (``gcstudy.checkpoints``), removed when finished
+``lock.json``               who trains the folder (``gcstudy.study.runlock``)
+``ckpt/step-<step>.pt``     checkpoints (``gcstudy.training.checkpoints``), removed when finished
 ==========================  ============================================================
 
 ``model.pt`` and ``trace.h5`` are one result (``TRAINED``, written in this order: the trace
@@ -33,7 +33,7 @@ A folder's **state** (``RunFolder.state``), from its files:
 - **pending**: nothing started yet, or queued (a submitted ``gcstudy launch`` task holds
   the folder and has not started);
 - **failed**: started (``trace.running.h5`` or checkpoints) but no live trainer holds it;
-- **broken**: a result file is missing, truncated or changed (see ``gcstudy.runfiles``);
+- **broken**: a result file is missing, truncated or changed (see ``gcstudy.study.seals``);
 - **stale**: a finished trace of another run spec than the expected one.
 
 ``check_study`` is what the workflow runs each time Snakemake starts (docs/recovery.md): it
@@ -41,8 +41,8 @@ removes the broken result files of every folder, so that Snakemake sees them mis
 records what it found in ``<results>/run_files.json``.
 
 This module reads three file formats, each owned by its own module and none importing a
-stage: traces (``gcstudy.traces``), the lock (``gcstudy.runlock``) and the seals
-(``gcstudy.runfiles``).
+stage: traces (``gcstudy.study.traces``), the lock (``gcstudy.study.runlock``) and the seals
+(``gcstudy.study.seals``).
 """
 
 from __future__ import annotations
@@ -60,10 +60,12 @@ from typing import TYPE_CHECKING
 
 import h5py
 
-from gcstudy import files, runfiles, runlock, traces
+from gcstudy import files
+from gcstudy.study import runlock, traces
+from gcstudy.study import seals as runfiles
 
 if TYPE_CHECKING:
-    from gcstudy.spec import RunSpec
+    from gcstudy.study.spec import RunSpec
 
 RUNS = "runs"  # the run folders' parent, under the results folder
 SPEC = "spec.yaml"
@@ -209,7 +211,7 @@ class RunFolder:
 
     def problem(self, path: Path) -> str | None:
         """What is wrong with the result file ``path`` of this folder, or None
-        (``gcstudy.runfiles.problem``; an unsealed trace must say its run finished)."""
+        (``gcstudy.study.seals.problem``; an unsealed trace must say its run finished)."""
         return runfiles.problem(path, finished_trace=path.name == TRACE)
 
     def trained_problems(self) -> dict[Path, str | None]:
@@ -224,7 +226,7 @@ class RunFolder:
     def check(self) -> list[Finding]:
         """The missing and broken result files of this folder: a broken file is removed,
         and with it its partner of ``TRAINED`` (so that the run is trained again as a
-        whole). A folder held by a live trainer (``gcstudy.runlock``) is left alone."""
+        whole). A folder held by a live trainer (``gcstudy.study.runlock``) is left alone."""
         problems = {path: self.problem(path) for path in self.result_files}
         if not any(problems.values()) or runlock.holder(self.path) is not None:
             return []

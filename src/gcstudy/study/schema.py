@@ -22,7 +22,6 @@ from pathlib import Path
 
 import yaml
 
-from gcstudy.spec import RunSpec
 from gcstudy.study.settings import (
     INHERITED,
     REQUIRED,
@@ -37,10 +36,11 @@ from gcstudy.study.settings import (
     declared,
     default_of,
 )
+from gcstudy.study.spec import RunSpec
 
 DESCRIPTION = (
     "gcstudy study config. Validated with snakemake.utils.validate (which fills in the "
-    "defaults below) and by gcstudy.config (which checks every expanded run and names the "
+    "defaults below) and by gcstudy.study.config (which checks every expanded run and names the "
     "key path of anything wrong). Keys of `defaults` and of a study's `base` are run-spec "
     "keys: see `gcstudy train --example` and config/README.md."
 )

@@ -4,7 +4,7 @@
 run-spec key: its default, its kind (``Integer``, ``Number``, ``Choice``, ``Text``,
 ``Flag``, ``ListOf``, ``Record``, ``Sweeps``, run-spec keys, a ``Section`` of further
 keys) and what it means. From these declarations come the JSON schema the workflow
-validates with (``gcstudy.study.schema``), the checks of ``gcstudy.config`` with their
+validates with (``gcstudy.study.schema``), the checks of ``gcstudy.study.config`` with their
 messages, the dataclasses the stages read (``Resources``, ``EvaluationSettings``,
 ``StatsSettings``), the ``gcstudy`` flags' defaults and the tables of config/README.md.
 So a default cannot differ between the workflow and the command line.
@@ -23,9 +23,9 @@ import operator
 from dataclasses import dataclass, field
 from typing import Any
 
-from gcstudy.clocks import CLOCKS
-from gcstudy.spec import RunSpec, did_you_mean
+from gcstudy.study.clocks import CLOCKS
 from gcstudy.study.factors import EVALUATIONS, EXPERIMENTS, FACTORS
+from gcstudy.study.spec import RunSpec, did_you_mean
 
 REQUIRED = "(required)"  # a key without a default (the config must give it)
 INHERITED = "from `defaults`"  # a key whose default comes from elsewhere (the `defaults`)
@@ -338,7 +338,7 @@ class Section(Kind):
 @dataclass(frozen=True)
 class Studies(Kind):
     """The config's studies: a non-empty mapping of study names to studies (checked one by
-    one, with the run specs they expand to, by ``gcstudy.config``)."""
+    one, with the run specs they expand to, by ``gcstudy.study.config``)."""
 
     def problem(self, value: Any) -> str | None:
         if isinstance(value, dict) and value:
@@ -417,11 +417,8 @@ class _Checked:
 
     def to_dict(self) -> dict:
         """The section as the config's mapping (plain lists)."""
-        return {
-            key.name: list(value) if isinstance(value, tuple) else value
-            for key in declared(self)
-            for value in [getattr(self, key.name)]
-        }
+        values = {key.name: getattr(self, key.name) for key in declared(self)}
+        return {name: list(v) if isinstance(v, tuple) else v for name, v in values.items()}
 
 
 # --- the config's sections -----------------------------------------------------------------
@@ -453,7 +450,8 @@ class Resources(_Checked):
         10,
         "expected training minutes per 1,000 steps, evaluation included; the job's time "
         "limit is twice that (summed over a job's runs; at least 10 minutes), times the "
-        "attempt number (`gcstudy.jobs`); `gcstudy runs` and `gcstudy launch -n` print the "
+        "attempt number (`gcstudy.scheduling.jobs`); `gcstudy runs` and `gcstudy launch -n` "
+        "print the "
         "expected GPU-hours from it",
         Number(0, exclusive_minimum=True),
     )

@@ -1,7 +1,7 @@
 """Generated studies, for tests and benchmarks only: **not measurements**.
 
 ``layouts`` builds configs shaped like the default study and the paper grid and the empty
-study-file layout of a config (through the real ``gcstudy.config`` expansion and
+study-file layout of a config (through the real ``gcstudy.study.config`` expansion and
 ``gcstudy.analysis.aggregate.build_dataset``); ``laws`` fills that layout in memory with
 values that follow known laws (a planted truth, or a null); ``files`` writes a generated
 study as run folders with the real writers, so that ``aggregate`` can read it.

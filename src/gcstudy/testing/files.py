@@ -1,5 +1,6 @@
-"""A generated study written as run folders with the real writers (``gcstudy.traces.write``,
-``gcstudy.evaluate.write_netcdf``), so that ``gcstudy aggregate`` reads it like a real one."""
+"""A generated study written as run folders with the real writers
+(``gcstudy.study.traces.write``, ``gcstudy.measure.evaluations.write_netcdf``), so that
+``gcstudy aggregate`` reads it like a real one."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from gcstudy import config as study_config
-from gcstudy import traces
+from gcstudy.study import config as study_config
+from gcstudy.study import traces
 from gcstudy.study.runfolder import RunFolder, runs_root
 from gcstudy.testing.laws import Laws, diverge, simulate
 from gcstudy.testing.layouts import GENERATED_BY, Layout, layout, small_config
@@ -78,13 +79,13 @@ def _write_trace(folder: RunFolder, entry: dict, run: xr.Dataset) -> None:
 
 
 def _planned_steps(entry: dict) -> list[int]:
-    from gcstudy.spec import RunSpec
+    from gcstudy.study.spec import RunSpec
 
     return RunSpec.from_dict(entry["spec"]).evaluation_steps
 
 
 def _write_fewshot(folder: RunFolder, run: xr.Dataset) -> None:
-    from gcstudy.evaluate import write_netcdf
+    from gcstudy.measure.evaluations import write_netcdf
 
     table = xr.Dataset(
         {
@@ -99,7 +100,7 @@ def _write_fewshot(folder: RunFolder, run: xr.Dataset) -> None:
 
 
 def _write_gc_estimators(folder: RunFolder, run: xr.Dataset) -> None:
-    from gcstudy.evaluate import write_netcdf
+    from gcstudy.measure.evaluations import write_netcdf
 
     table = xr.Dataset(
         {

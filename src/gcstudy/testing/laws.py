@@ -50,7 +50,7 @@ target NC and the loss then depend only on progress, at run-specific rates.
 drawn from a seed fixed by the name and a replicate number (``scenario_study``).
 **The truth at the design clocks** (``clock_effects``, ``truth``): the noise-free laws read
 where the claims read them (each sweep at each clock's common value and 2/3 of it,
-``gcstudy.clocks``) give each factor's effect on log GC, log NC and log target NC per clock;
+``gcstudy.study.clocks``) give each factor's effect on log GC, log NC and log target NC per clock;
 from them a claim is *true*, *false* (its opposite holds at every reading) or *no relation*.
 """
 
@@ -64,9 +64,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from gcstudy import clocks
 from gcstudy.analysis.aggregate import final_values
-from gcstudy.clocks import CLOCKS
+from gcstudy.study import clocks
+from gcstudy.study.clocks import CLOCKS
 from gcstudy.study.factors import FACTORS
 from gcstudy.testing.layouts import GENERATED_BY, Layout
 
@@ -440,7 +440,7 @@ READ = {"gc": "gc", "nc": "nc_train", "target_nc": "target_nc"}  # column -> stu
 def clock_effects(layout: Layout, laws: Laws, clock_names=CLOCKS) -> pd.DataFrame:
     """The noise-free effect of each swept factor on log GC, log NC and log target NC,
     where the claims read a sweep: for every study, factor, clock and reading (``fraction``
-    of the sweep's common clock value, ``gcstudy.clocks.FRACTIONS``), the least-squares
+    of the sweep's common clock value, ``gcstudy.study.clocks.FRACTIONS``), the least-squares
     slope of the log metric of the sweep's runs on the factor's axis (module docstring)."""
     quiet = replace(laws, run_sd=0.0, rate_sd=0.0, seed_sd=0.0, gc_noise=0.0, nc_noise=0.0)
     ds = simulate(layout, quiet, np.random.default_rng(0))

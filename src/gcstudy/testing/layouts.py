@@ -4,7 +4,7 @@
 ``shaped_config`` has the shape the claims are calibrated at: every sweep with ``values``
 values (the base point included) times ``seeds`` seeds, as the default study (about 4 x 3)
 and the paper grid (5 x 3) have. ``layout`` expands a config with the real
-``gcstudy.config`` and builds the study file it would aggregate to with the real
+``gcstudy.study.config`` and builds the study file it would aggregate to with the real
 ``aggregate.build_dataset``: the generated values then fill exactly the layout of a real
 ``study.nc``.
 """
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from gcstudy import config as study_config
-from gcstudy import traces
+from gcstudy.study import config as study_config
+from gcstudy.study import traces
 from gcstudy.study.datasets import DATASETS
 
 GENERATED_BY = "gcstudy.testing: a generated study with planted laws, not measurements"
@@ -146,7 +146,7 @@ def layout(config: dict) -> Layout:
 
 
 def _placeholder_trace(entry: dict) -> traces.Trace:
-    from gcstudy.spec import RunSpec
+    from gcstudy.study.spec import RunSpec
 
     spec = RunSpec.from_dict(entry["spec"])
     steps = np.array(spec.evaluation_steps, dtype=np.int64)

@@ -50,7 +50,7 @@ from gcstudy.analysis.claims.rule import (
     over_clocks,
     part_verdict,
 )
-from gcstudy.clocks import STABILITY_FRACTION
+from gcstudy.study.clocks import STABILITY_FRACTION
 
 CLAIMS = {
     1: "Larger learning rate, smaller batch, larger L2 and larger GC penalty lower the GC",

@@ -12,7 +12,7 @@ evaluates) and the design facts the tests need; ``lost_runs`` names the grid poi
 sweep or study that have no complete run (diverged, or not aggregated).
 
 ``clock_readings`` reads every run of every sweep at the steps where the sweep's runs have
-made equal progress by each design clock (``gcstudy.clocks``): the values that claims 1-3
+made equal progress by each design clock (``gcstudy.study.clocks``): the values that claims 1-3
 decide on. A reading at a step the run was not evaluated at is interpolated (log metric
 linear in log step between the bracketing evaluations, linear in step below the first
 evaluation after step 0) and marked ``interpolated``.
@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from gcstudy import clocks
+from gcstudy.study import clocks
 from gcstudy.study.factors import FACTORS
 
 # summary column -> study-file variable (natural log of the metric, window mean)

@@ -14,7 +14,7 @@ clock). At one clock a **claim** is supported only when every part is (intersect
 each part tested at level alpha keeps the claim at level alpha), contradicted when any part
 is, otherwise inconclusive, naming the parts not tested or not decided.
 
-Across the **clocks** (``gcstudy.clocks``) a part or claim is supported only when it is
+Across the **clocks** (``gcstudy.study.clocks``) a part or claim is supported only when it is
 supported at every clock, contradicted only when it is contradicted at every clock, and
 otherwise inconclusive, naming the verdict at each clock. The whole decision is made twice:
 with the readings at the full budget and at ``STABILITY_FRACTION`` of it; a verdict that
@@ -31,7 +31,7 @@ from enum import StrEnum
 
 import numpy as np
 
-from gcstudy.clocks import CLOCK_LABELS
+from gcstudy.study.clocks import CLOCK_LABELS
 from gcstudy.study.settings import StatsSettings
 
 VERDICTS = ("supported", "contradicted", "inconclusive")

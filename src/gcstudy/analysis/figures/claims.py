@@ -31,7 +31,7 @@ from gcstudy.analysis.figures.common import (
     step_axis,
     tidy_log_axis,
 )
-from gcstudy.clocks import CLOCK_LABELS
+from gcstudy.study.clocks import CLOCK_LABELS
 from gcstudy.study.factors import FACTOR_LABELS
 
 METRIC_LABELS = {

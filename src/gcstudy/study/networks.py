@@ -1,11 +1,11 @@
-"""The vocabulary of run specs and configs, importable without torch.
+"""The networks a run spec can name, and their widths, importable without torch.
 
-Snakemake parses the workflow (and so imports ``gcstudy.config``) in its main process and
-again in every job; keeping these names torch-free saves seconds per job.
+Snakemake parses the workflow (and so imports ``gcstudy.study.config``) in its main
+process and again in every job; keeping these names torch-free saves seconds per job.
+The networks themselves are built in ``gcstudy.models``.
 """
 
 MODELS = ("vgg11", "vgg13", "resnet18")
-GC_METHODS = ("exact", "hutchinson", "outputs", "mask")
 
 
 def scaled(channels: int, width: float) -> int:

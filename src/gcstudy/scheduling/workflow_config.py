@@ -5,7 +5,7 @@ syntax error, an empty file or a tab indent says only "Config file is not valid 
 YAML" (no file, no line). The one gcstudy code that runs earlier is the workflow profile,
 ``profiles/default/config.yaml``, which Snakemake reads (with yte, executing its
 ``__definitions__``) while it parses its options: it calls ``check_command_line``, which
-reads each config file named on the command line with ``gcstudy.config.read``. The
+reads each config file named on the command line with ``gcstudy.study.config.read``. The
 Snakefile then checks the merged config (``runs``), naming the files it came from. Either
 way an error ends Snakemake with one message and exit status 1, no traceback
 (``SystemExit`` passes through Snakemake's error printing), before any job.
@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gcstudy import config as study_config
+from gcstudy.study import config as study_config
 
 
 def check_command_line(argv: list[str] | None = None) -> None:
@@ -39,7 +39,7 @@ def check_files(paths: list[str | Path]) -> None:
 
 
 def runs(config: dict, configfiles: list, overrides=None) -> list:
-    """``gcstudy.config.validate`` of the config Snakemake built from ``configfiles`` (and
+    """``gcstudy.study.config.validate`` of the config Snakemake built from ``configfiles`` (and
     the ``--config`` ``overrides``, a mapping); exit with a message naming them on an
     error."""
     source = ", ".join(map(str, configfiles)) + (" with --config" if overrides else "")

@@ -7,12 +7,13 @@ JSON strings: the resolved run ``spec``, software ``versions``, ``git_commit``, 
 ``seed``, ``schema_version`` and ``status`` (``running``, ``complete`` or ``diverged``), plus
 run facts such as the input normalisation, ``segments``: the torch thread count, device
 and host of each stretch of training (the first, then one per resume), and in a finished
-trace ``phase_seconds`` (where the run's wall time went, see ``gcstudy.train``). A finished
+trace ``phase_seconds`` (where the run's wall time went, see ``gcstudy.training.trainer``).
+A finished
 file is only ever produced by writing a temporary file and renaming it into place, so a
 file named ``trace.h5`` is never half-written, and a finished trace is never overwritten.
 
-``gcstudy.traces.read(path)`` checks a trace and returns it as an ``xarray.Dataset`` with
-decoded JSON attributes; ``gcstudy.traces.load(path)`` gives the same checked arrays
+``gcstudy.study.traces.read(path)`` checks a trace and returns it as an ``xarray.Dataset`` with
+decoded JSON attributes; ``gcstudy.study.traces.load(path)`` gives the same checked arrays
 without xarray (fast, for aggregating thousands of traces).
 """
 

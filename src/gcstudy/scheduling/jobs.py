@@ -1,7 +1,7 @@
 """What a training job asks a cluster for: its time limit and the warning before it.
 
 One source for the Snakemake rules (``workflow/rules/common.smk``, ``train.smk``) and the
-submitit launcher (``gcstudy.launch``), so both paths give a run the same limit.
+submitit launcher (``gcstudy.scheduling.launch``), so both paths give a run the same limit.
 
 Time limit, in minutes, of attempt ``a`` (1, 2, 3 with Snakemake's retries) of a run of
 ``S`` steps, with ``m`` = the config's ``resources.minutes_per_1000_steps`` (expected
@@ -39,7 +39,7 @@ def expected_minutes(steps: int, minutes_per_1000_steps: float) -> float:
 
 
 def expected_hours(runs: list, minutes_per_1000_steps: float) -> float:
-    """Expected training time of ``runs`` (gcstudy.config.Run), summed, hours; one job
+    """Expected training time of ``runs`` (gcstudy.study.config.Run), summed, hours; one job
     each, so with one GPU per job these are GPU-hours."""
     return sum(expected_minutes(run.spec.steps, minutes_per_1000_steps) for run in runs) / 60
 

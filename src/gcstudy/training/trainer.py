@@ -15,8 +15,8 @@ the penalty probes and the metric probes. A run resumed from a checkpoint theref
 continues bit for bit like an uninterrupted one (CPU, deterministic algorithms, the same
 torch thread count in every segment: the trace records them, see ``segment``).
 
-Outputs in the run folder: ``trace.h5`` (see ``gcstudy.traces``) and ``model.pt`` (final
-weights with the run spec), each sealed (``gcstudy.runfiles``: size, time and SHA-256 in
+Outputs in the run folder: ``trace.h5`` (see ``gcstudy.study.traces``) and ``model.pt`` (final
+weights with the run spec), each sealed (``gcstudy.study.seals``: size, time and SHA-256 in
 ``<name>.sum``), ``trace.running.h5`` while running, and ``ckpt/`` (removed once the run is
 finished). A run whose trace is finished and
 whose two result files are as sealed is not trained again; a broken or half result (one
@@ -54,13 +54,16 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from gcstudy import checkpoints, files, provenance, runfiles, runlock, traces
-from gcstudy.measurements import measure, poincare_constant
+from gcstudy import files, provenance
+from gcstudy.data.run_data import RunData, load_run_data
+from gcstudy.measure.traced import measure, poincare_constant
 from gcstudy.models import build
-from gcstudy.rundata import RunData, load_run_data
-from gcstudy.spec import RunSpec
-from gcstudy.status import PROGRESS_SECONDS, duration
+from gcstudy.scheduling.status import PROGRESS_SECONDS, duration
+from gcstudy.study import runlock, traces
+from gcstudy.study import seals as runfiles
 from gcstudy.study.runfolder import RunFolder, differing_keys
+from gcstudy.study.spec import RunSpec
+from gcstudy.training import checkpoints
 
 log = logging.getLogger(__name__)
 # SIGINT: Ctrl-C in a terminal (it reaches every process of the foreground group, so the
@@ -312,7 +315,9 @@ def train_loop(training: Training, start: dict, progress: bool) -> LoopEnd:
     cpu_clock = time.process_time() - start["cpu_time"]
     bar = progress_bar(spec.steps, step, out.name, progress)
     shown: dict[str, str] = {}  # latest loss and measurements, shown after the bar
-    progress_at = time.perf_counter()  # when progress.json was last written (gcstudy.status)
+    progress_at = (
+        time.perf_counter()
+    )  # when progress.json was last written (gcstudy.scheduling.status)
     with catch_signals() as received:
         while True:
             wall_time, cpu_time = time.perf_counter() - clock, time.process_time() - cpu_clock

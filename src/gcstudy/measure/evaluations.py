@@ -27,16 +27,17 @@ import numpy as np
 import torch
 import xarray as xr
 
-from gcstudy import files, provenance, runfiles
-from gcstudy.measurements import embed, fewshot, probe_seed
+from gcstudy import files, provenance
+from gcstudy.data.run_data import RunData, load_run_data, stratified_sample
+from gcstudy.measure.traced import embed, fewshot, probe_seed
 from gcstudy.metrics.collapse import neural_collapse
 from gcstudy.metrics.gc import per_example_gc, subsample, summarise
 from gcstudy.models import build
-from gcstudy.rundata import RunData, load_run_data, stratified_sample
-from gcstudy.spec import FEWSHOT_SHOTS as SHOTS
-from gcstudy.spec import RunSpec
+from gcstudy.study import seals as runfiles
 from gcstudy.study.runfolder import RunFolder
 from gcstudy.study.settings import EvaluationSettings
+from gcstudy.study.spec import FEWSHOT_SHOTS as SHOTS
+from gcstudy.study.spec import RunSpec
 
 
 def load_trained(run_dir: Path, device: torch.device):
@@ -230,7 +231,7 @@ def evaluate(
     device: str = "auto",
 ) -> list[Path]:
     """Write the requested evaluation files into ``run_dir``; returns their paths."""
-    from gcstudy.train import resolve_device
+    from gcstudy.training.trainer import resolve_device
 
     run_dir = Path(run_dir)
     model, spec, data, status = load_trained(run_dir, resolve_device(device))
@@ -259,7 +260,7 @@ def evaluate(
 
 def write_netcdf(dataset: xr.Dataset, path: Path) -> Path:
     """Write atomically (``gcstudy.files``) with the h5netcdf engine, then seal the file
-    (``gcstudy.runfiles``)."""
+    (``gcstudy.study.seals``)."""
     with files.replacing(path) as tmp:
         dataset.to_netcdf(tmp, engine="h5netcdf")
     runfiles.seal(path)

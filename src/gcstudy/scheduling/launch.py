@@ -4,7 +4,7 @@
                    [--set-resources train:KEY=VALUE ...]
 
 The alternative to ``snakemake --profile profiles/slurm`` for the training stage. The runs
-come from ``gcstudy.config`` (the one place that expands a config) and are trained in the
+come from ``gcstudy.study.config`` (the one place that expands a config) and are trained in the
 batches of the Snakemake rule ``train`` (``gcstudy.scheduling.batches``, the config's
 ``resources.batch``), one array task per batch, by the same ``train_batch``: each run
 trains into exactly the folder the rules use, ``<results>/runs/<run_id>/``, with its
@@ -15,7 +15,7 @@ evaluations, and the batch file of rule ``batch_spec``, the data set markers of 
 Only batches without a manifest (or whose batch file changed) are submitted; ``--only``
 selects the batches that hold a matching run. One job array (``executor.batch()``) per
 time limit: batches are grouped by the limit the ``train`` rule gives them
-(``gcstudy.jobs.train_minutes`` of their summed steps). The sbatch settings are the
+(``gcstudy.scheduling.jobs.train_minutes`` of their summed steps). The sbatch settings are the
 ``train`` rule's resources through profiles/slurm, with the same ``--set-resources
 train:...`` overrides (qos, constraint, gpu_model, partition, ...). Each array task is a
 ``TrainBatch``, a ``submitit.helpers.Checkpointable`` that trains in-process.
@@ -25,7 +25,7 @@ Signals, requeue and resume:
 * SLURM sends submitit's signal (``SIGUSR2``, ``SUBMITIT_PREEMPT_SIGNAL``)
   ``signal_delay_s`` before the time limit; preemption sends ``SIGTERM`` (and, with
   submitit's ``job._interrupt()``, then ``SIGUSR2``).
-* While training, ``gcstudy.train`` owns SIGTERM/SIGUSR1/SIGUSR2: it finishes the current
+* While training, ``gcstudy.training.trainer`` owns SIGTERM/SIGUSR1/SIGUSR2: it finishes the current
   step, writes a checkpoint and raises ``Interrupted`` (with every signal it received).
   Outside training (start-up, final writes) submitit's own handlers are in place.
 * ``TrainRun`` then hands the stop to submitit: if submitit's signal was among those
@@ -36,8 +36,8 @@ Signals, requeue and resume:
   signal to follow; if it does not, the job ends with an error saying where the checkpoint
   is, and the next ``gcstudy launch`` resumes it.
 * The requeued task starts the same callable; the batch skips its finished runs and
-  ``gcstudy.train.run`` resumes from the newest checkpoint, so the final trace equals that
-  of an uninterrupted run.
+  ``gcstudy.training.trainer.run`` resumes from the newest checkpoint, so the final trace
+  equals that of an uninterrupted run.
 
 submitit counts every requeue of a job shorter than 10 minutes as a timeout; after
 ``max_num_timeout`` of them (``--max-timeouts``) the task ends with an error.
@@ -61,10 +61,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import submitit
 
-from gcstudy.jobs import WARNING_SECONDS
-from gcstudy.runlock import slurm_job_state
 from gcstudy.scheduling import batches
+from gcstudy.scheduling.jobs import WARNING_SECONDS
 from gcstudy.study.runfolder import RunFolder
+from gcstudy.study.runlock import slurm_job_state
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +90,9 @@ class Plan:
     workdir: Path
     results: str  # the results folder, relative to workdir (as the rules name it)
     config: dict[str, Any]
-    selected: list  # gcstudy.config.Run
+    selected: list  # gcstudy.study.config.Run
     pending: dict[str, list]  # batch -> its trained runs: no manifest, or a changed batch file
-    busy: list  # (batch, run, gcstudy.runlock.Holder): queued or running elsewhere, skipped
+    busy: list  # (batch, run, gcstudy.study.runlock.Holder): queued or running elsewhere, skipped
 
     def run_dir(self, run_id: str) -> Path:
         return RunFolder.under(self.workdir / self.results, run_id).path
@@ -130,7 +130,7 @@ class TrainBatch(submitit.helpers.Checkpointable):
         )
         import torch
 
-        from gcstudy.train import Interrupted
+        from gcstudy.training.trainer import Interrupted
 
         torch.set_num_threads(self.threads)
         log.info("batch %s (%s)", self.batch, self.batch_file)
@@ -218,10 +218,10 @@ def plan(
 ) -> Plan:
     """The batches that hold the selected runs of the config, and those of them still to
     train: without a manifest, or whose batch file would change, and none of whose runs is
-    queued or running already (a live ``gcstudy.runlock`` holder: an earlier launch's
+    queued or running already (a live ``gcstudy.study.runlock`` holder: an earlier launch's
     task, a Snakemake job, a ``gcstudy train``)."""
-    from gcstudy import config as study_config
-    from gcstudy import runlock
+    from gcstudy.study import config as study_config
+    from gcstudy.study import runlock
 
     workdir = Path(workdir).resolve()
     if not configfiles:
@@ -254,8 +254,8 @@ def prepare_files(p: Plan) -> dict[str, TrainBatch]:
     ``prepare_data``, preparing the data here as that local rule does, and the batch files
     of ``batch_spec``; a changed batch file loses its manifest); return one job per pending
     batch."""
-    from gcstudy import config as study_config
     from gcstudy.data import prepare
+    from gcstudy.study import config as study_config
 
     resources = p.config["resources"]
     threads = resources["cpus_per_gpu"] if resources["gpu"] else resources["threads"]
@@ -309,10 +309,10 @@ def train_resources(entries: list[str] | tuple[str, ...] = ()) -> dict[str, Any]
 
 def by_time_limit(p: Plan, minutes: int | None = None) -> dict[int, list[str]]:
     """The pending batches by the time limit of their first attempt (as the ``train``
-    rule: ``gcstudy.jobs.train_minutes`` of the batch's summed steps), shortest first,
+    rule: ``gcstudy.scheduling.jobs.train_minutes`` of the batch's summed steps), shortest first,
     each in plan order: one job array per limit. ``minutes`` (``--timeout-min`` or a
     ``runtime`` resource) gives every batch the same limit."""
-    from gcstudy import jobs
+    from gcstudy.scheduling import jobs
 
     per_1000 = p.config["resources"]["minutes_per_1000_steps"]
     limits: dict[int, list[str]] = {}
@@ -417,7 +417,7 @@ def launch(
 ) -> tuple[Plan, dict[str, submitit.Job]]:
     """Submit the pending batches of the config, one job array per time limit; returns the
     plan and the jobs (batch -> job, in plan order; none when everything is done)."""
-    from gcstudy import runlock
+    from gcstudy.study import runlock
 
     p = plan(configfiles, only, results, workdir)
     if not p.pending:

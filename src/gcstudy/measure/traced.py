@@ -1,4 +1,4 @@
-"""What a run records at one evaluation step (the variables of ``gcstudy.traces``).
+"""What a run records at one evaluation step (the variables of ``gcstudy.study.traces``).
 
 All measurements run the network in eval mode, after recomputing the BatchNorm running
 statistics on a fixed training sample (stale statistics make early metrics meaningless:
@@ -7,7 +7,7 @@ float32 and statistics accumulated in float64 by the metric functions. GC and ge
 collapse are measured on a fixed training sample and, with independent probes, on a fixed
 test sample (docs/science.md#gc-estimators).
 
-(``gcstudy.evaluate`` holds the evaluations of a finished run; this module the per-step
+(``gcstudy.measure.evaluations`` holds the evaluations of a finished run; this module the per-step
 measurements during training.)
 """
 
@@ -17,13 +17,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gcstudy.data.run_data import RunData
 from gcstudy.metrics.bound import ncc_bound, poincare_constants
 from gcstudy.metrics.collapse import class_stats, geometric_collapse, nc1, ncc_error
 from gcstudy.metrics.collapse import neural_collapse as nc_of
 from gcstudy.metrics.fewshot import fewshot_eval
 from gcstudy.metrics.gc import GCEstimate, PerClassGC, per_class_summary, per_example_gc, summarise
-from gcstudy.rundata import RunData
-from gcstudy.spec import FEWSHOT_SHOTS, RunSpec
+from gcstudy.study.spec import FEWSHOT_SHOTS, RunSpec
 
 # independent random streams of one run's measurement probes (see probe_seed)
 TRAIN_PROBES, TEST_PROBES = 1, 4

@@ -14,8 +14,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from gcstudy.names import GC_METHODS, MODELS, embedding_dim
 from gcstudy.study.datasets import DATASETS
+from gcstudy.study.factors import GC_METHODS
+from gcstudy.study.networks import MODELS, embedding_dim
 
 DEVICES = ("auto", "cpu", "cuda")
 FEWSHOT_SHOTS = (1, 5)  # shots of the traced and final few-shot accuracies
@@ -111,7 +112,8 @@ class RunSpec:
         [],
         "evaluation steps added to the cadence (or to `eval_steps`): where the design clocks "
         "read the run. A study config fills them in for every run "
-        "(`gcstudy.clocks.scheduled_steps` over each sweep the run belongs to, for each clock "
+        "(`gcstudy.study.clocks.scheduled_steps` over each sweep the run belongs to, for each "
+        "clock "
         "of `stats.clocks`, at the sweep's common clock value and 2/3 of it); a run shared by "
         "several studies gets the union. Evaluations do not change the training trajectory",
     )

@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from gcstudy import runlock
+from gcstudy.study import runlock
 from gcstudy.study.runfolder import FINISHED, NEEDS_ACTION, STATES, RunFolder
 
 PROGRESS_SECONDS = 5.0  # how often the trainer rewrites progress.json
@@ -48,9 +48,9 @@ class RunStatus:
 
 
 def survey(runs: list, results: str | Path) -> list[RunStatus]:
-    """The status of each run folder of ``runs`` (gcstudy.config.Run, as ``expand``
+    """The status of each run folder of ``runs`` (gcstudy.study.config.Run, as ``expand``
     gives them) under the results folder ``results``, in order."""
-    from gcstudy.config import trained_runs
+    from gcstudy.study.config import trained_runs
 
     readers = Counter(run.trained_in for run in runs)
     return [
@@ -60,7 +60,7 @@ def survey(runs: list, results: str | Path) -> list[RunStatus]:
 
 
 def run_status(run, folder: Path, readers: int = 1) -> RunStatus:
-    """The status of one trained run (``gcstudy.config.trained_runs``) from its folder
+    """The status of one trained run (``gcstudy.study.config.trained_runs``) from its folder
     (``RunFolder.state``); ``readers``: the config's runs that read the folder."""
     state = RunFolder(folder).state(run.spec)
     return RunStatus(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from gcstudy.data import DATASETS, load
-from gcstudy.spec import RunSpec, SpecError, check_sample_sizes
+from gcstudy.study.spec import RunSpec, SpecError, check_sample_sizes
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from gcstudy import files, yamlio
-from gcstudy.clocks import CLOCKS, scheduled_steps
-from gcstudy.spec import RunSpec, SpecError, check_sample_sizes, did_you_mean
+from gcstudy.study.clocks import CLOCKS, scheduled_steps
 from gcstudy.study.datasets import DATASETS
 from gcstudy.study.factors import FACTORS, ID_NAMES
 from gcstudy.study.runfolder import evaluations_by_folder
@@ -44,6 +43,7 @@ from gcstudy.study.settings import (
     Studies,
     Study,
 )
+from gcstudy.study.spec import RunSpec, SpecError, check_sample_sizes, did_you_mean
 
 # Package data (found in a wheel as in a checkout): the JSON schema of a study config.
 SCHEMA = importlib.resources.files("gcstudy") / "schemas" / "config.schema.yaml"
@@ -197,7 +197,7 @@ def expand(config: dict[str, Any], source: str = "config") -> list[Run]:
 
 def with_clock_steps(runs: list[Run], clocks) -> list[Run]:
     """``runs`` (one study's) with ``eval_clock_steps`` holding every step a design clock
-    reads them at (``gcstudy.clocks.scheduled_steps``): for each sweep a run belongs to
+    reads them at (``gcstudy.study.clocks.scheduled_steps``): for each sweep a run belongs to
     (the runs of that factor, the base point and all seeds included; in a study without
     sweeps, its base runs), at the sweep's common clock value and 2/3 of it."""
     members: dict[str, list[Run]] = {}

@@ -2,7 +2,7 @@
 
 ``<run dir>/lock.json`` holds the holder: ``pid``, ``host``, SLURM ``job`` id, process
 ``start`` (clock ticks after boot, against pid reuse), ``since`` and ``state``: "running"
-(a trainer holds it; written by ``acquire`` at the start of ``gcstudy.train.run``) or
+(a trainer holds it; written by ``acquire`` at the start of ``gcstudy.training.trainer.run``) or
 "queued" (``gcstudy launch`` submitted a task for the run; written by ``reserve``).
 
 A holder is live, and a second trainer is refused with ``RunLocked`` naming it, when:

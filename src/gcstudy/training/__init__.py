@@ -1,0 +1,1 @@
+"""Training a network: one run (trainer) and its checkpoints."""
