@@ -10,7 +10,8 @@ readers cannot hide a difference:
 - each run folder's trace (every array bitwise, every attribute), weights (every tensor
   bitwise) and evaluation files (every variable bitwise, every attribute);
 - ``study.nc`` (every variable and coordinate bitwise, every attribute);
-- the statistics under ``stats/`` (every table and verdict file, as text).
+- the statistics under ``stats/`` (every table and verdict file, as text, a git commit in
+  a table masked).
 
 What legitimately differs between two runs of the same study is left out, by name:
 clock times and durations (``wall_time``, ``started_at``, ``phase_seconds``, ...), the
@@ -21,6 +22,7 @@ exits 1 when anything differs, 0 when the two folders hold the same results.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -48,7 +50,12 @@ VOLATILE = {
     "provenance",
     "seconds",
     "train_wall_time",
+    "gcest_seconds",
+    "git_commit_run",
+    "trace_git_commits",
 }
+# A git commit written into a table (the run tables' commit column): full or short.
+COMMIT = re.compile(r"\b(?=[0-9a-f]*[a-f])[0-9a-f]{12,40}\b")
 
 
 def same_value(a, b) -> bool:
@@ -172,7 +179,7 @@ def compare_text_files(where: str, old: Path, new: Path) -> list[str]:
     for path in sorted(set(a) & set(b)):
         if path.suffix == ".nc":
             diffs += compare_netcdf(f"{where}/{path}", a[path], b[path])
-        elif _decoded(a[path].read_text()) != _decoded(b[path].read_text()):
+        elif _text(a[path]) != _text(b[path]):
             diffs.append(f"{where}/{path}: differs")
     return diffs
 
@@ -184,6 +191,11 @@ RUN_FILES = {
     "fewshot.nc": compare_netcdf,
     "gc_estimators.nc": compare_netcdf,
 }
+
+
+def _text(path: Path) -> str:
+    """A text result as compared: JSON without its volatile keys, commits masked."""
+    return COMMIT.sub("<commit>", str(_decoded(path.read_text())))
 
 
 def compare(old: Path, new: Path) -> tuple[list[str], int]:
