@@ -82,19 +82,3 @@ def test_findings_remove_the_manifests_of_their_batches_only(tmp_path):
     assert not batches.manifest_path(tmp_path, "a/seed-0").exists()
     assert batches.manifest_path(tmp_path, "b/seed-1").exists()
     batches.forget(tmp_path, found, batch_of)  # already gone: nothing to do
-
-
-def test_larger_batches_start_first(default):
-    """The train rule's priority (common.smk) is a batch's training examples, steps x batch
-    size summed over its runs (counted here from the run table's specs): the default
-    study's sweeps batches, then transfer, penalty and bound, as their measured times."""
-    grouped = batches.batches(study_config.expand(default), default["resources"]["batch"])
-    table = study_config.run_table(copy.deepcopy(default))["runs"]
-    folders = {entry["folder"]: entry["spec"] for entry in table}
-    for runs in grouped.values():
-        specs = [folders[run.run_id] for run in runs]
-        assert batches.priority(runs) == sum(s["steps"] * s["batch_size"] for s in specs)
-    order = sorted(grouped, key=lambda batch: -batches.priority(grouped[batch]))
-    assert [batch.split("/")[0] for batch in order[::3]] == [
-        "sweeps", "transfer", "penalty", "bound"
-    ]  # fmt: skip

@@ -86,12 +86,6 @@ def train_minutes(wildcards, attempt):
     return jobs.train_minutes(steps, RESOURCES["minutes_per_1000_steps"], attempt)
 
 
-def batch_priority(wildcards):
-    """Larger batches first, so that the last ones to finish are small
-    (gcstudy.scheduling.batches)."""
-    return batches.priority(BATCHES[wildcards.batch])
-
-
 def memory(wildcards, attempt):
     return RESOURCES["mem_mb"] * attempt
 

@@ -35,7 +35,6 @@ rule train:
     benchmark:
         result("benchmarks/train/{batch}.tsv")
     threads: job_threads()
-    priority: batch_priority
     resources:
         gpu=RESOURCES["gpu"],
         cpus_per_gpu=RESOURCES["cpus_per_gpu"] if RESOURCES["gpu"] else 0,

@@ -70,14 +70,6 @@ def batches(runs: list[study_config.Run], mode: str) -> dict[str, list[study_con
     return grouped
 
 
-def priority(runs: list[study_config.Run]) -> int:
-    """The order in which batches start: the training examples of their runs (the sum of
-    ``RunSpec.training_examples``), largest first, so that batches running side by side
-    end at about the same time. It orders batches; which runs share one never depends on
-    it."""
-    return sum(run.spec.training_examples for run in runs)
-
-
 def batch_path(results: str | os.PathLike, batch: str) -> Path:
     return Path(results) / BATCH_FOLDER / f"{batch}.json"
 

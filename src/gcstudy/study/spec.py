@@ -233,12 +233,6 @@ class RunSpec:
         return dataclasses.asdict(self)
 
     @property
-    def training_examples(self) -> int:
-        """Examples the run trains on, counted with repeats: ``steps * batch_size`` (the
-        measure of a run's work that progress lines and the order of batches use)."""
-        return self.steps * self.batch_size
-
-    @property
     def evaluation_steps(self) -> list[int]:
         """Sorted steps at which metrics are traced: always 0, ``steps`` and the
         ``eval_clock_steps``; either the explicit ``eval_steps`` or every ``eval_every``

@@ -254,7 +254,7 @@ def run_many(
     After each run, one ``JobProgress`` line goes to the log and, after the time of day, to
     ``announce``."""
     outcomes: dict[Path, str] = {}
-    job = JobProgress([spec.training_examples for spec, _ in runs])
+    job = JobProgress([spec.steps * spec.batch_size for spec, _ in runs])
     for number, (spec, out) in enumerate(runs, start=1):
         log.info("run %d of %d: %s", number, len(runs), out)
         start = time.perf_counter()
