@@ -173,12 +173,9 @@ def test_profiles_parse_and_agree(monkeypatch):
     assert not any(r.startswith("slurm_account=") for r in real["default-resources"])
     assert "set-resources" not in real  # no partition given: the cluster's default
     assert "slurm_account=proj42" in site["default-resources"]
-    # The partition only for the rules that may use a GPU (the others are local rules).
-    assert sorted(site["set-resources"]) == [
-        "evaluate_fewshot:slurm_partition=gpu",
-        "evaluate_gc_estimators:slurm_partition=gpu",
-        "train:slurm_partition=gpu",
-    ]
+    # The partition only for the rule that may use a GPU, train (its batches' evaluations
+    # run in the same job; the other rules are small).
+    assert site["set-resources"] == ["train:slurm_partition=gpu"]
     assert not any(r.startswith("slurm_partition") for r in site["default-resources"])
     # A default cpus_per_task would override the training rules' cpus_per_gpu.
     assert not any(r.startswith("cpus_per_task") for r in real["default-resources"])
