@@ -13,16 +13,13 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
+from tiny_study import TINY_DEFAULTS
 
 from gcstudy.study import traces
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = {
-    "defaults": {
-        "width": 0.0625, "steps": 6, "eval_steps": [0, 3], "gc_examples": 20,
-        "feature_examples": 60, "test_examples": 60, "bn_recalibration_examples": 32,
-        "checkpoint_every": 3, "device": "cpu",
-    },
+    "defaults": TINY_DEFAULTS,
     "resources": {"batch": "study_seed"},
     "evaluate": {
         "gc_examples": 20, "gc_repeats": 2,

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from tiny_study import TINY_DEFAULTS
 
 from gcstudy.study import seals as runfiles
 from gcstudy.study import traces
@@ -23,11 +24,7 @@ from gcstudy.study.runfolder import RunFolder
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = {
-    "defaults": {
-        "width": 0.0625, "steps": 6, "eval_steps": [0, 3], "gc_examples": 20,
-        "feature_examples": 60, "test_examples": 60, "bn_recalibration_examples": 32,
-        "checkpoint_every": 3, "device": "cpu",
-    },
+    "defaults": TINY_DEFAULTS,
     "studies": {
         "tiny": {"experiment": "E1", "dataset": "digits", "base": {"lr": 0.05, "batch_size": 16},
                  "seeds": [0]},
