@@ -17,6 +17,13 @@ PUBLISHED_MILLIONS = {"vgg11": 9.23, "vgg13": 9.41, "resnet18": 11.17, "resnet50
 # The CIFAR-style ResNet-50 to the parameter (kuangliu/pytorch-cifar and
 # weiaicunzai/pytorch-cifar100): classes -> parameters.
 RESNET50_PARAMETERS = {100: 23_705_252, 10: 23_520_842}
+# docs/science.md#networks's table: (model, classes) -> parameters at width 1, RGB input.
+DOCUMENTED_PARAMETERS = {
+    ("vgg11", 10): 9_231_114, ("vgg11", 100): 9_277_284,
+    ("vgg13", 10): 9_416_010, ("vgg13", 100): 9_462_180,
+    ("resnet18", 10): 11_173_962, ("resnet18", 100): 11_220_132,
+    ("resnet50", 10): 23_520_842, ("resnet50", 100): 23_705_252,
+}  # fmt: skip
 
 
 def count(model: torch.nn.Module) -> int:
@@ -51,6 +58,11 @@ def test_full_width_embedding_is_512_or_2048_for_resnet50(name):
 @pytest.mark.parametrize("classes", RESNET50_PARAMETERS)
 def test_resnet50_has_the_published_parameter_count(classes):
     assert count(build("resnet50", classes)) == RESNET50_PARAMETERS[classes]
+
+
+@pytest.mark.parametrize(("name", "classes"), DOCUMENTED_PARAMETERS)
+def test_documented_parameter_counts(name, classes):
+    assert count(build(name, classes)) == DOCUMENTED_PARAMETERS[name, classes]
 
 
 def test_resnet50_embeds_to_2048_with_bottlenecks_3_4_6_3():
@@ -122,7 +134,7 @@ def test_model_names_are_checked_without_torch():
     assert embedding_dim("torchvision:resnet50", 1) is None  # known once built
 
 
-# torchvision architectures that work at 32x32 (docs/networks.md), one per family that
+# torchvision architectures that work at 32x32 (docs/science.md#networks), one per family that
 # hides its head differently: a top-level `fc`, the last layer of a `classifier`
 # Sequential (after LayerNorm and Flatten, or after Dropout), and a transformer's `head`.
 TORCHVISION_HEADS = {

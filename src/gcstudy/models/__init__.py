@@ -5,7 +5,7 @@ ResNet-50 in their CIFAR-style forms (3x3 first convolutions, no early downsampl
 and 84x84 inputs), or a torchvision architecture named ``torchvision:<arch>``. The
 *embedding* ``f = model.embed`` is everything before the last linear layer (512-d for VGG
 and ResNet-18, 2048-d for ResNet-50, at width 1); its geometric complexity is what the
-study measures. docs/networks.md describes them.
+study measures. docs/science.md#networks describes them.
 """
 
 from gcstudy.models.resnet import ARCHITECTURES as RESNETS
