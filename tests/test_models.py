@@ -5,7 +5,7 @@ import pytest
 import torch
 import torchvision
 
-from gcstudy.models import MODELS, build
+from gcstudy.models import MODELS, build, build_shapes
 from gcstudy.models.from_torchvision import TorchvisionNet
 from gcstudy.study.networks import check_model_name, embedding_dim, is_model_name
 
@@ -186,3 +186,36 @@ def test_torchvision_architectures_without_a_clear_head_are_refused():
         build("torchvision:resnet18", 10, width=0.5)
     with pytest.raises(ValueError, match=r"unknown model 'torchvision:ResNet18'"):
         build("torchvision:ResNet18", 10)
+
+
+# docs/science.md#networks: torchvision architectures whose embedding has the head's size at
+# 32x32 and 84x84, and those that need larger images (shapes on the meta device).
+AT_32_AND_84 = (
+    "resnet18", "resnet50", "resnext50_32x4d", "wide_resnet50_2", "convnext_tiny",
+    "densenet121", "efficientnet_b0", "efficientnet_v2_s", "mobilenet_v2",
+    "mobilenet_v3_small", "mnasnet0_5", "regnet_y_400mf", "shufflenet_v2_x0_5", "vgg11",
+    "swin_t",
+)  # fmt: skip
+NEED_LARGER = {"vit_b_16": (32, 84), "maxvit_t": (32, 84), "alexnet": (32,)}
+
+
+def embed_shape(arch: str, size: int) -> tuple:
+    model = build_shapes(f"torchvision:{arch}", 10).eval()
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        embedding = model.embed(torch.zeros(2, 3, size, size, device=device))
+    return tuple(embedding.shape), model.embedding_dim
+
+
+@pytest.mark.parametrize("arch", AT_32_AND_84)
+def test_torchvision_networks_take_32x32_and_84x84(arch):
+    for size in (32, 84):
+        shape, dim = embed_shape(arch, size)
+        assert shape == (2, dim)
+
+
+@pytest.mark.parametrize("arch", NEED_LARGER)
+def test_some_torchvision_networks_need_larger_images(arch):
+    for size in NEED_LARGER[arch]:
+        with pytest.raises((RuntimeError, AssertionError)):
+            embed_shape(arch, size)

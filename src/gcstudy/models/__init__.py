@@ -50,14 +50,18 @@ def build(name: str, num_classes: int, in_channels: int = 3, width: float = 1.0)
     return ResNet(name, num_classes, in_channels, width)
 
 
-def check_buildable(name: str, num_classes: int, in_channels: int = 3, width: float = 1.0):
-    """Raise the ValueError ``build`` raises for these arguments, building the network on
-    torch's meta device (shapes only: no memory, no arithmetic; a torchvision network in
-    about 0.1 s), so that a workflow refuses a network it cannot build before any job."""
+def build_shapes(name: str, num_classes: int, in_channels: int = 3, width: float = 1.0):
+    """``build``, on torch's meta device where it can be: shapes only, no memory and no
+    arithmetic (a torchvision network in about 0.1 s), so that a workflow can refuse a
+    network it cannot build before any job. An architecture whose initialisation reads
+    numbers back (torchvision's RegNets) is built on the CPU instead."""
     import torch
 
-    with torch.device("meta"):
-        build(name, num_classes, in_channels, width)
+    try:
+        with torch.device("meta"):
+            return build(name, num_classes, in_channels, width)
+    except RuntimeError:  # "Cannot copy out of meta tensor; no data!"
+        return build(name, num_classes, in_channels, width)
 
 
-__all__ = ["MODELS", "VGG", "ResNet", "build", "check_buildable", "scaled"]
+__all__ = ["MODELS", "VGG", "ResNet", "build", "build_shapes", "scaled"]

@@ -55,7 +55,7 @@ def runs(config: dict, configfiles: list, overrides=None) -> list:
 
 def check_torchvision_networks(runs: list, source: str) -> None:
     """Build every torchvision network the runs name, for its data set's classes and
-    channels, on the meta device (``gcstudy.models.check_buildable``): an architecture
+    channels, on the meta device where it can be (``gcstudy.models.build_shapes``): an architecture
     torchvision does not have, or whose head cannot be found, ends the workflow before any
     job. Imports torch only when a run names one (the name's form is checked torch-free)."""
     named = sorted(
@@ -63,12 +63,12 @@ def check_torchvision_networks(runs: list, source: str) -> None:
     )
     if not named:
         return
-    from gcstudy.models import check_buildable  # imports torch
+    from gcstudy.models import build_shapes  # imports torch
 
     for study, model, dataset in named:
         data = get_spec(dataset)
         try:
-            check_buildable(model, len(data.split_classes("train")), data.channels)
+            build_shapes(model, len(data.split_classes("train")), data.channels)
         except ValueError as error:
             exit_with(f"{source}: studies.{study}.model = {model!r}: {error}")
 
