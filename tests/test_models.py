@@ -8,6 +8,7 @@ import torchvision
 from gcstudy.models import MODELS, build, build_shapes
 from gcstudy.models.from_torchvision import TorchvisionNet
 from gcstudy.study.networks import check_model_name, embedding_dim, is_model_name
+from gcstudy.study.spec import RunSpec, SpecError
 
 torch.set_num_threads(1)
 
@@ -53,6 +54,17 @@ def test_model_is_head_of_embedding(name, in_channels):
 def test_full_width_embedding_is_512_or_2048_for_resnet50(name):
     expected = 2048 if name == "resnet50" else 512
     assert build(name, num_classes=10).embedding_dim == embedding_dim(name, 1) == expected
+
+
+def test_gc_outputs_are_checked_against_each_models_embedding():
+    outputs = dict(width=0.125, gc_method="outputs")
+    assert RunSpec.from_dict({"model": "resnet50", "gc_outputs": 256, **outputs})
+    with pytest.raises(SpecError, match="larger than the 256 outputs of the embedding of resnet50"):
+        RunSpec.from_dict({"model": "resnet50", "gc_outputs": 257, **outputs})
+    with pytest.raises(SpecError, match="larger than the 64 outputs of the embedding of vgg13"):
+        RunSpec.from_dict({"model": "vgg13", "gc_outputs": 65, **outputs})
+    torchvision = {"model": "torchvision:resnet18", "width": 1, "gc_method": "outputs"}
+    assert RunSpec.from_dict({**torchvision, "gc_outputs": 4096})  # known once built
 
 
 @pytest.mark.parametrize("classes", RESNET50_PARAMETERS)
