@@ -31,20 +31,27 @@ from gcstudy.study.spec import FEWSHOT_SHOTS, RunSpec
 TRAIN_PROBES, TEST_PROBES = 1, 4
 
 
-def measure(model, data: RunData, spec: RunSpec, step: int, poincare: float) -> dict:
-    """All traced quantities at ``step`` (floats, and ``gc_per_class`` as a list of C)."""
+def measure(
+    model,
+    data: RunData,
+    spec: RunSpec,
+    step: int,
+    poincare: float,
+    with_head: bool = True,
+    t_interval: bool = False,
+) -> dict:
+    """All traced quantities at ``step`` (floats, and ``gc_per_class`` as a list of C).
+
+    ``with_head=False`` leaves out the head's loss and accuracy (``gcstudy measure``: a
+    network whose head may predict other classes); ``t_interval``: see
+    ``measure_transfer``. The model is left in train mode."""
     recalibrate_batchnorm(model, data, spec)
     model.eval()
     train, test = embed_samples(model, data)
-    values = {
-        "train_loss": F.cross_entropy(train.logits, train.targets).item(),
-        "train_accuracy": accuracy(train.logits, train.targets),
-        "test_loss": F.cross_entropy(test.logits, test.targets).item(),
-        "test_accuracy": accuracy(test.logits, test.targets),
-        **measure_embedding(model, data, spec, step, poincare, train, test),
-    }
+    values = head_metrics(train, test) if with_head else {}
+    values.update(measure_embedding(model, data, spec, step, poincare, train, test))
     if data.target_images is not None:
-        values.update(measure_transfer(model, data, spec))
+        values.update(measure_transfer(model, data, spec, t_interval))
     model.train()
     return values
 
@@ -63,6 +70,16 @@ def embed_samples(model, data: RunData) -> tuple[Embedded, Embedded]:
     train = Embedded(*embed(model, data, data.train_images[train_x]), data.train_targets[train_x])
     test = Embedded(*embed(model, data, data.test_images[test_x]), data.test_targets[test_x])
     return train, test
+
+
+def head_metrics(train: Embedded, test: Embedded) -> dict:
+    """Cross-entropy and accuracy of the head on the training feature and test samples."""
+    return {
+        "train_loss": F.cross_entropy(train.logits, train.targets).item(),
+        "train_accuracy": accuracy(train.logits, train.targets),
+        "test_loss": F.cross_entropy(test.logits, test.targets).item(),
+        "test_accuracy": accuracy(test.logits, test.targets),
+    }
 
 
 def measure_embedding(

@@ -1,0 +1,277 @@
+"""``gcstudy measure``: trained networks measured through the real command, against oracles.
+
+A tiny digits-FS run (source digits 0-4, target 5-9) is trained once. The command measures
+it in its three forms (the run folder, its model.pt, ``vgg11=STATE_DICT.pt``) in a
+subprocess; the numbers are checked against
+
+* the run's own trace at its last step (measured with the run's sample sizes, the command
+  must reproduce the trace, which tests/test_traced_values.py checks against formulas),
+* the exact GC and geometric collapse recomputed here with plain autograd and numpy,
+* a network whose embedding is exactly twice the run's (GC x 4, NC unchanged) for the
+  ranking, and the Student-t interval against scipy and ``statistics``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+import platform
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from scipy import stats
+from tiny_study import TINY_DEFAULTS
+
+from gcstudy.cli import main
+from gcstudy.data.run_data import load_run_data
+from gcstudy.metrics.fewshot import fewshot_eval
+from gcstudy.models import build
+from gcstudy.study import seals, traces
+from gcstudy.study.spec import RunSpec
+from gcstudy.training.trainer import run
+
+RUN = {**TINY_DEFAULTS, "dataset": "digits_fs", "batch_size": 32, "fewshot_episodes": 100}
+# The run's sample sizes and episodes as options: the command then measures what the trace did.
+AS_TRACED = [
+    "--gc-examples", RUN["gc_examples"], "--feature-examples", RUN["feature_examples"],
+    "--test-examples", RUN["test_examples"], "--fewshot-episodes", RUN["fewshot_episodes"],
+    "--bn-recalibration-examples", RUN["bn_recalibration_examples"],
+]  # fmt: skip
+# Computed in float64 by a Krylov iteration whose BLAS sums depend on the thread count: the
+# trainer's process and the command's may round the last bits differently.
+KRYLOV = ("poincare_constant", "bound_gc")
+HEAD = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")  # not measured
+TRANSFER = ("target_nc", "fewshot_1shot_accuracy", "fewshot_5shot_accuracy")
+
+
+def gcstudy(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "gcstudy.cli", "-q", *map(str, args)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def measured(*args) -> tuple[xr.Dataset, str]:
+    """The file and the printed table of a successful ``gcstudy measure`` (``--out`` last)."""
+    done = gcstudy("measure", *args)
+    assert done.returncode == 0, done.stderr
+    with xr.open_dataset(args[-1], engine="h5netcdf") as file:
+        return file.load(), done.stdout
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict[str, Path]:
+    """The run folder, a bare state dict of it, and a model.pt whose embedding is exactly
+    twice the run's (the last BatchNorm's scale and shift doubled; ReLU and max-pooling
+    after it are positively homogeneous)."""
+    root = tmp_path_factory.mktemp("measure")
+    folder = root / "run"
+    assert run(RunSpec.from_dict(RUN), folder, progress=False) == "complete"
+    saved = torch.load(folder / "model.pt", weights_only=True)
+    torch.save(saved["state_dict"], root / "weights.pt")
+    doubled = copy.deepcopy(saved)
+    last_norm = [k for k in doubled["state_dict"] if k.endswith(".running_var")][-1]
+    for key in ("weight", "bias"):
+        doubled["state_dict"][last_norm.replace("running_var", key)] *= 2
+    torch.save(doubled, root / "doubled.pt")
+    return {"run": folder, "state_dict": root / "weights.pt", "doubled": root / "doubled.pt"}
+
+
+@pytest.fixture(scope="module")
+def as_traced(trained, tmp_path_factory) -> tuple[xr.Dataset, str]:
+    """The run measured as a run folder and as its model.pt, with the run's settings."""
+    out = tmp_path_factory.mktemp("out") / "measured.nc"
+    run_dir = trained["run"]
+    return measured(run_dir, run_dir / "model.pt", "--dataset", "digits_fs", *AS_TRACED,
+                    "--out", out)  # fmt: skip
+
+
+def test_a_run_measured_with_its_settings_reproduces_its_trace(trained, as_traced):
+    file, _ = as_traced
+    last = traces.read(trained["run"] / "trace.h5").isel(step=-1)
+    compared = [n for n in file.data_vars if n in last and not n.endswith("_ci95")]
+    not_measured = {"examples_seen", "wall_time", *HEAD}
+    assert set(compared) == {
+        n for n in traces.VARIABLES if n not in not_measured and not n.endswith("_ci95")
+    }
+    for name in compared:
+        check = np.testing.assert_allclose if name in KRYLOV else np.testing.assert_array_equal
+        options = {"rtol": 1e-12} if name in KRYLOV else {}
+        for network in file.network.values:
+            check(file[name].sel(network=network).values, last[name].values, err_msg=name,
+                  **options)  # fmt: skip
+    assert file.poincare_constant.values[0] == pytest.approx(
+        last.attrs["facts"]["poincare_constant"], rel=1e-12
+    )
+    assert not set(HEAD) & set(file)
+
+
+def test_the_interval_is_student_t(trained, as_traced):
+    """The trace's interval is 1.96 sd / sqrt(n); the command's t_{0.975, n-1} sd / sqrt(n)."""
+    file, _ = as_traced
+    last = traces.read(trained["run"] / "trace.h5").isel(step=-1)
+    n = RUN["fewshot_episodes"]
+    for shots in (1, 5):
+        name = f"fewshot_{shots}shot_ci95"
+        sd = last[name].item() * math.sqrt(n) / 1.96
+        expected = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+        assert file[name].values[0] == pytest.approx(expected, rel=1e-12)
+
+
+def test_student_t_interval_against_statistics():
+    features = torch.randn(200, 6, generator=torch.Generator().manual_seed(1))
+    labels = torch.arange(200) % 8
+    result = fewshot_eval(features, labels, shots=1, episodes=600, seed=3)
+    accuracies = result.per_episode.tolist()
+    t = statistics.NormalDist().inv_cdf(0.975)  # the normal quantile, for the ratio below
+    expected = stats.t.ppf(0.975, 599) * statistics.stdev(accuracies) / math.sqrt(600)
+    assert result.ci95_t == pytest.approx(expected, rel=1e-12)
+    assert result.ci95_t / result.ci95 == pytest.approx(stats.t.ppf(0.975, 599) / 1.96)
+    assert stats.t.ppf(0.975, 599) / t > 1.001  # t is wider than the normal interval
+
+
+def test_the_three_forms_of_a_network_agree(trained, as_traced, tmp_path):
+    """model.pt = run folder; a bare state dict gets the data set's normalisation (here the
+    run's, same data) and step 0 for its probes, so all but the Hutchinson GC agree."""
+    folder_file, _ = as_traced
+    assert (folder_file.source.values == str(trained["run"].absolute() / "model.pt")).all()
+    for name in folder_file.data_vars:
+        np.testing.assert_array_equal(*folder_file[name].values[:2], err_msg=name)
+    bare, _ = measured(f"vgg11={trained['state_dict']}", "--width", RUN["width"], "--dataset",
+                       "digits_fs", *AS_TRACED, "--out", tmp_path / "bare.nc")  # fmt: skip
+    assert bare.normalised_as.values.tolist() == ["data set"]
+    assert bare.step.values.tolist() == [0] and bare.model.values.tolist() == ["vgg11"]
+    np.testing.assert_array_equal(bare.normalisation_mean[0], folder_file.normalisation_mean[0])
+    probed = ("gc", "gc_stderr", "gc_per_class", "gc_test", "gc_test_stderr", "bound_gc",
+              "geometric_collapse", "geometric_collapse_test")  # fmt: skip
+    for name in set(bare.data_vars) - set(probed):
+        np.testing.assert_allclose(bare[name][0], folder_file[name][0], rtol=1e-12, err_msg=name)
+    assert bare.gc.item() != folder_file.gc.values[0]  # other probes: the check can fail
+
+
+def test_exact_gc_and_geometric_collapse_against_autograd(trained, tmp_path):
+    file, _ = measured(f"vgg11={trained['state_dict']}", "--width", RUN["width"], "--dataset",
+                       "digits_fs", *AS_TRACED, "--gc-method", "exact", "--out",
+                       tmp_path / "exact.nc")  # fmt: skip
+    spec = RunSpec.from_dict(RUN)
+    data = load_run_data(spec, torch.device("cpu"))
+    model = build("vgg11", 5, 1, RUN["width"])
+    model.load_state_dict(torch.load(trained["state_dict"], weights_only=True))
+    model.eval()
+    x = data.normalise(data.train_images[data.gc_sample])
+    per_example = np.array([
+        torch.autograd.functional.jacobian(lambda v: model.embed(v[None])[0], xi)
+        .double().square().sum().item()
+        for xi in x
+    ])  # fmt: skip
+    assert file.gc.item() == pytest.approx(per_example.mean(), rel=1e-5)
+    assert file.gc_stderr.item() == pytest.approx(
+        per_example.std(ddof=1) / math.sqrt(len(x)), rel=1e-4
+    )
+    labels = data.train_targets[data.gc_sample].numpy()
+    per_class = np.array([per_example[labels == c].mean() for c in range(5)])
+    np.testing.assert_allclose(file.gc_per_class[0], per_class, rtol=1e-5)
+    with torch.no_grad():
+        features = model.embed(data.normalise(data.train_images[data.feature_sample])).double()
+    targets = data.train_targets[data.feature_sample].numpy()
+    means = np.stack([features.numpy()[targets == c].mean(axis=0) for c in range(5)])
+    pairs = [(i, j) for i in range(5) for j in range(i + 1, 5)]
+    collapse = np.mean([(per_class[i] + per_class[j]) / (2 * np.sum((means[i] - means[j]) ** 2))
+                        for i, j in pairs])  # fmt: skip
+    assert file.geometric_collapse.item() == pytest.approx(collapse, rel=1e-5)
+
+
+def test_networks_are_ranked_by_gc_lowest_first(trained, as_traced, tmp_path):
+    """The doubled network: GC x 4 with the same probes (its model.pt keeps the run's
+    step), NC unchanged; both argument orders give the same ranked table."""
+    run_dir, doubled = trained["run"], trained["doubled"]
+    files = [measured(*order, "--dataset", "digits_fs", *AS_TRACED, "--out", tmp_path / f"{k}.nc")
+             for k, order in enumerate([(doubled, run_dir), (run_dir, doubled)])]  # fmt: skip
+    for file, printed in files:
+        assert file.network.values.tolist() == [str(run_dir), str(doubled)]
+        assert file["rank"].values.tolist() == [1, 2]
+        assert file.gc.values[1] == pytest.approx(4 * file.gc.values[0], rel=1e-6)
+        assert file.nc_train.values[1] == pytest.approx(file.nc_train.values[0], rel=1e-6)
+        rows = [line.split()[:2] for line in printed.splitlines()[1:3]]
+        assert rows == [["1", str(run_dir)], ["2", str(doubled)]]
+
+
+def test_the_file_records_its_provenance(trained, as_traced):
+    file, printed = as_traced
+    weights = trained["run"] / "model.pt"
+    assert file.sha256.values.tolist() == [hashlib.sha256(weights.read_bytes()).hexdigest()] * 2
+    assert file.model.values.tolist() == ["vgg11"] * 2
+    assert file.width.values.tolist() == [RUN["width"]] * 2
+    assert file.step.values.tolist() == [RUN["steps"]] * 2
+    assert file.normalised_as.values.tolist() == ["trained"] * 2
+    settings = json.loads(file.attrs["settings"])
+    assert settings["fewshot_episodes"] == RUN["fewshot_episodes"]
+    assert settings["dataset"] == "digits_fs" and settings["seed"] == 0
+    assert json.loads(file.attrs["versions"])["torch"] == torch.__version__
+    assert file.attrs["host"] == platform.node() and file.attrs["git_commit"]
+    assert file.attrs["command"].startswith("gcstudy -q measure ")
+    assert file.attrs["command"].endswith(" --out " + str(file.encoding["source"]))
+    assert file.attrs["target_metrics"].startswith("measured on the 5 target classes")
+    assert file.gc.attrs["units"] == "1" and "Student-t" in file.fewshot_5shot_ci95.long_name
+    assert "ranked by gc (lowest first)" in printed
+
+
+def test_a_set_without_target_classes_skips_the_target_metrics(trained, tmp_path):
+    """digits (all 10 classes are source classes): a note, no target variables; the
+    defaults of the settings are recorded (600 episodes, the RFS convention)."""
+    out = tmp_path / "digits.nc"
+    done = gcstudy("measure", f"vgg11={trained['state_dict']}", "--width", RUN["width"],
+                   "--dataset", "digits", "--gc-examples", 20, "--feature-examples", 60,
+                   "--test-examples", 60, "--out", out)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "skipped: data set 'digits' has no target classes" in done.stdout
+    assert "skipped" in done.stderr
+    with xr.open_dataset(out, engine="h5netcdf") as file:
+        assert file.attrs["target_metrics"].startswith("skipped")
+        assert not set(TRANSFER) & set(file.data_vars) and file.sizes["class"] == 10
+        assert json.loads(file.attrs["settings"])["fewshot_episodes"] == 600
+    assert seals.problem(out) is None  # written atomically and sealed
+
+
+@pytest.mark.parametrize(
+    ("network", "options", "message"),
+    [
+        ("missing/run", [], "missing/run: no such file or folder"),
+        ("vgg11=missing.pt", [], "no such state-dict file 'missing.pt'"),
+        ("{state_dict}", [], "not a gcstudy model.pt"),
+        ("vgg11={state_dict}", ["--width", "0.125"], "does not fit vgg11 at width 0.125"),
+        ("resnet18={state_dict}", ["--width", "0.0625"], "does not fit resnet18"),
+        ("vgg11={model}", [], "a gcstudy model.pt; give it without 'vgg11='"),
+        ("{run}", ["--gc-examples", "-1"], "key 'gc_examples' = -1: must be >= 0"),
+        ("{run}", ["--dataset", "nope"], "key 'dataset' = 'nope'"),
+    ],
+)
+def test_bad_input_is_refused_before_measuring(trained, tmp_path, caplog, network, options,
+                                               message):  # fmt: skip
+    """In-process (the same command, faster): exit status 2, one line naming the problem,
+    no file."""
+    paths = {"state_dict": trained["state_dict"], "run": trained["run"],
+             "model": trained["run"] / "model.pt"}  # fmt: skip
+    out = tmp_path / "bad.nc"
+    argv = ["measure", network.format(**paths), "--dataset", "digits_fs", *options,
+            "--out", str(out)]  # fmt: skip
+    with caplog.at_level(logging.ERROR, logger="gcstudy"):
+        assert main(argv) == 2
+    assert message in caplog.text
+    assert not out.exists()
+
+
+def test_a_network_named_twice_is_refused(trained, tmp_path, caplog):
+    with caplog.at_level(logging.ERROR, logger="gcstudy"):
+        status = main(["measure", str(trained["run"]), str(trained["run"]), "--dataset",
+                       "digits_fs", "--out", str(tmp_path / "twice.nc")])  # fmt: skip
+    assert status == 2 and "named more than once" in caplog.text
