@@ -70,29 +70,50 @@ def measured(*args) -> tuple[xr.Dataset, str]:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict[str, Path]:
-    """The run folder, a bare state dict of it, and a model.pt whose embedding is exactly
-    twice the run's (the last BatchNorm's scale and shift doubled; ReLU and max-pooling
-    after it are positively homogeneous)."""
+    """The run folder and three networks made from its weights:
+
+    * ``foreign``: a bare state dict with a 7-way head (as if pre-trained on other classes)
+      and BatchNorm running statistics reset to (0, 1), which only recalibration undoes;
+    * ``doubled``: a model.pt whose embedding is exactly twice the run's (the last
+      BatchNorm's scale and shift doubled; the ReLU and max-pool after it are positively
+      homogeneous);
+    * ``renormalised``: a model.pt that records another input normalisation."""
     root = tmp_path_factory.mktemp("measure")
     folder = root / "run"
     assert run(RunSpec.from_dict(RUN), folder, progress=False) == "complete"
     saved = torch.load(folder / "model.pt", weights_only=True)
-    torch.save(saved["state_dict"], root / "weights.pt")
+    foreign = build("vgg11", 7, 1, RUN["width"]).state_dict()
+    foreign.update({k: v for k, v in saved["state_dict"].items() if not k.startswith("head.")})
+    for key in foreign:
+        if key.endswith(("running_mean", "running_var")):
+            foreign[key] = torch.full_like(foreign[key], float(key.endswith("var")))
+    torch.save(foreign, root / "foreign.pt")
     doubled = copy.deepcopy(saved)
     last_norm = [k for k in doubled["state_dict"] if k.endswith(".running_var")][-1]
     for key in ("weight", "bias"):
         doubled["state_dict"][last_norm.replace("running_var", key)] *= 2
     torch.save(doubled, root / "doubled.pt")
-    return {"run": folder, "state_dict": root / "weights.pt", "doubled": root / "doubled.pt"}
+    torch.save({**saved, "normalisation": {"mean": [0.5], "std": [0.25]}}, root / "renorm.pt")
+    return {"run": folder, "foreign": root / "foreign.pt", "doubled": root / "doubled.pt",
+            "renormalised": root / "renorm.pt"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def as_traced(trained, tmp_path_factory) -> tuple[xr.Dataset, str]:
-    """The run measured as a run folder and as its model.pt, with the run's settings."""
+    """The doubled network, the run folder and its model.pt, with the run's settings."""
     out = tmp_path_factory.mktemp("out") / "measured.nc"
     run_dir = trained["run"]
-    return measured(run_dir, run_dir / "model.pt", "--dataset", "digits_fs", *AS_TRACED,
-                    "--out", out)  # fmt: skip
+    return measured(trained["doubled"], run_dir, run_dir / "model.pt", "--dataset",
+                    "digits_fs", *AS_TRACED, "--out", out)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def foreign(trained, tmp_path_factory) -> xr.Dataset:
+    """The foreign state dict measured with the run's settings and the exact GC."""
+    out = tmp_path_factory.mktemp("out") / "foreign.nc"
+    file, _ = measured(f"vgg11={trained['foreign']}", "--width", RUN["width"], "--dataset",
+                       "digits_fs", *AS_TRACED, "--gc-method", "exact", "--out", out)  # fmt: skip
+    return file
 
 
 def test_a_run_measured_with_its_settings_reproduces_its_trace(trained, as_traced):
@@ -106,10 +127,10 @@ def test_a_run_measured_with_its_settings_reproduces_its_trace(trained, as_trace
     for name in compared:
         check = np.testing.assert_allclose if name in KRYLOV else np.testing.assert_array_equal
         options = {"rtol": 1e-12} if name in KRYLOV else {}
-        for network in file.network.values:
-            check(file[name].sel(network=network).values, last[name].values, err_msg=name,
-                  **options)  # fmt: skip
-    assert file.poincare_constant.values[0] == pytest.approx(
+        for network in (trained["run"], trained["run"] / "model.pt"):
+            check(file[name].sel(network=str(network)).values, last[name].values,
+                  err_msg=name, **options)  # fmt: skip
+    assert file.poincare_constant.values[1] == pytest.approx(
         last.attrs["facts"]["poincare_constant"], rel=1e-12
     )
     assert not set(HEAD) & set(file)
@@ -124,7 +145,9 @@ def test_the_interval_is_student_t(trained, as_traced):
         name = f"fewshot_{shots}shot_ci95"
         sd = last[name].item() * math.sqrt(n) / 1.96
         expected = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
-        assert file[name].values[0] == pytest.approx(expected, rel=1e-12)
+        assert file[name].sel(network=str(trained["run"])).item() == pytest.approx(
+            expected, rel=1e-12
+        )
 
 
 def test_student_t_interval_against_statistics():
@@ -132,40 +155,47 @@ def test_student_t_interval_against_statistics():
     labels = torch.arange(200) % 8
     result = fewshot_eval(features, labels, shots=1, episodes=600, seed=3)
     accuracies = result.per_episode.tolist()
-    t = statistics.NormalDist().inv_cdf(0.975)  # the normal quantile, for the ratio below
     expected = stats.t.ppf(0.975, 599) * statistics.stdev(accuracies) / math.sqrt(600)
     assert result.ci95_t == pytest.approx(expected, rel=1e-12)
+    normal = statistics.NormalDist().inv_cdf(0.975)
     assert result.ci95_t / result.ci95 == pytest.approx(stats.t.ppf(0.975, 599) / 1.96)
-    assert stats.t.ppf(0.975, 599) / t > 1.001  # t is wider than the normal interval
+    assert stats.t.ppf(0.975, 599) / normal > 1.001  # t is wider than the normal interval
 
 
-def test_the_three_forms_of_a_network_agree(trained, as_traced, tmp_path):
-    """model.pt = run folder; a bare state dict gets the data set's normalisation (here the
-    run's, same data) and step 0 for its probes, so all but the Hutchinson GC agree."""
-    folder_file, _ = as_traced
-    assert (folder_file.source.values == str(trained["run"].absolute() / "model.pt")).all()
-    for name in folder_file.data_vars:
-        np.testing.assert_array_equal(*folder_file[name].values[:2], err_msg=name)
-    bare, _ = measured(f"vgg11={trained['state_dict']}", "--width", RUN["width"], "--dataset",
-                       "digits_fs", *AS_TRACED, "--out", tmp_path / "bare.nc")  # fmt: skip
-    assert bare.normalised_as.values.tolist() == ["data set"]
-    assert bare.step.values.tolist() == [0] and bare.model.values.tolist() == ["vgg11"]
-    np.testing.assert_array_equal(bare.normalisation_mean[0], folder_file.normalisation_mean[0])
+def test_a_run_folder_and_its_model_file_agree(trained, as_traced):
+    file, _ = as_traced
+    folder, model = (
+        file.sel(network=str(n)) for n in (trained["run"], trained["run"] / "model.pt")
+    )
+    assert folder.source.item() == model.source.item() == str(trained["run"] / "model.pt")
+    for name in file.data_vars:
+        np.testing.assert_array_equal(folder[name], model[name], err_msg=name)
+
+
+def test_a_foreign_state_dict_is_measured_like_the_run(trained, as_traced, foreign):
+    """Another head size and stale BatchNorm statistics: the embedding is the run's, BN is
+    recalibrated as the trace does, and the input normalisation is the data set's (here
+    the run's own, computed again: same training pixels), so every quantity but GC (other
+    estimator, step 0) equals the run's."""
+    file, _ = as_traced
+    folder = file.sel(network=str(trained["run"]))
+    assert foreign.normalised_as.values.tolist() == ["data set"]
+    assert foreign.step.values.tolist() == [0] and foreign.model.values.tolist() == ["vgg11"]
+    pixels = load_run_data(RunSpec.from_dict(RUN), torch.device("cpu")).train_images.numpy()
+    assert foreign.normalisation_mean.item() == pytest.approx(pixels.mean() / 255, rel=1e-6)
+    assert foreign.normalisation_std.item() == pytest.approx((pixels / 255).std(ddof=1), rel=1e-6)
     probed = ("gc", "gc_stderr", "gc_per_class", "gc_test", "gc_test_stderr", "bound_gc",
               "geometric_collapse", "geometric_collapse_test")  # fmt: skip
-    for name in set(bare.data_vars) - set(probed):
-        np.testing.assert_allclose(bare[name][0], folder_file[name][0], rtol=1e-12, err_msg=name)
-    assert bare.gc.item() != folder_file.gc.values[0]  # other probes: the check can fail
+    for name in set(foreign.data_vars) - set(probed):
+        np.testing.assert_allclose(foreign[name][0], folder[name], rtol=1e-12, err_msg=name)
 
 
-def test_exact_gc_and_geometric_collapse_against_autograd(trained, tmp_path):
-    file, _ = measured(f"vgg11={trained['state_dict']}", "--width", RUN["width"], "--dataset",
-                       "digits_fs", *AS_TRACED, "--gc-method", "exact", "--out",
-                       tmp_path / "exact.nc")  # fmt: skip
-    spec = RunSpec.from_dict(RUN)
-    data = load_run_data(spec, torch.device("cpu"))
+def test_exact_gc_and_geometric_collapse_against_autograd(trained, foreign):
+    """The foreign network's exact GC against Jacobians from autograd on the run's weights
+    (whose saved BatchNorm statistics are the recalibrated ones), with numpy formulas."""
+    data = load_run_data(RunSpec.from_dict(RUN), torch.device("cpu"))
     model = build("vgg11", 5, 1, RUN["width"])
-    model.load_state_dict(torch.load(trained["state_dict"], weights_only=True))
+    model.load_state_dict(torch.load(trained["run"] / "model.pt", weights_only=True)["state_dict"])
     model.eval()
     x = data.normalise(data.train_images[data.gc_sample])
     per_example = np.array([
@@ -173,46 +203,78 @@ def test_exact_gc_and_geometric_collapse_against_autograd(trained, tmp_path):
         .double().square().sum().item()
         for xi in x
     ])  # fmt: skip
-    assert file.gc.item() == pytest.approx(per_example.mean(), rel=1e-5)
-    assert file.gc_stderr.item() == pytest.approx(
+    assert foreign.gc.item() == pytest.approx(per_example.mean(), rel=1e-5)
+    assert foreign.gc_stderr.item() == pytest.approx(
         per_example.std(ddof=1) / math.sqrt(len(x)), rel=1e-4
     )
     labels = data.train_targets[data.gc_sample].numpy()
     per_class = np.array([per_example[labels == c].mean() for c in range(5)])
-    np.testing.assert_allclose(file.gc_per_class[0], per_class, rtol=1e-5)
+    np.testing.assert_allclose(foreign.gc_per_class[0], per_class, rtol=1e-5)
     with torch.no_grad():
         features = model.embed(data.normalise(data.train_images[data.feature_sample])).double()
-    targets = data.train_targets[data.feature_sample].numpy()
-    means = np.stack([features.numpy()[targets == c].mean(axis=0) for c in range(5)])
+    means = class_means(features.numpy(), data.train_targets[data.feature_sample].numpy())
     pairs = [(i, j) for i in range(5) for j in range(i + 1, 5)]
     collapse = np.mean([(per_class[i] + per_class[j]) / (2 * np.sum((means[i] - means[j]) ** 2))
                         for i, j in pairs])  # fmt: skip
-    assert file.geometric_collapse.item() == pytest.approx(collapse, rel=1e-5)
+    assert foreign.geometric_collapse.item() == pytest.approx(collapse, rel=1e-5)
+
+
+def class_means(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return np.stack([features[labels == c].mean(axis=0) for c in np.unique(labels)])
+
+
+def test_a_recorded_normalisation_is_used(trained, tmp_path):
+    """A model.pt's own normalisation feeds the network; with recalibration off, NC equals
+    the CDNV of features computed here with that normalisation and the saved statistics."""
+    file, _ = measured(trained["renormalised"], "--dataset", "digits_fs", *AS_TRACED,
+                       "--bn-recalibration-examples", 0, "--out", tmp_path / "r.nc")  # fmt: skip
+    assert file.normalised_as.values.tolist() == ["trained"]
+    assert (file.normalisation_mean.item(), file.normalisation_std.item()) == (0.5, 0.25)
+    data = load_run_data(RunSpec.from_dict(RUN), torch.device("cpu"))
+    model = build("vgg11", 5, 1, RUN["width"])
+    model.load_state_dict(torch.load(trained["renormalised"], weights_only=True)["state_dict"])
+    model.eval()
+    images = data.train_images[data.feature_sample].double() / 255
+    with torch.no_grad():
+        features = model.embed(((images - 0.5) / 0.25).float()).double().numpy()
+    labels = data.train_targets[data.feature_sample].numpy()
+    means = class_means(features, labels)
+    spread = np.array([np.square(features[labels == c] - means[c]).sum(axis=1).mean()
+                       for c in range(5)])  # fmt: skip
+    cdnv = np.mean([(spread[i] + spread[j]) / (2 * np.sum((means[i] - means[j]) ** 2))
+                    for i in range(5) for j in range(i + 1, 5)])  # fmt: skip
+    assert file.nc_train.item() == pytest.approx(cdnv, rel=1e-5)
 
 
 def test_networks_are_ranked_by_gc_lowest_first(trained, as_traced, tmp_path):
     """The doubled network: GC x 4 with the same probes (its model.pt keeps the run's
-    step), NC unchanged; both argument orders give the same ranked table."""
+    step), NC unchanged; given first or last, it is ranked last."""
     run_dir, doubled = trained["run"], trained["doubled"]
-    files = [measured(*order, "--dataset", "digits_fs", *AS_TRACED, "--out", tmp_path / f"{k}.nc")
-             for k, order in enumerate([(doubled, run_dir), (run_dir, doubled)])]  # fmt: skip
-    for file, printed in files:
-        assert file.network.values.tolist() == [str(run_dir), str(doubled)]
-        assert file["rank"].values.tolist() == [1, 2]
-        assert file.gc.values[1] == pytest.approx(4 * file.gc.values[0], rel=1e-6)
-        assert file.nc_train.values[1] == pytest.approx(file.nc_train.values[0], rel=1e-6)
-        rows = [line.split()[:2] for line in printed.splitlines()[1:3]]
-        assert rows == [["1", str(run_dir)], ["2", str(doubled)]]
+    again = measured(run_dir, doubled, "--dataset", "digits_fs", *AS_TRACED,
+                     "--out", tmp_path / "again.nc")  # fmt: skip
+    for file, printed in (as_traced, again):
+        assert file.network.values.tolist()[-1] == str(doubled)
+        assert file["rank"].values.tolist() == list(range(1, file.sizes["network"] + 1))
+        assert np.all(np.diff(file.gc.values) >= 0)
+        first, last = file.isel(network=0), file.isel(network=-1)
+        assert last.gc.item() == pytest.approx(4 * first.gc.item(), rel=1e-6)
+        assert last.nc_train.item() == pytest.approx(first.nc_train.item(), rel=1e-6)
+        count = file.sizes["network"]
+        rows = [line.split()[:2] for line in printed.splitlines()[1 : count + 1]]
+        assert rows[0] == ["1", str(run_dir)] and rows[-1] == [str(count), str(doubled)]
 
 
 def test_the_file_records_its_provenance(trained, as_traced):
     file, printed = as_traced
+    folder = file.sel(network=str(trained["run"]))
     weights = trained["run"] / "model.pt"
-    assert file.sha256.values.tolist() == [hashlib.sha256(weights.read_bytes()).hexdigest()] * 2
-    assert file.model.values.tolist() == ["vgg11"] * 2
-    assert file.width.values.tolist() == [RUN["width"]] * 2
-    assert file.step.values.tolist() == [RUN["steps"]] * 2
-    assert file.normalised_as.values.tolist() == ["trained"] * 2
+    assert folder.sha256.item() == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert (
+        file.sel(network=str(trained["doubled"])).sha256.item()
+        == hashlib.sha256(trained["doubled"].read_bytes()).hexdigest()
+    )
+    assert (folder.model.item(), folder.width.item()) == ("vgg11", RUN["width"])
+    assert folder.step.item() == RUN["steps"] and folder.normalised_as.item() == "trained"
     settings = json.loads(file.attrs["settings"])
     assert settings["fewshot_episodes"] == RUN["fewshot_episodes"]
     assert settings["dataset"] == "digits_fs" and settings["seed"] == 0
@@ -229,7 +291,7 @@ def test_a_set_without_target_classes_skips_the_target_metrics(trained, tmp_path
     """digits (all 10 classes are source classes): a note, no target variables; the
     defaults of the settings are recorded (600 episodes, the RFS convention)."""
     out = tmp_path / "digits.nc"
-    done = gcstudy("measure", f"vgg11={trained['state_dict']}", "--width", RUN["width"],
+    done = gcstudy("measure", f"vgg11={trained['foreign']}", "--width", RUN["width"],
                    "--dataset", "digits", "--gc-examples", 20, "--feature-examples", 60,
                    "--test-examples", 60, "--out", out)  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -259,7 +321,7 @@ def test_bad_input_is_refused_before_measuring(trained, tmp_path, caplog, networ
                                                message):  # fmt: skip
     """In-process (the same command, faster): exit status 2, one line naming the problem,
     no file."""
-    paths = {"state_dict": trained["state_dict"], "run": trained["run"],
+    paths = {"state_dict": trained["foreign"], "run": trained["run"],
              "model": trained["run"] / "model.pt"}  # fmt: skip
     out = tmp_path / "bad.nc"
     argv = ["measure", network.format(**paths), "--dataset", "digits_fs", *options,
