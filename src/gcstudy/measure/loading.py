@@ -81,7 +81,8 @@ def load_network(argument: str, in_channels: int, num_classes: int, width: float
     name, path = weights_file(argument)
     saved = read_weights(path)
     if name is None:
-        model, spec, normalisation = from_model_file(saved, path, in_channels)
+        model, spec, normalisation = from_model_file(saved, path)
+        check_trained(saved, path, in_channels)
         name, width, step = spec.model, spec.width, saved["step"]
     else:
         model = from_state_dict(saved, path, name, in_channels, num_classes, width)
@@ -111,7 +112,7 @@ def read_weights(path: Path) -> dict:
     return saved
 
 
-def from_model_file(saved: dict, path: Path, in_channels: int):
+def from_model_file(saved: dict, path: Path):
     """(model, run spec, normalisation) of a gcstudy model.pt read into ``saved``."""
     missing = [key for key in MODEL_FILE_KEYS if key not in saved]
     if missing:
@@ -119,19 +120,22 @@ def from_model_file(saved: dict, path: Path, in_channels: int):
             f"{path}: not a gcstudy model.pt (no {', '.join(map(repr, missing))}); for a "
             "bare state dict write MODEL=STATE_DICT.pt (e.g. resnet18=weights.pt)"
         )
+    spec = RunSpec.from_dict(saved["spec"], source=f"{path}: run spec")
+    model = build(spec.model, len(saved["classes"]), saved["in_channels"], spec.width)
+    fit(model, saved["state_dict"], path, f"{spec.model} at width {spec.width}")
+    norm = saved["normalisation"]
+    return model, spec, (list(norm["mean"]), list(norm["std"]))
+
+
+def check_trained(saved: dict, path: Path, in_channels: int) -> None:
+    """A model.pt to measure: a run that did not diverge, for images of ``in_channels``."""
     if saved["status"] == "diverged":
         raise ValueError(f"{path}: the run diverged; its weights are not finite")
-    spec = RunSpec.from_dict(saved["spec"], source=f"{path}: run spec")
     if saved["in_channels"] != in_channels:
         raise ValueError(
             f"{path}: the network takes {saved['in_channels']}-channel images, the data set "
             f"has {in_channels}"
         )
-    head_rows = len(saved["classes"])
-    model = build(spec.model, head_rows, in_channels, spec.width)
-    fit(model, saved["state_dict"], path, f"{spec.model} at width {spec.width}")
-    norm = saved["normalisation"]
-    return model, spec, (list(norm["mean"]), list(norm["std"]))
 
 
 def from_state_dict(

@@ -8,7 +8,8 @@ collapse are measured on a fixed training sample and, with independent probes, o
 test sample (docs/science.md#gc-estimators).
 
 (``gcstudy.measure.evaluations`` holds the evaluations of a finished run; this module the per-step
-measurements during training.)
+measurements during training, which ``gcstudy.measure.trained`` also applies to any trained
+network: one composition, so ``gcstudy measure`` reproduces a run's trace.)
 """
 
 from __future__ import annotations
