@@ -7,7 +7,9 @@
   and the ``torchvision:<arch>`` names) and a file of ``torch.save(model.state_dict())``.
   The head's number of outputs is read from the file (a network pre-trained on other
   classes keeps its head; the measurements use only the embedding); gcstudy's networks
-  take the ``width`` given; the input channels are the data set's.
+  take the ``width`` given; the input channels are the data set's. A torchvision
+  network's file may be torchvision's own state dict (``fc.weight``, ...) or that of
+  gcstudy's wrapper of it.
 
 An argument that is an existing path is a run folder or a model.pt even if it holds ``=``.
 Every check (the file, its format, that the weights fit the network and are finite) runs
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from gcstudy.models import build
+from gcstudy.models import MODELS, build
 from gcstudy.study import seals
 from gcstudy.study.runfolder import RunFolder
 from gcstudy.study.spec import RunSpec
@@ -122,7 +124,7 @@ def from_model_file(saved: dict, path: Path):
         )
     spec = RunSpec.from_dict(saved["spec"], source=f"{path}: run spec")
     model = build(spec.model, len(saved["classes"]), saved["in_channels"], spec.width)
-    fit(model, saved["state_dict"], path, f"{spec.model} at width {spec.width}")
+    fit(model.load_state_dict, saved["state_dict"], path, f"{spec.model} at width {spec.width}")
     norm = saved["normalisation"]
     return model, spec, (list(norm["mean"]), list(norm["std"]))
 
@@ -142,17 +144,24 @@ def from_state_dict(
     saved: dict, path: Path, name: str, in_channels: int, num_classes: int, width: float
 ):
     """The network ``name`` with the bare state dict ``saved`` loaded; the head is built
-    with as many outputs as the file's head weight has rows."""
+    with as many outputs as the file's head weight has rows. ``width`` applies to
+    gcstudy's own networks (``MODELS``); others are built at width 1. A network that can
+    also load its architecture's own layout (a ``torchvision:<arch>`` network of
+    ``gcstudy.models``: ``load_torchvision_state_dict``, head ``head_name``) takes either."""
     if "state_dict" in saved and "spec" in saved:
         raise ValueError(f"{path}: a gcstudy model.pt; give it without {name + '='!r}")
     if not all(isinstance(v, torch.Tensor) for v in saved.values()):
         raise ValueError(f"{path}: expected a state dict (parameter names -> tensors)")
+    width = width if name in MODELS else 1.0
     model = build(name, num_classes, in_channels, width)
-    head_weight = head_weight_key(model)
+    own_layout = head_weight_key(model) in saved or not hasattr(model, "head_name")
+    head_weight = head_weight_key(model) if own_layout else f"{model.head_name}.weight"
     rows = saved[head_weight].shape[0] if head_weight in saved else num_classes
     if rows != num_classes:
         model = build(name, rows, in_channels, width)
-    fit(model, saved, path, f"{name} at width {width} with {in_channels} input channels")
+    load = model.load_state_dict if own_layout else model.load_torchvision_state_dict
+    what = f"{name} at width {width} with {in_channels} input channels"
+    fit(load, saved, path, what)
     return model
 
 
@@ -162,11 +171,11 @@ def head_weight_key(model) -> str:
     return next(key for key, p in model.named_parameters() if p is weight)
 
 
-def fit(model, state_dict: dict, path: Path, what: str) -> None:
-    """Load ``state_dict`` into ``model`` (every key, every shape), or a ValueError naming
-    the file, the network and the first differences."""
+def fit(load, state_dict: dict, path: Path, what: str) -> None:
+    """Load ``state_dict`` with ``load`` (a strict ``load_state_dict``: every key, every
+    shape), or a ValueError naming the file, the network and the first differences."""
     try:
-        model.load_state_dict(state_dict)
+        load(state_dict)
     except RuntimeError as error:
         lines = str(error).splitlines()
         detail = " ".join(line.strip() for line in lines[1:6])
