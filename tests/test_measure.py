@@ -35,7 +35,7 @@ from gcstudy.cli import main
 from gcstudy.data.run_data import load_run_data
 from gcstudy.metrics.fewshot import fewshot_eval
 from gcstudy.models import build
-from gcstudy.study import seals, traces
+from gcstudy.study import networks, seals, traces
 from gcstudy.study.spec import RunSpec
 from gcstudy.training.trainer import run
 
@@ -337,3 +337,32 @@ def test_a_network_named_twice_is_refused(trained, tmp_path, caplog):
         status = main(["measure", str(trained["run"]), str(trained["run"]), "--dataset",
                        "digits_fs", "--out", str(tmp_path / "twice.nc")])  # fmt: skip
     assert status == 2 and "named more than once" in caplog.text
+
+
+@pytest.mark.skipif(
+    not hasattr(networks, "check_model_name"),
+    reason="torchvision:<arch> networks arrive with the models22 branch",
+)
+def test_a_torchvision_state_dict_in_either_layout(tmp_path):
+    """The same weights as torchvision's own state dict (1000-way ``fc``) and as gcstudy's
+    wrapper's measure the same, bit for bit; a state dict missing a stage is refused."""
+    import torchvision
+
+    torch.manual_seed(0)
+    own = torchvision.models.get_model("resnet18", weights=None, num_classes=1000).state_dict()
+    torch.save(own, tmp_path / "own.pt")
+    wrapped = build("torchvision:resnet18", 1000, 1)
+    wrapped.load_torchvision_state_dict(own)
+    torch.save(wrapped.state_dict(), tmp_path / "wrapped.pt")
+    small = ["--gc-examples", 10, "--feature-examples", 20, "--test-examples", 20,
+             "--bn-recalibration-examples", 16, "--fewshot-episodes", 20]  # fmt: skip
+    file, _ = measured(*(f"torchvision:resnet18={tmp_path / n}.pt" for n in ("own", "wrapped")),
+                       "--dataset", "digits_fs", *small, "--out", tmp_path / "tv.nc")  # fmt: skip
+    assert file.model.values.tolist() == ["torchvision:resnet18"] * 2
+    for name in file.data_vars:
+        np.testing.assert_array_equal(*file[name].values, err_msg=name)
+    torch.save({k: v for k, v in own.items() if not k.startswith("layer4.")}, tmp_path / "cut.pt")
+    done = gcstudy("measure", f"torchvision:resnet18={tmp_path / 'cut.pt'}", "--dataset",
+                   "digits_fs", "--out", tmp_path / "cut.nc")  # fmt: skip
+    assert done.returncode == 2 and "does not fit torchvision:resnet18" in done.stderr
+    assert "layer4.0.conv1.weight" in done.stderr

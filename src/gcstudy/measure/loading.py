@@ -28,6 +28,7 @@ from gcstudy.study import seals
 from gcstudy.study.runfolder import RunFolder
 from gcstudy.study.spec import RunSpec
 
+DETAIL = 400  # characters of torch's list of differing keys kept in an error message
 MODEL_FILE_KEYS = ("state_dict", "spec", "in_channels", "normalisation", "step", "status")
 
 
@@ -177,10 +178,10 @@ def fit(load, state_dict: dict, path: Path, what: str) -> None:
     try:
         load(state_dict)
     except RuntimeError as error:
-        lines = str(error).splitlines()
-        detail = " ".join(line.strip() for line in lines[1:6])
-        more = " ..." if len(lines) > 6 else ""
+        detail = " ".join(line.strip() for line in str(error).splitlines()[1:])
+        if len(detail) > DETAIL:
+            detail = detail[:DETAIL] + " ..."
         raise ValueError(
-            f"{path}: the state dict does not fit {what}: {detail}{more} (gcstudy's "
+            f"{path}: the state dict does not fit {what}: {detail} (gcstudy's "
             "networks: is --width the one it was trained at?)"
         ) from error
