@@ -315,6 +315,8 @@ def test_a_set_without_target_classes_skips_the_target_metrics(trained, tmp_path
         ("vgg11={model}", [], "a gcstudy model.pt; give it without 'vgg11='"),
         ("{run}", ["--gc-examples", "-1"], "key 'gc_examples' = -1: must be >= 0"),
         ("{run}", ["--dataset", "nope"], "key 'dataset' = 'nope'"),
+        ("{run}", ["--fewshot-queries", "200"], "lower --fewshot-ways or --fewshot-queries"),
+        ("{run}", ["--fewshot-ways", "6"], "6-way episodes with 5 shots"),
     ],
 )
 def test_bad_input_is_refused_before_measuring(trained, tmp_path, caplog, network, options,

@@ -46,7 +46,7 @@ from gcstudy import provenance
 from gcstudy.data.run_data import RunData, load_run_data
 from gcstudy.measure.loading import TrainedNetwork, load_network, weights_file
 from gcstudy.measure.traced import measure, poincare_constant
-from gcstudy.study.spec import RunSpec
+from gcstudy.study.spec import FEWSHOT_SHOTS, RunSpec
 from gcstudy.study.traces import VARIABLES
 
 log = logging.getLogger(__name__)
@@ -75,12 +75,15 @@ def measure_networks(
     spec = RunSpec.from_dict(
         {"dataset": dataset, "data_root": root, **settings}, source="gcstudy measure settings"
     )
+    if not arguments:
+        raise ValueError("no network to measure")
     repeated = sorted({a for a in arguments if arguments.count(a) > 1})
     if repeated:
         raise ValueError(f"network named more than once: {', '.join(repeated)}")
     for argument in arguments:
         weights_file(argument)
     data = load_run_data(spec, device)
+    check_episodes(data, spec)
     channels = data.train_images.shape[1]
     networks = [load_network(a, channels, data.num_classes, width) for a in arguments]
     rows = [measure_network(network, data, spec, device) for network in networks]
@@ -88,6 +91,23 @@ def measure_networks(
     recorded = {"dataset": dataset, "data_root": root, **settings, "width": width}
     measured.attrs.update(record(recorded, str(device), command, data))
     return ranked(measured)
+
+
+def check_episodes(data: RunData, spec: RunSpec) -> None:
+    """Enough target classes and images for the few-shot episodes (``fewshot_ways``
+    classes of ``max(FEWSHOT_SHOTS) + fewshot_queries`` images each), before measuring."""
+    if data.target_images is None:
+        return
+    classes, counts = torch.unique(data.target_labels[data.target_sample], return_counts=True)
+    needed = max(FEWSHOT_SHOTS) + spec.fewshot_queries
+    if len(classes) < spec.fewshot_ways or int(counts.min()) < needed:
+        raise ValueError(
+            f"data set {spec.dataset!r}: {spec.fewshot_ways}-way episodes with "
+            f"{max(FEWSHOT_SHOTS)} shots and {spec.fewshot_queries} queries need "
+            f"{spec.fewshot_ways} target classes of {needed} images; it has {len(classes)} "
+            f"target classes, the smallest with {int(counts.min())} images in the target "
+            "sample (lower --fewshot-ways or --fewshot-queries; --target-examples 0 takes them all)"
+        )
 
 
 def measure_network(network: TrainedNetwork, data: RunData, spec: RunSpec, device) -> dict:
@@ -98,6 +118,7 @@ def measure_network(network: TrainedNetwork, data: RunData, spec: RunSpec, devic
     poincare = poincare_constant(data, spec)
     model = network.model.to(device)
     values = measure(model, data, spec, network.step, poincare, with_head=False, t_interval=True)
+    model.cpu()  # one network on the device at a time
     return {
         **values,
         "poincare_constant": poincare,
@@ -107,15 +128,11 @@ def measure_network(network: TrainedNetwork, data: RunData, spec: RunSpec, devic
 
 
 def normalised_as(data: RunData, network: TrainedNetwork) -> RunData:
-    """``data`` with the network's recorded normalisation, if it records one."""
+    """``data`` with the network's recorded normalisation, if it records one (for as many
+    channels as the data set has: ``load_network`` checks a model.pt's input channels)."""
     if network.normalisation is None:
         return data
     mean, std = (torch.tensor(v, dtype=torch.float32) for v in network.normalisation)
-    if len(mean) != len(data.mean):
-        raise ValueError(
-            f"{network.source}: normalisation for {len(mean)} channels, the data set has "
-            f"{len(data.mean)}"
-        )
     return dataclasses.replace(data, mean=mean.to(data.mean.device), std=std.to(data.std.device))
 
 
