@@ -5,6 +5,8 @@ gcstudy show-data NAME --root DIR --out FILE.png   example images of each split
 gcstudy train RUN.yaml --out DIR         one pre-training run (resumable)
 gcstudy train --batch F --manifest M     a batch of runs in one process (rule train)
 gcstudy train --example                  print a complete, commented run spec
+gcstudy measure NETWORK... --dataset NAME --root DIR --out FILE.nc   trained networks
+                                         (run folder, model.pt, MODEL=STATE.pt) ranked by GC
 gcstudy aggregate --table T --runs D --out results/study.nc   all traces into one file
 gcstudy stats STUDY.nc --out results/stats                    regressions, claims table
 gcstudy figures STUDY.nc --out results/figures                one figure per experiment
@@ -17,9 +19,11 @@ gcstudy --version
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Callable
@@ -49,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         command.arguments(subparser)
         subparser.set_defaults(handler=command.run)
     args = parser.parse_args(argv)
+    args.command_line = shlex.join(["gcstudy", *(sys.argv[1:] if argv is None else argv)])
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr
     )
@@ -248,6 +253,77 @@ def evaluate_run(args, parser) -> int:
     settings = EvaluationSettings.from_dict(json.loads(args.settings) if args.settings else None)
     for path in evaluate(args.run_dir, args.fewshot, args.gc_estimators, settings, args.device):
         print(path)
+    return 0
+
+
+# The run-spec keys that ``gcstudy measure`` takes as options (their help and checks are
+# the run spec's), with the defaults and help that differ from a training run's.
+MEASURE_SETTINGS = (
+    "gc_method", "gc_probes", "gc_outputs", "gc_mask_rate", "gc_examples", "feature_examples",
+    "test_examples", "target_examples", "sample_seed", "bn_recalibration_examples",
+    "poincare_constant", "fewshot_ways", "fewshot_queries", "fewshot_episodes", "fewshot_seed",
+    "fewshot_normalize", "seed",
+)  # fmt: skip
+MEASURE_OVERRIDES = {
+    "gc_method": ("hutchinson", "GC estimator"),
+    "target_examples": (
+        0,
+        "fixed stratified sample of the target-class images for target NC "
+        "and few-shot accuracy (0 = all)",
+    ),
+    "fewshot_episodes": (600, "few-shot episodes per network (the RFS convention)"),
+    "seed": (0, "seed of the GC probes, with each network's training step (as the trace's)"),
+}
+
+
+def measure_arguments(measure: argparse.ArgumentParser) -> None:
+    """The arguments of ``gcstudy measure``."""
+    measure.add_argument(
+        "networks",
+        nargs="+",
+        metavar="NETWORK",
+        help="a gcstudy run folder, a model.pt, or MODEL=STATE_DICT.pt (MODEL: a gcstudy "
+        "network or torchvision:<arch>)",
+    )
+    measure.add_argument("--dataset", required=True, help="data set to measure on")
+    measure.add_argument("--root", default="data", help="data root folder (default: data)")
+    measure.add_argument("--out", required=True, help="netCDF file to write (FILE.nc)")
+    measure.add_argument("--configfile", help="a study config declaring the data set")
+    measure.add_argument(
+        "--width", type=float, default=1.0, help="width of gcstudy networks given as "
+        "MODEL=STATE_DICT.pt (default 1; run folders and model.pt record theirs)",
+    )  # fmt: skip
+    measure.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    from gcstudy.study.spec import RunSpec
+
+    fields = {f.name: f for f in dataclasses.fields(RunSpec)}
+    for key in MEASURE_SETTINGS:
+        meta, flag = fields[key].metadata, "--" + key.replace("_", "-")
+        default, help = MEASURE_OVERRIDES.get(key, (fields[key].default, meta["help"]))
+        help = f"{help} (default: {default})".replace("%", "%%")
+        if isinstance(default, bool):
+            measure.add_argument(flag, action="store_true", help=help)
+            continue
+        kind = float if default is None or isinstance(default, float) else type(default)
+        measure.add_argument(flag, type=kind, default=default, choices=meta["choices"], help=help)
+
+
+def measure_run(args, parser) -> int:
+    from gcstudy.measure import trained
+    from gcstudy.measure.evaluations import write_netcdf
+    from gcstudy.study import config
+    from gcstudy.training.trainer import resolve_device
+
+    if args.configfile:
+        config.load(args.configfile)  # registers the data sets it declares
+    settings = {key: getattr(args, key) for key in MEASURE_SETTINGS}
+    dataset = trained.measure_networks(
+        args.networks, args.dataset, args.root, settings, args.width,
+        resolve_device(args.device), command=args.command_line,
+    )  # fmt: skip
+    print(trained.table(dataset))
+    print(trained.footer(dataset))
+    print(write_netcdf(dataset, Path(args.out)))
     return 0
 
 
@@ -509,6 +585,13 @@ COMMANDS = (
         "few-shot table / GC-estimator study of a trained run (from RUN_DIR/model.pt)",
         evaluate_arguments,
         evaluate_run,
+    ),
+    Command(
+        "measure",
+        "GC, collapse, NC, NCC bounds and few-shot transfer of trained networks on a data "
+        "set, ranked by GC",
+        measure_arguments,
+        measure_run,
     ),
     Command("runs", "list the runs of a study config", runs_arguments, list_runs),
     Command(

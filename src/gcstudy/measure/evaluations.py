@@ -29,10 +29,10 @@ import xarray as xr
 
 from gcstudy import files, provenance
 from gcstudy.data.run_data import RunData, load_run_data, stratified_sample
+from gcstudy.measure.loading import from_model_file, read_weights
 from gcstudy.measure.traced import embed, fewshot, probe_seed
 from gcstudy.metrics.collapse import neural_collapse
 from gcstudy.metrics.gc import per_example_gc, subsample, summarise
-from gcstudy.models import build
 from gcstudy.study import seals as runfiles
 from gcstudy.study.runfolder import RunFolder
 from gcstudy.study.settings import EvaluationSettings
@@ -43,11 +43,9 @@ from gcstudy.study.spec import RunSpec
 def load_trained(run_dir: Path, device: torch.device):
     """(model in eval mode, spec, run data, status) from the run folder's ``model.pt``."""
     weights = RunFolder(run_dir).model
-    saved = torch.load(weights, map_location="cpu", weights_only=True)
-    spec = RunSpec.from_dict(saved["spec"], source=str(weights))
+    saved = read_weights(weights)
+    model, spec, _ = from_model_file(saved, weights)
     data = load_run_data(spec, device)
-    model = build(spec.model, data.num_classes, saved["in_channels"], spec.width)
-    model.load_state_dict(saved["state_dict"])
     return model.to(device).eval(), spec, data, saved["status"]
 
 

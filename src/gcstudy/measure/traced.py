@@ -8,10 +8,13 @@ collapse are measured on a fixed training sample and, with independent probes, o
 test sample (docs/science.md#gc-estimators).
 
 (``gcstudy.measure.evaluations`` holds the evaluations of a finished run; this module the per-step
-measurements during training.)
+measurements during training, which ``gcstudy.measure.trained`` also applies to any trained
+network: one composition, so ``gcstudy measure`` reproduces a run's trace.)
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -29,16 +32,69 @@ from gcstudy.study.spec import FEWSHOT_SHOTS, RunSpec
 TRAIN_PROBES, TEST_PROBES = 1, 4
 
 
-def measure(model, data: RunData, spec: RunSpec, step: int, poincare: float) -> dict:
-    """All traced quantities at ``step`` (floats, and ``gc_per_class`` as a list of C)."""
+def measure(
+    model,
+    data: RunData,
+    spec: RunSpec,
+    step: int,
+    poincare: float,
+    with_head: bool = True,
+    t_interval: bool = False,
+) -> dict:
+    """All traced quantities at ``step`` (floats, and ``gc_per_class`` as a list of C).
+
+    ``with_head=False`` leaves out the head's loss and accuracy (``gcstudy measure``: a
+    network whose head may predict other classes); ``t_interval``: see
+    ``measure_transfer``. The model is left in train mode."""
     recalibrate_batchnorm(model, data, spec)
     model.eval()
-    train_x = data.feature_sample
-    train_features, train_logits = embed(model, data, data.train_images[train_x])
-    train_targets = data.train_targets[train_x]
-    test_features, test_logits = embed(model, data, data.test_images[data.test_sample])
-    test_targets = data.test_targets[data.test_sample]
+    train, test = embed_samples(model, data)
+    values = head_metrics(train, test) if with_head else {}
+    values.update(measure_embedding(model, data, spec, step, poincare, train, test))
+    if data.target_images is not None:
+        values.update(measure_transfer(model, data, spec, t_interval))
+    model.train()
+    return values
 
+
+class Embedded(NamedTuple):
+    """The embedding (float32, N x p) and logits of a fixed sample, with its head targets."""
+
+    features: torch.Tensor
+    logits: torch.Tensor
+    targets: torch.Tensor
+
+
+def embed_samples(model, data: RunData) -> tuple[Embedded, Embedded]:
+    """The fixed training feature sample and the fixed test sample, embedded."""
+    train_x, test_x = data.feature_sample, data.test_sample
+    train = Embedded(*embed(model, data, data.train_images[train_x]), data.train_targets[train_x])
+    test = Embedded(*embed(model, data, data.test_images[test_x]), data.test_targets[test_x])
+    return train, test
+
+
+def head_metrics(train: Embedded, test: Embedded) -> dict:
+    """Cross-entropy and accuracy of the head on the training feature and test samples."""
+    return {
+        "train_loss": F.cross_entropy(train.logits, train.targets).item(),
+        "train_accuracy": accuracy(train.logits, train.targets),
+        "test_loss": F.cross_entropy(test.logits, test.targets).item(),
+        "test_accuracy": accuracy(test.logits, test.targets),
+    }
+
+
+def measure_embedding(
+    model,
+    data: RunData,
+    spec: RunSpec,
+    step: int,
+    poincare: float,
+    train: Embedded,
+    test: Embedded,
+) -> dict:
+    """The quantities of the embedding on the source classes (no head): GC and geometric
+    collapse on the training and test GC samples, NC, NC1, NCC errors and both NCC
+    bounds (``train``, ``test``: ``embed_samples``; model in eval mode)."""
     gc, per_class = measure_gc(
         model, data, data.train_images[data.gc_sample], data.train_targets[data.gc_sample],
         spec, probe_seed(spec, step, TRAIN_PROBES),
@@ -47,35 +103,27 @@ def measure(model, data: RunData, spec: RunSpec, step: int, poincare: float) -> 
         model, data, data.test_images[data.gc_test_sample], data.test_targets[data.gc_test_sample],
         spec, probe_seed(spec, step, TEST_PROBES),
     )  # fmt: skip
-    nc_train = nc_of(train_features, train_targets).value
-    collapse = collapse_of(per_class, train_features, train_targets, "training")
+    nc_train = nc_of(train.features, train.targets).value
+    collapse = collapse_of(per_class, train.features, train.targets, "training")
     bound = ncc_bound(
         data.num_classes, nc=nc_train, geometric_collapse=collapse, poincare_constant=poincare
     )
-    values = {
-        "train_loss": F.cross_entropy(train_logits, train_targets).item(),
-        "train_accuracy": accuracy(train_logits, train_targets),
-        "test_loss": F.cross_entropy(test_logits, test_targets).item(),
-        "test_accuracy": accuracy(test_logits, test_targets),
+    return {
         "gc": gc.value,
         "gc_stderr": gc.stderr,
         "gc_per_class": per_class.value.tolist(),
         "geometric_collapse": collapse,
         "gc_test": gc_test.value,
         "gc_test_stderr": gc_test.stderr,
-        "geometric_collapse_test": collapse_of(per_class_test, test_features, test_targets, "test"),
+        "geometric_collapse_test": collapse_of(per_class_test, test.features, test.targets, "test"),
         "nc_train": nc_train,
-        "nc_test": nc_of(test_features, test_targets).value,
-        "nc1_train": nc1(train_features, train_targets),
-        "ncc_train_error": ncc_error(train_features, train_targets, train_features, train_targets),
-        "ncc_test_error": ncc_error(train_features, train_targets, test_features, test_targets),
+        "nc_test": nc_of(test.features, test.targets).value,
+        "nc1_train": nc1(train.features, train.targets),
+        "ncc_train_error": ncc_error(train.features, train.targets, train.features, train.targets),
+        "ncc_test_error": ncc_error(train.features, train.targets, test.features, test.targets),
         "bound_cdnv": bound.cdnv,
         "bound_gc": bound.gc,
     }
-    if data.target_images is not None:
-        values.update(measure_transfer(model, data, spec))
-    model.train()
-    return values
 
 
 def measure_gc(
@@ -103,8 +151,10 @@ def collapse_of(per_class: PerClassGC, features, targets, sample: str) -> float:
     return geometric_collapse(per_class.value, stats.means.cpu()).value
 
 
-def measure_transfer(model, data: RunData, spec: RunSpec) -> dict:
-    """Target NC and few-shot NCC accuracy on the fixed target sample, frozen embedding."""
+def measure_transfer(model, data: RunData, spec: RunSpec, t_interval: bool = False) -> dict:
+    """Target NC and few-shot NCC accuracy on the fixed target sample, frozen embedding.
+    The 95 % interval half-width is the normal one (``FewShotResult.ci95``, the trace's) or,
+    with ``t_interval``, the Student-t one (``FewShotResult.ci95_t``, ``gcstudy measure``'s)."""
     features, _ = embed(model, data, data.target_images[data.target_sample])
     labels = data.target_labels[data.target_sample]
     target_nc = nc_of(features, labels).value
@@ -113,7 +163,7 @@ def measure_transfer(model, data: RunData, spec: RunSpec) -> dict:
         result = fewshot(features, labels, spec, shots, spec.fewshot_episodes)
         bound = ncc_bound(spec.fewshot_ways, nc=target_nc, shots=shots)
         values[f"fewshot_{shots}shot_accuracy"] = result.accuracy
-        values[f"fewshot_{shots}shot_ci95"] = result.ci95
+        values[f"fewshot_{shots}shot_ci95"] = result.ci95_t if t_interval else result.ci95
         values[f"fewshot_{shots}shot_bound"] = bound.cdnv
     return values
 
