@@ -326,3 +326,22 @@ def test_the_workflow_prepares_a_declared_set(tmp_path):
     assert "prepared/pets" in (tmp_path / "results" / "data" / "pets.ready").read_text()
     spec = get_spec("pets", tmp_path / "data")  # from the manifest the rule wrote
     assert spec.image_size == 8 and spec.folder == str(tmp_path / "pets")
+
+
+def test_the_launcher_prepares_a_declared_set(tmp_path, monkeypatch):
+    """`gcstudy launch`'s preparation (gcstudy.scheduling.launch.prepare_files): a declared
+    set with a folder relative to the launch's working directory is prepared there."""
+    from gcstudy.scheduling import launch
+
+    workdir = tmp_path / "work"
+    write_class_folders(workdir / "pets", ANIMALS)
+    config = {"datasets": {"pets": {"path": "pets", "image_size": 8}},
+              "studies": {"mine": {"experiment": "E1", "dataset": "pets",
+                                   "base": {"batch_size": 4}}}}  # fmt: skip
+    (workdir / "cfg.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.chdir(tmp_path)  # not the working directory of the launch
+    plan = launch.plan([workdir / "cfg.yaml"], workdir=workdir)
+    launch.prepare_files(plan)
+    assert "prepared/pets" in (workdir / "results" / "data" / "pets.ready").read_text()
+    assert get_spec("pets").folder == str(workdir / "pets")
+    assert len(load("pets", workdir / "data", "train").labels) == get_spec("pets").train_size

