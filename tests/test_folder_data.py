@@ -228,23 +228,24 @@ def spec_classes(spec: RunSpec) -> tuple[int, ...]:
     return get_spec(spec.dataset, spec.data_root).source_classes
 
 
-def test_prepare_data_and_show_data_commands(tmp_path):
+def test_prepare_data_and_show_data_commands(tmp_path, capsys, caplog):
     """`gcstudy prepare-data NAME --root DIR --configfile F` prepares a declared set; a
     later process that never reads the config (`show-data` without --configfile, a run
     spec) knows it from the prepared copy's manifest."""
+    from gcstudy import cli
+
     write_class_folders(tmp_path / "pets", ANIMALS)
     config = write_config(tmp_path, {"path": str(tmp_path / "pets"), "image_size": 16,
                                      "classes": {"source": 0.6, "val": 0.2,
                                                  "target": 0.2}},
                           {"base": {"batch_size": 4}})  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     root = tmp_path / "data"
-    command = [sys.executable, "-m", "gcstudy.cli", "prepare-data", "pets", "--root", str(root)]
-    refused = subprocess.run(command, capture_output=True, text=True, env=env)
-    assert refused.returncode != 0 and "unknown dataset 'pets'" in refused.stderr
-    done = subprocess.run([*command, "--configfile", str(config)], capture_output=True,
-                          text=True, env=env, check=True)  # fmt: skip
-    assert str(root / "prepared" / "pets") in done.stdout
+    command = ["prepare-data", "pets", "--root", str(root)]
+    assert cli.main(command) == 2 and "unknown dataset 'pets'" in caplog.text
+    assert cli.main([*command, "--configfile", str(config)]) == 0
+    assert str(root / "prepared" / "pets") in capsys.readouterr().out
+    del DATASETS["pets"]  # as in a process that never read the config
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     show = [sys.executable, "-m", "gcstudy.cli", "show-data", "pets", "--root", str(root),
             "--out", str(tmp_path / "pets.png"), "--classes", "3"]  # fmt: skip
     subprocess.run(show, capture_output=True, text=True, env=env, check=True)
