@@ -5,6 +5,7 @@ the pixels written (resized independently with PIL)."""
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -158,6 +159,22 @@ def test_mini_imagenet_in_each_layout(tmp_path, layout):
             assert got == oracle(arrays, 84)
 
 
+def test_a_defective_mini_imagenet_copy_is_named(tmp_path):
+    """A csv row naming a missing image, a pickle without `class_dict`: the file named."""
+    folder = tmp_path / "mini-imagenet"
+    write_mini_imagenet(folder, "csv")
+    missing = sorted((folder / "images").iterdir())[3]
+    missing.unlink()
+    with pytest.raises(DatasetNotFound, match=rf"train\.csv, line \d+: {missing} is missing"):
+        prepare("mini_imagenet", tmp_path)
+    pickles = tmp_path / "pickled"
+    write_mini_imagenet(pickles / "mini-imagenet", "pickles")
+    broken = pickles / "mini-imagenet" / "mini-imagenet-cache-validation.pkl"
+    broken.write_bytes(pickle.dumps({"image_data": np.zeros((2, 84, 84, 3), np.uint8)}))
+    with pytest.raises(DatasetNotFound, match=rf"{broken}: not a mini-ImageNet pickle"):
+        prepare("mini_imagenet", pickles)
+
+
 def test_mini_imagenet_declared_at_32_pixels(tmp_path):
     """A declared folder in a mini-ImageNet layout keeps its class split, at its own size."""
     written = write_mini_imagenet(tmp_path / "mi", "pickles")
@@ -217,6 +234,7 @@ def test_a_study_trains_on_a_declared_set(tmp_path, monkeypatch):
     pixels = source.images.double().div(255).transpose(0, 1).flatten(1)
     assert torch.allclose(data.mean.double(), pixels.mean(1), atol=1e-6)
     assert data.target_images.shape[0] == 16 and data.num_classes == 3
+    assert data.train_images.shape[1:] == (3, 32, 32)  # 10 x 12 files, resized once
     assert trainer.run(spec, tmp_path / "run", progress=False) == "complete"
     trace = traces.read(tmp_path / "run" / "trace.h5")
     assert trace.step.values.tolist() == spec.evaluation_steps and spec.evaluation_steps[-1] == 3
