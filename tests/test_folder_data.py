@@ -131,7 +131,8 @@ def test_mini_imagenet_in_each_layout(tmp_path, layout):
     20 classes with label ids in that order, 84 x 84 RGB, each class's images the written
     ones, 5 : 1 train / test in the source classes."""
     written = write_mini_imagenet(tmp_path / "mini-imagenet", layout)
-    splits = {s: load("mini_imagenet", tmp_path, s) for s in ("train", "test", "val", "target")}
+    splits = {s: load("mini_imagenet", tmp_path, s) for s in DATASETS["mini_imagenet"].splits}
+    assert torch.equal(splits["source"].labels.unique(), torch.arange(64))
     names = [c for part in mini_imagenet_classes() for c in part[3]]
     assert splits["train"].classes == tuple(names)
     assert splits["train"].images.shape[1:] == (3, 84, 84)
