@@ -160,6 +160,16 @@ def test_mini_imagenet_in_each_layout(tmp_path, layout):
             assert got == oracle(arrays, 84)
 
 
+def test_mini_imagenets_declared_sizes_follow_from_its_split():
+    """600 images per class, 1/6 held out: 500 / 100 per source class (like CIFAR-FS)."""
+    spec = DATASETS["mini_imagenet"]
+    test = held_out_count(600, spec.test_fraction)
+    assert test == 100
+    assert (spec.train_size, spec.test_size, spec.target_size) == (
+        64 * (600 - test), 64 * test, 20 * 600)  # fmt: skip
+    assert (spec.image_size, spec.channels, spec.num_classes) == (84, 3, 100)
+
+
 def test_a_defective_mini_imagenet_copy_is_named(tmp_path):
     """A csv row naming a missing image, a pickle without `class_dict`: the file named."""
     folder = tmp_path / "mini-imagenet"
