@@ -27,6 +27,7 @@ from gcstudy.study.settings import (
     REQUIRED,
     Choice,
     Config,
+    DatasetDeclaration,
     EvaluationSettings,
     Resources,
     RunSpecKey,
@@ -55,6 +56,7 @@ TABLES = {
     "resources": Resources,
     "evaluate": EvaluationSettings,
     "stats": StatsSettings,
+    "datasets": DatasetDeclaration,
     "spec": RunSpec,  # the keys of `defaults` and of a study's `base` (spec.option())
 }
 
