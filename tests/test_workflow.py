@@ -197,6 +197,41 @@ def test_slurm_profile_sends_only_gpu_rules_to_the_gpu_partition(tmp_path):
         assert ("slurm_extra=--signal=USR1@120" in resources) == (rule == "train"), rule
 
 
+@pytest.mark.parametrize("batch", ["run", "study_seed"])
+def test_train_jobs_time_limit_follows_their_studys_rate(tmp_path, batch):
+    """The train rule's `runtime`: twice its runs' expected minutes, each run at its own
+    study's `minutes_per_1000_steps` (else the resources'). 3,000-step runs: `tiny` at the
+    resources' 5 min per 1,000 steps, 2 x 15 = 30 min; `big` at its own 12, 2 x 36 = 72 min
+    a run. big's base point of seed 0 has tiny's spec: trained once, in tiny's folder (the
+    first in config order), so at tiny's rate; with resources.batch study_seed, big's seed 0
+    batch holds one run (72 min), its seed 1 batch two (144 min)."""
+    config = {**TINY_CONFIG, "resources": {"minutes_per_1000_steps": 5, "batch": batch}}
+    config["defaults"] = {**TINY_CONFIG["defaults"], "steps": 3000}
+    tiny = {"experiment": "E1", "dataset": "digits", "base": {"batch_size": 16}}
+    config["studies"] = {
+        "tiny": tiny,
+        "big": {**tiny, "sweeps": {"lr": [0.1]}, "seeds": [0, 1], "minutes_per_1000_steps": 12},
+    }
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    result = snakemake(tmp_path, "--configfile", "cfg.yaml", "-n", "--cores", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = re.findall(
+        r"^rule train:\n(?:    .*\n)*?    wildcards: batch=(\S+)\n    resources: .*runtime=(\d+)",
+        result.stdout,
+        re.M,
+    )
+    limits = {batch_id: int(minutes) for batch_id, minutes in jobs}
+    if batch == "run":
+        assert limits == {
+            "tiny/lr-0.05_bs-16_l2-0_gcp-0_seed-0": 30,
+            "big/lr-0.05_bs-16_l2-0_gcp-0_seed-1": 72,
+            "big/lr-0.1_bs-16_l2-0_gcp-0_seed-0": 72,
+            "big/lr-0.1_bs-16_l2-0_gcp-0_seed-1": 72,
+        }
+    else:
+        assert limits == {"tiny/seed-0": 30, "big/seed-0": 72, "big/seed-1": 144}
+
+
 def test_paper_grid_dry_run_lists_every_job(tmp_path):
     result = snakemake(
         tmp_path,
