@@ -76,7 +76,17 @@ BROKEN = [
     (broken("evaluate", {"gc_repeats": 1}), r"evaluate\.gc_repeats: 1 is less than the minimum of 2"),
     (broken("defaults.gc_examples", 12), r"studies\.fig1 \(base with defaults\): run spec: key 'gc_examples' = 12 is too small for the 10 classes of 'digits'"),
     (broken("outputs", "results"), r"unknown key outputs; allowed: results"),
+    (broken("studies.fig1.model", "torchvision:ResNet18"), r"studies\.fig1.*key 'model' = 'torchvision:ResNet18': expected torchvision:<arch> with <arch> the name"),
+    (broken("studies.fig1.model", "torchvision:resnet18"), r"studies\.fig1.*key 'width' = 0\.125: torchvision:resnet18 is torchvision's own network, built at width 1 only"),
 ]  # fmt: skip
+
+
+@pytest.mark.parametrize("model", ["resnet50", "torchvision:convnext_tiny"])
+def test_every_kind_of_model_name_passes_the_checks_and_the_schema(model):
+    config = broken("studies.fig1.model", model)
+    config["studies"]["fig1"]["width"] = 1
+    runs = validate(config, source="cfg.yaml")
+    assert {r.spec.model for r in runs if r.study == "fig1"} == {model}
 
 
 @pytest.mark.parametrize(("config", "message"), BROKEN)

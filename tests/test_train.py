@@ -267,6 +267,25 @@ def test_penalised_runs_differ_from_the_plain_run(one_step_runs, penalty):
     assert change > 1e-3
 
 
+def test_a_torchvision_network_trains_with_the_gc_penalty_and_is_measured(tmp_path):
+    """torchvision's ResNet-18 (its own stem, 1-channel digits repeated to RGB) in a run:
+    one step is SGD on the GC-penalised loss (double backward through the torchvision
+    network, the independent computation above), and the trace measures GC and collapse."""
+    spec = one_step_spec("gc_penalty")
+    spec = RunSpec.from_dict({**spec.to_dict(), "model": "torchvision:resnet18", "width": 1})
+    assert run(spec, tmp_path / "tv", progress=False) == "complete"
+    saved = torch.load(tmp_path / "tv" / "model.pt", weights_only=True)["state_dict"]
+    expected = one_sgd_step(spec)
+    assert {"head.weight", "body.conv1.weight"} <= expected.keys()
+    for name, value in expected.items():
+        torch.testing.assert_close(saved[name], value, rtol=1e-5, atol=1e-6, msg=name)
+    trace = traces.read(tmp_path / "tv" / "trace.h5")
+    assert trace.step.values.tolist() == [0, 1]
+    for name in ("gc", "geometric_collapse", "nc1_train", "test_accuracy"):
+        assert np.isfinite(trace[name].values).all() and (trace[name].values >= 0).all(), name
+    assert (trace.gc.values > 0).all()
+
+
 def forward_dtypes(monkeypatch) -> list[tuple[str, torch.dtype]]:
     """Record, for every conv and linear layer call of the next run's model, the phase
     (a training step: train mode with gradients; BatchNorm recalibration: train mode

@@ -1,8 +1,11 @@
 """CIFAR-style VGG: 3x3 conv + BatchNorm + ReLU stacks, five 2x2 max-pools, one linear head.
 
-A 32x32 input is pooled five times to 1x1, so the flattened output of the last stage is the
-512-d embedding (``512 * width`` channels). Parameter counts at width 1, 10 classes, RGB:
-VGG-11 9,231,114 and VGG-13 9,416,010.
+A 32x32 input is pooled five times to 1x1, so the output of the last stage is the 512-d
+embedding (``512 * width`` channels). A global average pool follows the last stage so that
+larger inputs give the same embedding size (84x84 -> 2x2 -> averaged to 1x1); at 32x32 it
+averages one value, an identity bit for bit (tests/test_models.py), so the CIFAR-size
+networks compute exactly what they computed without it. Parameter counts at width 1,
+10 classes, RGB: VGG-11 9,231,114 and VGG-13 9,416,010.
 """
 
 import torch
@@ -18,7 +21,7 @@ CONFIGS = {
 
 
 class VGG(nn.Module):
-    """VGG-11/13 for 32x32 inputs with ``embed`` (conv stack, flattened) and ``head`` (linear)."""
+    """VGG-11/13 with ``embed`` (conv stack, globally pooled) and ``head`` (linear)."""
 
     def __init__(self, name: str, num_classes: int, in_channels: int = 3, width: float = 1.0):
         super().__init__()
@@ -36,12 +39,13 @@ class VGG(nn.Module):
             ]
             channels = out
         self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
         self.embedding_dim = channels
         self.head = nn.Linear(channels, num_classes)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Embedding ``f(x)``: N x C x 32 x 32 -> N x embedding_dim."""
-        return torch.flatten(self.features(x), 1)
+        """Embedding ``f(x)``: N x C x H x W -> N x embedding_dim."""
+        return torch.flatten(self.pool(self.features(x)), 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(x))

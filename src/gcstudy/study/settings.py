@@ -25,6 +25,7 @@ from typing import Any
 
 from gcstudy.study.clocks import CLOCKS
 from gcstudy.study.factors import EVALUATIONS, EXPERIMENTS, FACTORS
+from gcstudy.study.networks import MODEL_HELP
 from gcstudy.study.spec import RunSpec, did_you_mean
 
 
@@ -307,6 +308,8 @@ def spec_key_schema(name: str) -> dict:
     meta = key.metadata
     if meta["choices"]:
         return Choice(meta["choices"]).schema()
+    if meta["names"]:
+        return {"type": "string", "pattern": meta["names"][1]}
     if isinstance(key.default, bool | str):
         return (Flag() if isinstance(key.default, bool) else Text()).schema()
     integer = isinstance(key.default, int)
@@ -568,7 +571,7 @@ class Study:
         Choice(EXPERIMENTS),
     )
     description: str = setting("", "one line for the report", Text(), schema_default=False)
-    model: str = setting(INHERITED, "network architecture", RunSpecKey("model"))
+    model: str = setting(INHERITED, MODEL_HELP, RunSpecKey("model"))
     width: float = setting(
         INHERITED, "channel width multiplier (1 = the paper's networks)", RunSpecKey("width")
     )

@@ -16,7 +16,13 @@ from typing import Any
 
 from gcstudy.study.datasets import DATASETS
 from gcstudy.study.factors import GC_METHODS
-from gcstudy.study.networks import MODELS, embedding_dim
+from gcstudy.study.networks import (
+    MODEL_HELP,
+    check_model_name,
+    embedding_dim,
+    model_pattern,
+    torchvision_arch,
+)
 
 DEVICES = ("auto", "cpu", "cuda")
 FEWSHOT_SHOTS = (1, 5)  # shots of the traced and final few-shot accuracies
@@ -35,8 +41,11 @@ def option(
     maximum=None,
     exclusive_minimum: bool = False,
     nullable: bool = False,
+    names=None,
 ):
-    """A spec field with its documentation and allowed values."""
+    """A spec field with its documentation and allowed values. ``names``, for names that
+    ``choices`` cannot list, is a pair (check, pattern): a function raising ValueError on a
+    bad name, and the regular expression the JSON schema gives them."""
     metadata = dict(
         help=help,
         choices=choices,
@@ -44,6 +53,7 @@ def option(
         maximum=maximum,
         exclusive_minimum=exclusive_minimum,
         nullable=nullable,
+        names=names,
     )
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=metadata)
@@ -55,7 +65,7 @@ class RunSpec:
     """One pre-training run (the defaults train the embedded digits setting on a CPU)."""
 
     # What is trained
-    model: str = option("vgg11", "network architecture", MODELS)
+    model: str = option("vgg11", MODEL_HELP, names=(check_model_name, model_pattern()))
     width: float = option(
         0.25,
         "channel width multiplier (1 = the paper's networks)",
@@ -121,8 +131,8 @@ class RunSpec:
     gc_probes: int = option(1, "Hutchinson probes per example (`gc_method: hutchinson`)", minimum=1)
     gc_outputs: int = option(
         16,
-        "output rows sampled per example (`gc_method: outputs`); at most the embedding size, "
-        "`512 * width`",
+        "output rows sampled per example (`gc_method: outputs`); at most the embedding size "
+        "(`512 * width`; `2048 * width` for resnet50)",
         minimum=1,
     )
     gc_mask_rate: float = option(
@@ -226,6 +236,7 @@ class RunSpec:
         spec = cls(**{k: list(v) if isinstance(v, list) else v for k, v in values.items()})
         _check_eval_steps(spec, source)
         _check_gc_budget(spec, source)
+        _check_torchvision_width(spec, source)
         return spec
 
     def to_dict(self) -> dict[str, Any]:
@@ -308,6 +319,11 @@ def _check_value(spec_field: dataclasses.Field, value: Any, source: str) -> None
         raise SpecError(f"{where}: expected a list of integer steps")
     if meta["choices"] and value not in meta["choices"]:
         raise SpecError(f"{where}: expected one of {', '.join(map(str, meta['choices']))}")
+    if meta["names"]:
+        try:
+            meta["names"][0](value)
+        except ValueError as error:
+            raise SpecError(f"{where}: {error}") from None
     low, high = meta["minimum"], meta["maximum"]
     if low is not None and (value < low or (meta["exclusive_minimum"] and value == low)):
         relation = ">" if meta["exclusive_minimum"] else ">="
@@ -317,11 +333,21 @@ def _check_value(spec_field: dataclasses.Field, value: Any, source: str) -> None
 
 
 def _check_gc_budget(spec: RunSpec, source: str) -> None:
-    dim = embedding_dim(spec.width)
-    if spec.gc_method == "outputs" and spec.gc_outputs > dim:
+    """``gc_outputs`` within the embedding; a torchvision network's embedding size is
+    known once it is built, where ``gcstudy.metrics.gc`` checks it."""
+    dim = embedding_dim(spec.model, spec.width)
+    if dim is not None and spec.gc_method == "outputs" and spec.gc_outputs > dim:
         raise SpecError(
             f"{source}: key 'gc_outputs' = {spec.gc_outputs} is larger than the {dim} "
             f"outputs of the embedding of {spec.model} at width {spec.width}"
+        )
+
+
+def _check_torchvision_width(spec: RunSpec, source: str) -> None:
+    if torchvision_arch(spec.model) is not None and spec.width != 1:
+        raise SpecError(
+            f"{source}: key 'width' = {spec.width!r}: {spec.model} is torchvision's own "
+            "network, built at width 1 only (set `width: 1`)"
         )
 
 
