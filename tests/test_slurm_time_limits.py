@@ -106,15 +106,13 @@ def test_a_study_with_its_own_rate_gets_its_own_time_limit(slurm, tmp_path):
     """Two one-run studies: `tiny` at the resources' 5 min per 1,000 steps (3,000 steps:
     2 x 15 = 30 min), `big` at its own 12 (2 x 36 = 72 min), as SLURM records them."""
     config = yaml.safe_load(yaml.safe_dump(CONFIG))
-    config["studies"] = {
-        "tiny": {**CONFIG["studies"]["tiny"], "sweeps": {}},
-        "big": {**CONFIG["studies"]["tiny"], "sweeps": {}, "minutes_per_1000_steps": 12},
-    }
+    tiny = {**CONFIG["studies"]["tiny"], "sweeps": {}}
+    big = {**tiny, "base": {**tiny["base"], "lr": 0.1}, "minutes_per_1000_steps": 12}
+    config["studies"] = {"tiny": tiny, "big": big}  # two specs: two folders, two jobs
     checked = study_config.validate(yaml.safe_load(yaml.safe_dump(config)))
-    run_ids = [run.run_id.replace("/", "_") for run in checked]
-    assert [r.split("_")[0] for r in run_ids] == ["tiny", "big"]
-    limits = submitted_limits(tmp_path / "rates", config=config)
-    assert limits == dict(zip(run_ids, [30, 72], strict=True))
+    expected = {run.run_id.replace("/", "_"): {"tiny": 30, "big": 72}[run.study] for run in checked}
+    assert sorted(expected.values()) == [30, 72]
+    assert submitted_limits(tmp_path / "rates", config=config) == expected
 
 
 def test_pyproject_admits_no_snakemake_that_reads_runtimes_as_seconds():
