@@ -245,13 +245,19 @@ def test_paper_grid_dry_run_lists_every_job(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
     runs = study_config.expand(study_config.load(REPO / "config" / "paper.yaml"))
+    appendix = {"E1b_resnet50_cifar100": 9 * 3}  # lr and L2 sweeps: 5 + 5 - 1 points, 3 seeds
+    main = [run for run in runs if run.study not in appendix]
     # E2, E3 and E5's base point share E1's base runs (same spec): 203 runs, 194 trained
-    assert len(runs) == 203
+    assert len(main) == 203
+    assert len(study_config.trained_runs(main)) == 194
+    assert {s: sum(r.study == s for r in runs) for s in appendix} == appendix
     # resources.batch: run (the default): one training job per run folder, each also
-    # writing the run's evaluations
-    assert int(counts["train"]) == int(counts["batch_spec"]) == 194
-    assert len(study_config.trained_runs(runs)) == 194
-    assert int(counts["prepare_data"]) == 4  # cifar10, mnist, fashion_mnist, cifar_fs
+    # writing the run's evaluations; the appendix's runs share no folder
+    trained = 194 + sum(appendix.values())
+    assert int(counts["train"]) == int(counts["batch_spec"]) == trained == 221
+    assert len(study_config.trained_runs(runs)) == trained
+    # cifar10, mnist, fashion_mnist, cifar_fs; the appendix's cifar100
+    assert int(counts["prepare_data"]) == 5
 
 
 def test_tiny_study_report_uses_the_configs_stats_keys(tiny_study):
