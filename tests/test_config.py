@@ -50,7 +50,7 @@ def broken(path: str, value) -> dict:
 
 BROKEN = [
     (broken("studies.fig1.model", "vgg16"), r"studies\.fig1.*key 'model' = 'vgg16': expected one of vgg11, vgg13, resnet18"),
-    (broken("studies.fig1.dataset", "imagenet"), r"key 'dataset' = 'imagenet': expected one of digits"),
+    (broken("studies.fig1.dataset", "imagenet"), r"key 'dataset' = 'imagenet': unknown dataset 'imagenet'; built in: digits"),
     (broken("studies.fig1.sweps", {"lr": [0.1]}), r"unknown key studies\.fig1\.sweps \(did you mean 'sweeps'\?\)"),
     (broken("studies.fig1.base.learning_rate", 0.1), r"unknown key 'learning_rate'"),
     (broken("studies.fig1.sweeps.lr", [0.1, -0.05]), r"studies\.fig1\.sweeps\.lr\[1\]: key 'lr' = -0\.05: must be > 0"),
@@ -59,7 +59,7 @@ BROKEN = [
     (broken("studies.fig1.seeds", [0, 1.5]), r"studies\.fig1\.seeds = \[0, 1\.5\]: expected a non-empty list of non-negative integers"),
     (broken("studies.fig1.seeds", [1, 1]), r"studies\.fig1\.seeds = \[1, 1\]: seeds repeat"),
     (broken("studies.fig1.sweeps.batch_size", [32, 5000]), r"batch_size 5000 is larger than the 1442 training examples of 'digits'"),
-    (broken("studies.fig1.evaluations", ["fewshot"]), r"'fewshot' needs a data set with target classes \(glyphs, cifar_fs, digits_fs\), but dataset is 'digits'"),
+    (broken("studies.fig1.evaluations", ["fewshot"]), r"'fewshot' needs a data set with target classes \(glyphs, cifar_fs, digits_fs, mini_imagenet\), but dataset is 'digits'"),
     (broken("studies.fig1.sweeps.momentum", [0.9]), r"studies\.fig1\.sweeps\.momentum: cannot sweep 'momentum'; sweepable: lr, batch_size, l2, gc_penalty"),
     (broken("studies.fig1.experiment", "E9"), r"studies\.fig1\.experiment = 'E9': expected one of E1, E1b, E2, E3, E4, E5"),
     (broken("studies.fig1.experiment", ...), r"studies\.fig1\.experiment = None: expected one of"),

@@ -25,6 +25,7 @@ from sklearn.datasets import load_digits
 
 from gcstudy.data import DATASETS, DatasetNotFound, LabelledImages, load, prepare
 from gcstudy.data.digits import upsample
+from gcstudy.study.datasets import BUILT_IN
 
 # CIFAR-FS (Bertinetto et al., 2019), written out independently of the package.
 FS_TARGET = [2, 5, 8, 21, 34, 42, 46, 58, 60, 62, 69, 70, 77, 83, 84, 86, 94, 95, 98, 99]
@@ -61,18 +62,20 @@ def sklearn_digits():
 
 
 def test_registry_fields():
-    assert set(DATASETS) == {
+    assert set(BUILT_IN) == {
         "digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "cifar_fs", "digits_fs",
-        "mnist_5k", "glyphs",
+        "mnist_5k", "glyphs", "mini_imagenet",
     }  # fmt: skip
-    channels = {name: spec.channels for name, spec in DATASETS.items()}
+    channels = {name: DATASETS[name].channels for name in BUILT_IN}
     assert channels == {"digits": 1, "mnist": 1, "fashion_mnist": 1, "cifar10": 3,
                         "cifar100": 3, "cifar_fs": 3, "digits_fs": 1, "mnist_5k": 1,
-                        "glyphs": 1}  # fmt: skip
+                        "glyphs": 1, "mini_imagenet": 3}  # fmt: skip
     assert DATASETS["cifar100"].num_classes == DATASETS["cifar_fs"].num_classes == 100
-    assert {name for name, spec in DATASETS.items() if spec.transfer} == {
-        "cifar_fs", "digits_fs", "glyphs",
+    assert {name for name in BUILT_IN if DATASETS[name].transfer} == {
+        "cifar_fs", "digits_fs", "glyphs", "mini_imagenet",
     }  # fmt: skip
+    assert {name: DATASETS[name].image_size for name in BUILT_IN if
+            DATASETS[name].image_size != 32} == {"mini_imagenet": 84}  # fmt: skip
     assert DATASETS["cifar_fs"].splits == ("train", "test", "source", "val", "target")
     assert DATASETS["digits_fs"].splits == ("train", "test", "source", "target")
     assert DATASETS["mnist"].splits == ("train", "test")

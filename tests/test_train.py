@@ -88,7 +88,10 @@ def same_results(a: Path, b: Path) -> None:
         ({"steps": 2.5}, "key 'steps' = 2.5: expected an integer"),
         ({"steps": True}, "key 'steps' = True: expected an integer"),
         ({"model": "vgg16"}, "key 'model' = 'vgg16': expected one of vgg11, vgg13, resnet18"),
-        ({"dataset": "imagenet"}, "key 'dataset' = 'imagenet': expected one of digits"),
+        (
+            {"dataset": "imagenet"},
+            "key 'dataset' = 'imagenet': unknown dataset 'imagenet'; built in: digits",
+        ),
         ({"gc_method": "jvp"}, "expected one of exact, hutchinson, outputs, mask"),
         ({"momentum": 1.5}, "key 'momentum' = 1.5: must be <= 0.999"),
         ({"eval_steps": [0, 99]}, r"key 'eval_steps' has steps \[99\] outside"),

@@ -1,7 +1,8 @@
 """The ``gcstudy`` command: what the workflow rules and the launchers call.
 
-gcstudy prepare-data NAME --root DIR     download a data set (or write an embedded one)
-gcstudy show-data NAME --root DIR --out FILE.png   example images of each split
+gcstudy prepare-data NAME --root DIR [--configfile F]   download a data set (or write an
+                                         embedded one, or prepare a folder set)
+gcstudy show-data NAME --root DIR --out FILE.png [--configfile F]   example images of each split
 gcstudy train RUN.yaml --out DIR         one pre-training run (resumable)
 gcstudy train --batch F --manifest M     a batch of runs in one process (rule train)
 gcstudy train --example                  print a complete, commented run spec
@@ -27,7 +28,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from gcstudy.study.datasets import DATASETS
+from gcstudy.study.datasets import BUILT_IN
 from gcstudy.study.settings import ListOf, StatsSettings, declared, default_of
 
 # Spinning OpenMP threads slow torch down many times on a shared machine (a login node, a
@@ -126,14 +127,34 @@ def prepare_arguments(prepare: argparse.ArgumentParser) -> None:
     """The arguments of ``gcstudy prepare-data``."""
     prepare.add_argument(
         "name",
-        help=f"data set name ({', '.join(DATASETS)})",
+        help=f"data set name ({', '.join(BUILT_IN)}, or one declared in --configfile)",
     )
     prepare.add_argument("--root", required=True, help="data root folder")
+    configfile_argument(prepare)
+
+
+def configfile_argument(parser: argparse.ArgumentParser) -> None:
+    """``--configfile``: the study config(s) whose ``datasets`` declare the named set."""
+    parser.add_argument(
+        "--configfile",
+        nargs="+",
+        default=[],
+        help="study config(s), as for snakemake: their `datasets` declare your own data sets",
+    )
+
+
+def declare_from(configfiles: list[str]) -> None:
+    """Register the data sets that the config files declare (their `datasets`)."""
+    if configfiles:
+        from gcstudy.study import config as study_config
+
+        study_config.load_all(configfiles)
 
 
 def prepare_data(args, parser) -> int:
     from gcstudy.data import prepare
 
+    declare_from(args.configfile)
     folder = prepare(args.name, args.root)
     print(f"{args.name}: ready in {folder}")
     return 0
@@ -145,11 +166,13 @@ def show_arguments(show: argparse.ArgumentParser) -> None:
     show.add_argument("--root", help="data root folder (not needed for digits)")
     show.add_argument("--out", required=True, help="image file to write (PNG, PDF, SVG)")
     show.add_argument("--classes", type=int, default=16, help="classes shown per split")
+    configfile_argument(show)
 
 
 def show_data(args, parser) -> int:
     from gcstudy.data.examples import example_grid
 
+    declare_from(args.configfile)
     print(example_grid(args.name, args.root, args.out, classes=args.classes))
     return 0
 

@@ -12,7 +12,10 @@ rule prepare_data:
         result("benchmarks/prepare_data/{dataset}.tsv")
     params:
         root=config["data_root"],
+        # the config files: their `datasets` declare the user's own data sets
+        configfiles=workflow.overwrite_configfiles or workflow.configfiles,
     conda:
         "../envs/gcstudy.yaml"
     shell:
-        "gcstudy prepare-data {wildcards.dataset} --root {params.root:q} > {output:q} 2> {log:q}"
+        "gcstudy prepare-data {wildcards.dataset} --root {params.root:q} "
+        "--configfile {params.configfiles:q} > {output:q} 2> {log:q}"

@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 MANIFEST = "manifest.json"
-_IDX_UBYTE = 0x08  # idx type code of unsigned bytes
+# idx type code and big-endian numpy type of each array type written
+_IDX_TYPES = {np.dtype(np.uint8): (0x08, ">u1"), np.dtype(np.int32): (0x0C, ">i4")}
 
 
 class CacheError(ValueError):
@@ -36,14 +37,15 @@ class CacheError(ValueError):
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
-    """A uint8 array as an idx file: magic ``0x0000 08 <ndim>``, big-endian int32 sizes,
-    then the values in C order (LeCun's MNIST format)."""
-    array = np.ascontiguousarray(array)
-    if array.dtype != np.uint8:
-        raise ValueError(f"idx files here hold uint8 arrays, got {array.dtype}")
-    header = struct.pack(">I", (_IDX_UBYTE << 8) | array.ndim)
+    """A uint8 or int32 array as an idx file: magic ``0x0000 <type> <ndim>`` (type 08:
+    unsigned bytes, 0C: int32), big-endian int32 sizes, then the values in C order,
+    big-endian (LeCun's MNIST format)."""
+    if array.dtype not in _IDX_TYPES:
+        raise ValueError(f"idx files here hold uint8 or int32 arrays, got {array.dtype}")
+    code, stored = _IDX_TYPES[array.dtype]
+    header = struct.pack(">I", (code << 8) | array.ndim)
     header += struct.pack(f">{array.ndim}I", *array.shape)
-    return header + array.tobytes()
+    return header + np.ascontiguousarray(array, dtype=stored).tobytes()
 
 
 def sha256(path: Path) -> str:

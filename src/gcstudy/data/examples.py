@@ -31,7 +31,7 @@ def example_grid(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    spec = get_spec(name)
+    spec = get_spec(name, root)
     splits = [s for s in ("source", "val", "target") if s in spec.splits] or ["train", "test"]
     rng = np.random.default_rng(seed)
     blocks = []

@@ -47,6 +47,7 @@ from gcstudy.data.labelled import LabelledImages
 from gcstudy.study.datasets import GLYPH_FILES as FILES
 from gcstudy.study.datasets import GLYPHS_SOURCE as SOURCE
 from gcstudy.study.datasets import GLYPHS_TARGET, GLYPHS_VAL
+from gcstudy.study.image_folders import split_classes
 
 # fmt: off
 DIGITS = "23456789"
@@ -104,9 +105,7 @@ RECIPE = {"classes": "".join(CLASSES), "faces": list(FACE_NAMES), "instances": I
 def class_split(seed: int = SPLIT_SEED) -> tuple[tuple[int, ...], ...]:
     """(source, val, target) class ids: a seeded permutation of the 100 ids cut 64/16/20,
     each part sorted (written out in gcstudy.study.datasets as GLYPHS_SOURCE, ...)."""
-    order = np.random.default_rng(seed).permutation(len(CLASSES))
-    parts = order[:64], order[64:80], order[80:]
-    return tuple(tuple(sorted(int(i) for i in part)) for part in parts)
+    return split_classes(len(CLASSES), (64, 16, 20), seed)
 
 
 def font_folder() -> Path:

@@ -11,8 +11,8 @@ import torch
 class LabelledImages(NamedTuple):
     """Images with their labels, as one data set split.
 
-    images: uint8, N x C x 32 x 32, pixel values 0..255 (C = 1 for digits / MNIST /
-        Fashion-MNIST, 3 (RGB) for CIFAR).
+    images: uint8, N x C x S x S (S = 32, or a folder set's image_size), pixel values
+        0..255 (C = 1 for digits / MNIST / Fashion-MNIST, 3 (RGB) for CIFAR).
     labels: int64, N, the original class ids of the parent data set (never remapped, so a
         class subset such as digits 5-9 keeps the ids 5..9).
     classes: names of all classes of the parent data set, indexed by label id.

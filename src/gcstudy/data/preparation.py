@@ -23,7 +23,10 @@ def prepare(
     `root` unless they are already there; digits and digits_fs are bundled with
     scikit-learn and need nothing (`root` may be None; the returned folder is
     scikit-learn's data folder); mnist_5k and glyphs are written under `root` from files of
-    installed packages (no network; the returned folder is their cache). The `train` split
+    installed packages (no network; the returned folder is their cache); a folder set
+    (mini_imagenet, or one declared in a config: declare it first, see
+    gcstudy.study.datasets.declare) is decoded, resized and split once into its cache
+    under `root` from the files already on disk (no network). The `train` split
     is then loaded once to verify the files.
 
     Returns the absolute folder holding the files (e.g. `<root>/cifar-100-python`).
@@ -38,7 +41,7 @@ def prepare(
     Meant for `gcstudy prepare-data NAME --root DIR`, run once on a machine with internet
     access (e.g. a cluster's login node) before jobs that run offline.
     """
-    spec = get_spec(name)
+    spec = get_spec(name, root)
     if spec.folder is None:
         load(name, root, "train")
         from sklearn import datasets  # slow import: only when used
@@ -46,7 +49,7 @@ def prepare(
         return Path(datasets.__file__).parent / "data"
     if root is None:
         raise ValueError(f"dataset {name!r} needs a data root to download into (--root DIR)")
-    if spec.generated:
+    if spec.generated or spec.from_folder:
         load(name, root, "train")  # writes the cache if needed, then checks it
         return spec.cache_path(root)
     from gcstudy.data import torchvision_sets  # imports torchvision (seconds): only when needed

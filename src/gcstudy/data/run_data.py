@@ -16,13 +16,14 @@ from dataclasses import dataclass
 
 import torch
 
-from gcstudy.data import DATASETS, load
+from gcstudy.data import load
+from gcstudy.study.datasets import get_spec
 from gcstudy.study.spec import RunSpec, SpecError, check_sample_sizes
 
 
 @dataclass(frozen=True)
 class RunData:
-    train_images: torch.Tensor  # uint8 N x C x 32 x 32
+    train_images: torch.Tensor  # uint8 N x C x S x S (S: the data set's image_size)
     train_targets: torch.Tensor  # int64 N, 0..C-1
     test_images: torch.Tensor
     test_targets: torch.Tensor
@@ -50,7 +51,7 @@ class RunData:
 
 def load_run_data(spec: RunSpec, device: torch.device) -> RunData:
     """Load the spec's data set onto ``device`` and draw the fixed metric samples."""
-    dataset = DATASETS[spec.dataset]
+    dataset = get_spec(spec.dataset, spec.data_root)
     train = load(spec.dataset, spec.data_root, "train")
     test = load(spec.dataset, spec.data_root, "test")
     target = load(spec.dataset, spec.data_root, "target") if dataset.transfer else None

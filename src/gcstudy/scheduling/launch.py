@@ -45,6 +45,7 @@ submitit counts every requeue of a job shorter than 10 minutes as a timeout; aft
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import logging
@@ -226,7 +227,9 @@ def plan(
     workdir = Path(workdir).resolve()
     if not configfiles:
         raise LaunchError("no --configfile given")
-    config = study_config.load_all([Path(f).resolve() for f in configfiles])
+    # a declared data set's folder is relative to the working directory (once it exists)
+    with contextlib.chdir(workdir) if workdir.is_dir() else contextlib.nullcontext():
+        config = study_config.load_all([Path(f).resolve() for f in configfiles])
     runs = study_config.expand(config)
     selected = select(runs, only)
     folders = {run.trained_in for run in selected}

@@ -30,13 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from gcstudy import files, yamlio
+from gcstudy.study import datasets as data_sets
 from gcstudy.study.clocks import CLOCKS, scheduled_steps
-from gcstudy.study.datasets import DATASETS
 from gcstudy.study.factors import FACTORS, ID_NAMES
 from gcstudy.study.runfolder import evaluations_by_folder
 from gcstudy.study.settings import (
     STUDY_KEYS,
     TOP_KEYS,
+    Declarations,
     RunSpecKeys,
     Section,
     SettingError,
@@ -138,6 +139,7 @@ def validate(config: Any, source: str = "config") -> list[Run]:
     if not isinstance(config, dict):
         raise ConfigError(f"{source}: expected a mapping with keys {', '.join(TOP_KEYS)}")
     _known_keys(config, TOP_KEYS, source, "")
+    declare_datasets(config, source)
     studies = config.get("studies")
     wrong = Studies().problem(studies)
     if wrong:
@@ -149,6 +151,19 @@ def validate(config: Any, source: str = "config") -> list[Run]:
         _check_study(name, study, defaults, source)
     fill_defaults(config, source)
     return expand(config, source)
+
+
+def declare_datasets(config: dict[str, Any], source: str = "config") -> None:
+    """Register the config's own data sets (``datasets``: each checked against its
+    declaration in ``gcstudy.study.settings``, then its folder listed by
+    ``gcstudy.study.datasets.declare``), so that studies and run specs may name them."""
+    declarations = config.get("datasets", {})
+    _check(Declarations(), declarations, f"{source}: datasets")
+    for name, declaration in declarations.items():
+        try:
+            data_sets.declare(name, declaration, f"{source}: datasets.{name}")
+        except data_sets.DeclarationError as error:
+            raise ConfigError(str(error)) from None
 
 
 def fill_defaults(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
@@ -373,7 +388,7 @@ def _check_study(name: Any, study: Any, defaults: dict, source: str) -> None:
     base = {**defaults, **study.get("base", {})}
     base.update({k: study[k] for k in ("model", "width", "dataset") if k in study})
     base_spec = _as_spec(base, f"{where} (base with defaults)")
-    dataset = DATASETS[base_spec.dataset]
+    dataset = data_sets.get_spec(base_spec.dataset, base_spec.data_root)
     try:
         check_sample_sizes(
             base_spec, len(dataset.split_classes("train")), len(dataset.target_classes)
@@ -385,7 +400,7 @@ def _check_study(name: Any, study: Any, defaults: dict, source: str) -> None:
         for index, value in enumerate(values):
             _as_spec({**base, factor: value}, f"{where}.sweeps.{factor}[{index}]")
     if "fewshot" in study.get("evaluations", []) and not dataset.transfer:
-        transfer = [n for n, d in DATASETS.items() if d.transfer]
+        transfer = [n for n, d in data_sets.DATASETS.items() if d.transfer]
         raise ConfigError(
             f"{where}.evaluations: 'fewshot' needs a data set with target "
             f"classes ({', '.join(transfer)}), but dataset is {dataset.name!r}"

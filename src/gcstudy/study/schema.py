@@ -25,6 +25,7 @@ import yaml
 from gcstudy.study.settings import (
     Choice,
     Config,
+    DatasetDeclaration,
     Elsewhere,
     EvaluationSettings,
     Resources,
@@ -54,6 +55,7 @@ TABLES = {
     "resources": Resources,
     "evaluate": EvaluationSettings,
     "stats": StatsSettings,
+    "datasets": DatasetDeclaration,
     "spec": RunSpec,  # the keys of `defaults` and of a study's `base` (spec.option())
 }
 

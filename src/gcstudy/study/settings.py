@@ -24,6 +24,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gcstudy.study.clocks import CLOCKS
+from gcstudy.study.datasets import (
+    BUILT_IN,
+    CHANNELS,
+    CLASS_PARTS,
+    IMAGE_SIZE,
+    NAME,
+    SPLIT_SEED,
+    TEST_FRACTION,
+)
 from gcstudy.study.factors import EVALUATIONS, EXPERIMENTS, FACTORS
 from gcstudy.study.networks import MODEL_HELP
 from gcstudy.study.spec import RunSpec, did_you_mean
@@ -363,6 +372,50 @@ class Studies(Kind):
         }
 
 
+@dataclass(frozen=True)
+class ClassSplit(Kind):
+    """A transfer set's class split: a class file name, or fractions of the classes."""
+
+    def problem(self, value: Any) -> str | None:
+        if value is None or isinstance(value, str | dict):
+            return None
+        return f"expected {self.describe()}"
+
+    def schema(self) -> dict:
+        fraction = {"type": "number", "minimum": 0, "maximum": 1}
+        fractions = {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": dict.fromkeys(CLASS_PARTS, fraction),
+            "required": ["source", "target"],
+        }
+        return {"oneOf": [{"type": "string"}, fractions]}
+
+    def describe(self, plural: bool = False) -> str:
+        return "a class file or a mapping of source, val, target to fractions"
+
+
+@dataclass(frozen=True)
+class Declarations(Kind):
+    """The config's ``datasets``: new names (not built-in ones) to folder data sets
+    (checked with their folders by ``gcstudy.study.datasets.declare``)."""
+
+    def problem(self, value: Any) -> str | None:
+        return None if isinstance(value, dict) else "expected a mapping of names to data sets"
+
+    def check(self, value: Any, where: str) -> None:
+        super().check(value, where)
+        for name, declaration in value.items():
+            Section(DatasetDeclaration).check(declaration, f"{where}.{name}")
+
+    def schema(self) -> dict:
+        return {
+            "type": "object",
+            "propertyNames": {"pattern": f"^{NAME.pattern}$", "not": {"enum": list(BUILT_IN)}},
+            "additionalProperties": Section(DatasetDeclaration).schema(),
+        }
+
+
 def setting(default, help: str, kind: Kind, *, schema_default: bool = True):
     """One config key: its default (a value, or an ``Elsewhere``: ``REQUIRED``,
     ``INHERITED``, ``FROM_RESOURCES``), what it means and its kind.
@@ -556,6 +609,44 @@ class StatsSettings(_Checked):
     )
 
 
+@dataclass(frozen=True)
+class DatasetDeclaration:
+    """A user's own data set, a folder of images (config key ``datasets.<name>``; checked
+    and listed by ``gcstudy.study.datasets.declare``, docs/data.md)."""
+
+    path: str = setting(
+        REQUIRED,
+        "the folder of images, relative to the working directory: one folder per class "
+        "(torchvision's ImageFolder), or `train/` and `test/` folders of class folders, or "
+        "a mini-ImageNet layout",
+        Text(),
+    )
+    image_size: int = setting(
+        IMAGE_SIZE,
+        "pixels per side: every image is resized to this square size once, when the set is "
+        "prepared (`gcstudy prepare-data NAME`)",
+        Integer(1),
+    )
+    channels: int = setting(CHANNELS[-1], "1 (greyscale) or 3 (RGB)", Choice(CHANNELS))
+    test_fraction: float = setting(
+        TEST_FRACTION,
+        "fraction of each class's images held out as test images, drawn from `split_seed` "
+        "(only for a folder without `train/` and `test/`; mini-ImageNet's layouts: 1/6)",
+        Number(0, 1, exclusive_minimum=True, exclusive_maximum=True),
+        schema_default=False,
+    )
+    split_seed: int = setting(
+        SPLIT_SEED, "seed of the train / test split and of the class fractions", Integer(0)
+    )
+    classes: Any = setting(
+        None,
+        "makes it a transfer set: a file of lines `<class folder> source|val|target`, or "
+        "the fractions of the classes drawn (from `split_seed`) as `source`, `val`, `target`",
+        ClassSplit(),
+        schema_default=False,
+    )
+
+
 # --- a study and the whole config ---------------------------------------------------------
 
 
@@ -624,6 +715,12 @@ class Config:
         "data",
         "folder of the downloaded data sets (`gcstudy prepare-data NAME --root DIR`)",
         Text(),
+    )
+    datasets: dict = setting(
+        {},
+        "your own data sets: new names (letters a-z, digits, `_`) to folders of images, "
+        "each a mapping of the keys below; a study's `dataset` may name them",
+        Declarations(),
     )
     defaults: dict = setting(
         {},

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from gcstudy.study.datasets import DATASETS
+from gcstudy.study.datasets import BUILT_IN, get_spec
 from gcstudy.study.factors import GC_METHODS
 from gcstudy.study.networks import (
     MODEL_HELP,
@@ -74,8 +74,8 @@ class RunSpec:
     )
     dataset: str = option(
         "digits",
-        "training data set; a transfer set pre-trains on its source classes",
-        tuple(DATASETS),
+        f"training data set: a built-in one ({', '.join(BUILT_IN)}) or one declared in the "
+        "config's `datasets`; a transfer set pre-trains on its source classes",
     )
     data_root: str = option(
         "data", "folder holding the downloaded data sets (set from the top-level `data_root`)"
@@ -234,6 +234,7 @@ class RunSpec:
         for key, value in values.items():
             _check_value(known[key], value, source)
         spec = cls(**{k: list(v) if isinstance(v, list) else v for k, v in values.items()})
+        _check_dataset(spec, source)
         _check_eval_steps(spec, source)
         _check_gc_budget(spec, source)
         _check_torchvision_width(spec, source)
@@ -349,6 +350,14 @@ def _check_torchvision_width(spec: RunSpec, source: str) -> None:
             f"{source}: key 'width' = {spec.width!r}: {spec.model} is torchvision's own "
             "network, built at width 1 only (set `width: 1`)"
         )
+
+
+def _check_dataset(spec: RunSpec, source: str) -> None:
+    """A data set that is built in, declared, or prepared under the spec's data root."""
+    try:
+        get_spec(spec.dataset, spec.data_root)
+    except ValueError as error:
+        raise SpecError(f"{source}: key 'dataset' = {spec.dataset!r}: {error}") from None
 
 
 def _check_eval_steps(spec: RunSpec, source: str) -> None:
