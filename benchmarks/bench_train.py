@@ -1,8 +1,8 @@
 """Training throughput: images/s and fraction of the device's peak FLOP/s (not a test).
 
-For VGG-11, VGG-13 and ResNet-18 (width 1, 32x32x3, 10 classes) at batch 128 on whatever
-device runs it: one SGD step as ``gcstudy.training.trainer`` runs it (CUDA: channels_last and bf16
-autocast), timed over a few repeats after warm-up. FLOPs per step come from
+For VGG-11, VGG-13, ResNet-18 and ResNet-50 (width 1, 32x32x3, 10 classes) at batch 128 on
+whatever device runs it: one SGD step as ``gcstudy.training.trainer`` runs it (CUDA:
+channels_last and bf16 autocast), timed over a few repeats after warm-up. FLOPs per step come from
 ``torch.utils.flop_counter`` (forward + backward); the peak is measured in the same run as
 the throughput of a large matrix multiply in the step's precision, so the fraction compares
 like with like on a noisy machine.

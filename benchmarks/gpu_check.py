@@ -8,7 +8,7 @@ skips a section that no longer fits in ``--budget-s`` and records why:
 
 1. the machine: GPU name, torch, CUDA, cuDNN, gcstudy's git commit; the chip's bf16 matrix
    rate, measured here (an 8192^3 product), and the datasheet's dense bf16 figure;
-2. FLOPs per training image of VGG-11, VGG-13 and ResNet-18, counted by
+2. FLOPs per training image of VGG-11, VGG-13, ResNet-18 and ResNet-50, counted by
    ``torch.utils.flop_counter`` on one forward + backward of gcstudy's own training step;
 3. training images/s and MFU (model FLOP/s utilisation = FLOPs per image x images/s / the
    bf16 matrix rate) at batch 256 and 32, fp32 or bf16 autocast, channels_last on or off,

@@ -4,6 +4,7 @@
 import copy
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -341,3 +342,27 @@ def test_the_clock_panel_comes_from_the_stats_section():
     study_config.fill_defaults(config)
     config["stats"]["clocks"] = ["steps"]
     assert {tuple(r.spec.eval_clock_steps) for r in study_config.expand(config)} == {(200, 300)}
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("torchvision:resnet5", r"torchvision \S+ has no classification architecture 'resnet5'"),
+        ("torchvision:squeezenet1_0", r"no final linear layer .* 'classifier\.1', is Conv2d"),
+    ],
+)
+def test_the_workflow_refuses_a_torchvision_network_it_cannot_build_before_any_job(
+    model, message, capsys
+):
+    from gcstudy.scheduling import workflow_config
+
+    config = broken("studies.fig1.model", model)
+    config["studies"]["fig1"]["width"] = 1
+    assert {r.spec.model for r in validate(copy.deepcopy(config))} >= {model}  # its form is fine
+    with pytest.raises(SystemExit):
+        workflow_config.runs(config, ["cfg.yaml"])
+    error = capsys.readouterr().err
+    assert f"cfg.yaml: studies.fig1.model = '{model}': torchvision:" in error
+    assert re.search(message, error)
+    config["studies"]["fig1"]["model"] = "torchvision:resnet18"
+    assert workflow_config.runs(config, ["cfg.yaml"])

@@ -5,9 +5,10 @@ import pytest
 import torch
 import torchvision
 
-from gcstudy.models import MODELS, build
+from gcstudy.models import MODELS, build, build_shapes
 from gcstudy.models.from_torchvision import TorchvisionNet
 from gcstudy.study.networks import check_model_name, embedding_dim, is_model_name
+from gcstudy.study.spec import RunSpec, SpecError
 
 torch.set_num_threads(1)
 
@@ -17,6 +18,13 @@ PUBLISHED_MILLIONS = {"vgg11": 9.23, "vgg13": 9.41, "resnet18": 11.17, "resnet50
 # The CIFAR-style ResNet-50 to the parameter (kuangliu/pytorch-cifar and
 # weiaicunzai/pytorch-cifar100): classes -> parameters.
 RESNET50_PARAMETERS = {100: 23_705_252, 10: 23_520_842}
+# docs/science.md#networks's table: (model, classes) -> parameters at width 1, RGB input.
+DOCUMENTED_PARAMETERS = {
+    ("vgg11", 10): 9_231_114, ("vgg11", 100): 9_277_284,
+    ("vgg13", 10): 9_416_010, ("vgg13", 100): 9_462_180,
+    ("resnet18", 10): 11_173_962, ("resnet18", 100): 11_220_132,
+    ("resnet50", 10): 23_520_842, ("resnet50", 100): 23_705_252,
+}  # fmt: skip
 
 
 def count(model: torch.nn.Module) -> int:
@@ -48,9 +56,25 @@ def test_full_width_embedding_is_512_or_2048_for_resnet50(name):
     assert build(name, num_classes=10).embedding_dim == embedding_dim(name, 1) == expected
 
 
+def test_gc_outputs_are_checked_against_each_models_embedding():
+    outputs = dict(width=0.125, gc_method="outputs")
+    assert RunSpec.from_dict({"model": "resnet50", "gc_outputs": 256, **outputs})
+    with pytest.raises(SpecError, match="larger than the 256 outputs of the embedding of resnet50"):
+        RunSpec.from_dict({"model": "resnet50", "gc_outputs": 257, **outputs})
+    with pytest.raises(SpecError, match="larger than the 64 outputs of the embedding of vgg13"):
+        RunSpec.from_dict({"model": "vgg13", "gc_outputs": 65, **outputs})
+    torchvision = {"model": "torchvision:resnet18", "width": 1, "gc_method": "outputs"}
+    assert RunSpec.from_dict({**torchvision, "gc_outputs": 4096})  # known once built
+
+
 @pytest.mark.parametrize("classes", RESNET50_PARAMETERS)
 def test_resnet50_has_the_published_parameter_count(classes):
     assert count(build("resnet50", classes)) == RESNET50_PARAMETERS[classes]
+
+
+@pytest.mark.parametrize(("name", "classes"), DOCUMENTED_PARAMETERS)
+def test_documented_parameter_counts(name, classes):
+    assert count(build(name, classes)) == DOCUMENTED_PARAMETERS[name, classes]
 
 
 def test_resnet50_embeds_to_2048_with_bottlenecks_3_4_6_3():
@@ -122,7 +146,7 @@ def test_model_names_are_checked_without_torch():
     assert embedding_dim("torchvision:resnet50", 1) is None  # known once built
 
 
-# torchvision architectures that work at 32x32 (docs/networks.md), one per family that
+# torchvision architectures that work at 32x32 (docs/science.md#networks), one per family that
 # hides its head differently: a top-level `fc`, the last layer of a `classifier`
 # Sequential (after LayerNorm and Flatten, or after Dropout), and a transformer's `head`.
 TORCHVISION_HEADS = {
@@ -174,3 +198,36 @@ def test_torchvision_architectures_without_a_clear_head_are_refused():
         build("torchvision:resnet18", 10, width=0.5)
     with pytest.raises(ValueError, match=r"unknown model 'torchvision:ResNet18'"):
         build("torchvision:ResNet18", 10)
+
+
+# docs/science.md#networks: torchvision architectures whose embedding has the head's size at
+# 32x32 and 84x84, and those that need larger images (shapes on the meta device).
+AT_32_AND_84 = (
+    "resnet18", "resnet50", "resnext50_32x4d", "wide_resnet50_2", "convnext_tiny",
+    "densenet121", "efficientnet_b0", "efficientnet_v2_s", "mobilenet_v2",
+    "mobilenet_v3_small", "mnasnet0_5", "regnet_y_400mf", "shufflenet_v2_x0_5", "vgg11",
+    "swin_t",
+)  # fmt: skip
+NEED_LARGER = {"vit_b_16": (32, 84), "maxvit_t": (32, 84), "alexnet": (32,)}
+
+
+def embed_shape(arch: str, size: int) -> tuple:
+    model = build_shapes(f"torchvision:{arch}", 10).eval()
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        embedding = model.embed(torch.zeros(2, 3, size, size, device=device))
+    return tuple(embedding.shape), model.embedding_dim
+
+
+@pytest.mark.parametrize("arch", AT_32_AND_84)
+def test_torchvision_networks_take_32x32_and_84x84(arch):
+    for size in (32, 84):
+        shape, dim = embed_shape(arch, size)
+        assert shape == (2, dim)
+
+
+@pytest.mark.parametrize("arch", NEED_LARGER)
+def test_some_torchvision_networks_need_larger_images(arch):
+    for size in NEED_LARGER[arch]:
+        with pytest.raises((RuntimeError, AssertionError)):
+            embed_shape(arch, size)

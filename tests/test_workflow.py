@@ -168,6 +168,19 @@ def test_bad_config_is_refused_before_any_job(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+def test_a_torchvision_network_without_a_head_is_refused_before_any_job(tmp_path):
+    broken = yaml.safe_load(yaml.safe_dump(TINY_CONFIG))
+    broken["studies"]["tiny"].update(model="torchvision:squeezenet1_0", width=1)
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(broken))
+    result = snakemake(tmp_path, "--configfile", "cfg.yaml", "--cores", "1")
+    assert result.returncode != 0
+    assert (
+        "cfg.yaml: studies.tiny.model = 'torchvision:squeezenet1_0': "
+        "torchvision:squeezenet1_0: no final linear layer"
+    ) in result.stderr
+    assert not (tmp_path / RESULTS).exists()
+
+
 def test_slurm_profile_sends_only_gpu_rules_to_the_gpu_partition(tmp_path):
     """With GCSTUDY_SLURM_PARTITION=gpu, the dry run through profiles/slurm gives
     slurm_partition=gpu exactly to the jobs that ask for a GPU; the train jobs carry the

@@ -5,7 +5,7 @@ ResNet-50 in their CIFAR-style forms (3x3 first convolutions, no early downsampl
 and 84x84 inputs), or a torchvision architecture named ``torchvision:<arch>``. The
 *embedding* ``f = model.embed`` is everything before the last linear layer (512-d for VGG
 and ResNet-18, 2048-d for ResNet-50, at width 1); its geometric complexity is what the
-study measures. docs/networks.md describes them.
+study measures. docs/science.md#networks describes them.
 """
 
 from gcstudy.models.resnet import ARCHITECTURES as RESNETS
@@ -50,4 +50,18 @@ def build(name: str, num_classes: int, in_channels: int = 3, width: float = 1.0)
     return ResNet(name, num_classes, in_channels, width)
 
 
-__all__ = ["MODELS", "VGG", "ResNet", "build", "scaled"]
+def build_shapes(name: str, num_classes: int, in_channels: int = 3, width: float = 1.0):
+    """``build``, on torch's meta device where it can be: shapes only, no memory and no
+    arithmetic (a torchvision network in about 0.1 s), so that a workflow can refuse a
+    network it cannot build before any job. An architecture whose initialisation reads
+    numbers back (torchvision's RegNets) is built on the CPU instead."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            return build(name, num_classes, in_channels, width)
+    except RuntimeError:  # "Cannot copy out of meta tensor; no data!"
+        return build(name, num_classes, in_channels, width)
+
+
+__all__ = ["MODELS", "VGG", "ResNet", "build", "build_shapes", "scaled"]

@@ -20,6 +20,7 @@ import torchvision
 from torch import nn
 
 from gcstudy.study.networks import TORCHVISION
+from gcstudy.study.spec import did_you_mean
 
 RGB = 3
 
@@ -63,7 +64,8 @@ class TorchvisionNet(nn.Module):
         if arch not in architectures():
             raise ValueError(
                 f"{TORCHVISION}{arch}: torchvision {torchvision.__version__} has no "
-                f"classification architecture {arch!r}; it has {', '.join(architectures())}"
+                f"classification architecture {arch!r}{did_you_mean(arch, architectures())}"
+                "; torchvision.models.list_models(module=torchvision.models) lists them"
             )
         if in_channels not in (1, RGB):
             raise ValueError(

@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 
 from gcstudy.study import config as study_config
+from gcstudy.study.datasets import get_spec
+from gcstudy.study.networks import torchvision_arch
 
 
 def check_command_line(argv: list[str] | None = None) -> None:
@@ -44,9 +46,31 @@ def runs(config: dict, configfiles: list, overrides=None) -> list:
     error."""
     source = ", ".join(map(str, configfiles)) + (" with --config" if overrides else "")
     try:
-        return study_config.validate(config, source=source)
+        found = study_config.validate(config, source=source)
     except study_config.ConfigError as error:
         exit_with(error)
+    check_torchvision_networks(found, source)
+    return found
+
+
+def check_torchvision_networks(runs: list, source: str) -> None:
+    """Build every torchvision network the runs name, for its data set's classes and
+    channels, on the meta device where it can be (``gcstudy.models.build_shapes``): an architecture
+    torchvision does not have, or whose head cannot be found, ends the workflow before any
+    job. Imports torch only when a run names one (the name's form is checked torch-free)."""
+    named = sorted(
+        {(r.study, r.spec.model, r.spec.dataset) for r in runs if torchvision_arch(r.spec.model)}
+    )
+    if not named:
+        return
+    from gcstudy.models import build_shapes  # imports torch
+
+    for study, model, dataset in named:
+        data = get_spec(dataset)
+        try:
+            build_shapes(model, len(data.split_classes("train")), data.channels)
+        except ValueError as error:
+            exit_with(f"{source}: studies.{study}.model = {model!r}: {error}")
 
 
 def exit_with(error: Exception) -> None:

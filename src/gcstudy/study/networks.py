@@ -2,7 +2,7 @@
 
 Snakemake parses the workflow (and so imports ``gcstudy.study.config``) in its main
 process and again in every job; keeping these names torch-free saves seconds per job.
-The networks themselves are built in ``gcstudy.models`` (docs/networks.md).
+The networks themselves are built in ``gcstudy.models`` (docs/science.md#networks).
 
 A model name is one of ``MODELS`` (this project's CIFAR-style networks, any ``width``) or
 ``torchvision:<arch>``, an architecture of ``torchvision.models`` by its own name (width 1
@@ -24,7 +24,7 @@ _ARCH = re.compile(r"[a-z][a-z0-9_]*")
 MODEL_HELP = (
     f"network architecture: {', '.join(f'`{m}`' for m in MODELS)}, or `{TORCHVISION}<arch>` "
     "for an architecture of torchvision.models by its name (e.g. `torchvision:resnet50`; "
-    "width 1 only; docs/networks.md)"
+    "width 1 only; docs/science.md#networks)"
 )
 
 

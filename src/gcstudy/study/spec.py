@@ -132,7 +132,7 @@ class RunSpec:
     gc_outputs: int = option(
         16,
         "output rows sampled per example (`gc_method: outputs`); at most the embedding size "
-        "(`512 * width`; `2048 * width` for resnet50)",
+        "(docs/science.md#networks)",
         minimum=1,
     )
     gc_mask_rate: float = option(
