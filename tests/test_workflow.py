@@ -258,7 +258,10 @@ def test_paper_grid_dry_run_lists_every_job(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
     runs = study_config.expand(study_config.load(REPO / "config" / "paper.yaml"))
-    appendix = {"E1b_resnet50_cifar100": 9 * 3}  # lr and L2 sweeps: 5 + 5 - 1 points, 3 seeds
+    appendix = {  # lr and L2 sweeps: 5 + 5 - 1 points; lr, batch and L2: 5 + 5 + 5 - 2; 3 seeds
+        "E1b_resnet50_cifar100": 9 * 3,
+        "E4_transfer_mini_imagenet": 13 * 3,
+    }
     main = [run for run in runs if run.study not in appendix]
     # E2, E3 and E5's base point share E1's base runs (same spec): 203 runs, 194 trained
     assert len(main) == 203
@@ -267,10 +270,10 @@ def test_paper_grid_dry_run_lists_every_job(tmp_path):
     # resources.batch: run (the default): one training job per run folder, each also
     # writing the run's evaluations; the appendix's runs share no folder
     trained = 194 + sum(appendix.values())
-    assert int(counts["train"]) == int(counts["batch_spec"]) == trained == 221
+    assert int(counts["train"]) == int(counts["batch_spec"]) == trained == 260
     assert len(study_config.trained_runs(runs)) == trained
-    # cifar10, mnist, fashion_mnist, cifar_fs; the appendix's cifar100
-    assert int(counts["prepare_data"]) == 5
+    # cifar10, mnist, fashion_mnist, cifar_fs; the appendix's cifar100 and mini_imagenet
+    assert int(counts["prepare_data"]) == 6
 
 
 def test_tiny_study_report_uses_the_configs_stats_keys(tiny_study):
