@@ -274,6 +274,25 @@ def test_paper_grid_dry_run_lists_every_job(tmp_path):
     assert len(study_config.trained_runs(runs)) == trained
     # cifar10, mnist, fashion_mnist, cifar_fs; the appendix's cifar100 and mini_imagenet
     assert int(counts["prepare_data"]) == 6
+    # each train job's time limit: twice its run's steps at its study's rate (the appendix's
+    # own, else the resources'), read here from the YAML: 36 min for ResNet-50's 30,000
+    # steps at 0.6, 108 min for mini-ImageNet's 15,000 at 3.6
+    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    rate = {name: study.get("minutes_per_1000_steps", paper["resources"]["minutes_per_1000_steps"])
+            for name, study in paper["studies"].items()}  # fmt: skip
+    steps = {name: study.get("base", {}).get("steps", paper["defaults"]["steps"])
+             for name, study in paper["studies"].items()}  # fmt: skip
+    job = (
+        r"^rule train:\n(?:    .*\n)*?"
+        r"    wildcards: batch=(\w+)/\S+\n    resources: .*runtime=(\d+)"
+    )
+    limits = re.findall(job, result.stdout, re.M)
+    assert len(limits) == trained
+    for study, minutes in limits:
+        assert int(minutes) == max(10, round(2 * rate[study] * steps[study] / 1000)), study
+    assert {s: int(m) for s, m in limits if s in appendix} == {
+        "E1b_resnet50_cifar100": 36, "E4_transfer_mini_imagenet": 108
+    }  # fmt: skip
 
 
 def test_tiny_study_report_uses_the_configs_stats_keys(tiny_study):
