@@ -5,6 +5,7 @@ the pixels written (resized independently with PIL)."""
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -130,7 +131,8 @@ def test_mini_imagenet_in_each_layout(tmp_path, layout):
     20 classes with label ids in that order, 84 x 84 RGB, each class's images the written
     ones, 5 : 1 train / test in the source classes."""
     written = write_mini_imagenet(tmp_path / "mini-imagenet", layout)
-    splits = {s: load("mini_imagenet", tmp_path, s) for s in ("train", "test", "val", "target")}
+    splits = {s: load("mini_imagenet", tmp_path, s) for s in DATASETS["mini_imagenet"].splits}
+    assert torch.equal(splits["source"].labels.unique(), torch.arange(64))
     names = [c for part in mini_imagenet_classes() for c in part[3]]
     assert splits["train"].classes == tuple(names)
     assert splits["train"].images.shape[1:] == (3, 84, 84)
@@ -156,6 +158,32 @@ def test_mini_imagenet_in_each_layout(tmp_path, layout):
             assert distance.min(axis=1).max() <= 3
         else:
             assert got == oracle(arrays, 84)
+
+
+def test_mini_imagenets_declared_sizes_follow_from_its_split():
+    """600 images per class, 1/6 held out: 500 / 100 per source class (like CIFAR-FS)."""
+    spec = DATASETS["mini_imagenet"]
+    test = held_out_count(600, spec.test_fraction)
+    assert test == 100
+    assert (spec.train_size, spec.test_size, spec.target_size) == (
+        64 * (600 - test), 64 * test, 20 * 600)  # fmt: skip
+    assert (spec.image_size, spec.channels, spec.num_classes) == (84, 3, 100)
+
+
+def test_a_defective_mini_imagenet_copy_is_named(tmp_path):
+    """A csv row naming a missing image, a pickle without `class_dict`: the file named."""
+    folder = tmp_path / "mini-imagenet"
+    write_mini_imagenet(folder, "csv")
+    missing = sorted((folder / "images").iterdir())[3]
+    missing.unlink()
+    with pytest.raises(DatasetNotFound, match=rf"train\.csv, line \d+: {missing} is missing"):
+        prepare("mini_imagenet", tmp_path)
+    pickles = tmp_path / "pickled"
+    write_mini_imagenet(pickles / "mini-imagenet", "pickles")
+    broken = pickles / "mini-imagenet" / "mini-imagenet-cache-validation.pkl"
+    broken.write_bytes(pickle.dumps({"image_data": np.zeros((2, 84, 84, 3), np.uint8)}))
+    with pytest.raises(DatasetNotFound, match=rf"{broken}: not a mini-ImageNet pickle"):
+        prepare("mini_imagenet", pickles)
 
 
 def test_mini_imagenet_declared_at_32_pixels(tmp_path):
@@ -217,6 +245,7 @@ def test_a_study_trains_on_a_declared_set(tmp_path, monkeypatch):
     pixels = source.images.double().div(255).transpose(0, 1).flatten(1)
     assert torch.allclose(data.mean.double(), pixels.mean(1), atol=1e-6)
     assert data.target_images.shape[0] == 16 and data.num_classes == 3
+    assert data.train_images.shape[1:] == (3, 32, 32)  # 10 x 12 files, resized once
     assert trainer.run(spec, tmp_path / "run", progress=False) == "complete"
     trace = traces.read(tmp_path / "run" / "trace.h5")
     assert trace.step.values.tolist() == spec.evaluation_steps and spec.evaluation_steps[-1] == 3
@@ -228,23 +257,24 @@ def spec_classes(spec: RunSpec) -> tuple[int, ...]:
     return get_spec(spec.dataset, spec.data_root).source_classes
 
 
-def test_prepare_data_and_show_data_commands(tmp_path):
+def test_prepare_data_and_show_data_commands(tmp_path, capsys, caplog):
     """`gcstudy prepare-data NAME --root DIR --configfile F` prepares a declared set; a
     later process that never reads the config (`show-data` without --configfile, a run
     spec) knows it from the prepared copy's manifest."""
+    from gcstudy import cli
+
     write_class_folders(tmp_path / "pets", ANIMALS)
     config = write_config(tmp_path, {"path": str(tmp_path / "pets"), "image_size": 16,
                                      "classes": {"source": 0.6, "val": 0.2,
                                                  "target": 0.2}},
                           {"base": {"batch_size": 4}})  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     root = tmp_path / "data"
-    command = [sys.executable, "-m", "gcstudy.cli", "prepare-data", "pets", "--root", str(root)]
-    refused = subprocess.run(command, capture_output=True, text=True, env=env)
-    assert refused.returncode != 0 and "unknown dataset 'pets'" in refused.stderr
-    done = subprocess.run([*command, "--configfile", str(config)], capture_output=True,
-                          text=True, env=env, check=True)  # fmt: skip
-    assert str(root / "prepared" / "pets") in done.stdout
+    command = ["prepare-data", "pets", "--root", str(root)]
+    assert cli.main(command) == 2 and "unknown dataset 'pets'" in caplog.text
+    assert cli.main([*command, "--configfile", str(config)]) == 0
+    assert str(root / "prepared" / "pets") in capsys.readouterr().out
+    del DATASETS["pets"]  # as in a process that never read the config
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     show = [sys.executable, "-m", "gcstudy.cli", "show-data", "pets", "--root", str(root),
             "--out", str(tmp_path / "pets.png"), "--classes", "3"]  # fmt: skip
     subprocess.run(show, capture_output=True, text=True, env=env, check=True)

@@ -87,8 +87,9 @@ def _inconsistency(
     spec: DatasetSpec, images: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...]
 ) -> str:
     """What is wrong with data read from disk, or "" if it matches `spec`."""
-    if images.shape[1:] != (spec.channels, 32, 32) or images.dtype != torch.uint8:
-        return f"images of shape {tuple(images.shape[1:])}, expected ({spec.channels}, 32, 32)"
+    expected = (spec.channels, spec.image_size, spec.image_size)
+    if images.shape[1:] != expected or images.dtype != torch.uint8:
+        return f"images of shape {tuple(images.shape[1:])}, expected {expected}"
     if len(images) != len(labels):
         return f"{len(images)} images but {len(labels)} labels"
     if len(classes) != spec.num_classes:

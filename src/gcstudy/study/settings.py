@@ -666,7 +666,9 @@ class Study:
     width: float = setting(
         INHERITED, "channel width multiplier (1 = the paper's networks)", RunSpecKey("width")
     )
-    dataset: str = setting(INHERITED, "training data set", RunSpecKey("dataset"))
+    dataset: str = setting(
+        INHERITED, "training data set: a built-in one or one of `datasets`", RunSpecKey("dataset")
+    )
     base: dict = setting(
         {},
         "run-spec keys of the base point: `lr`, `batch_size`, `l2`, `gc_penalty`, "

@@ -19,7 +19,7 @@ import xarray as xr
 
 from gcstudy.study import config as study_config
 from gcstudy.study import traces
-from gcstudy.study.datasets import DATASETS
+from gcstudy.study.datasets import get_spec
 
 GENERATED_BY = "gcstudy.testing: a generated study with planted laws, not measurements"
 # Sweep values around the base point (lr 0.05, batch 32, L2 0, penalty 0), smallest first.
@@ -150,7 +150,7 @@ def _placeholder_trace(entry: dict) -> traces.Trace:
 
     spec = RunSpec.from_dict(entry["spec"])
     steps = np.array(spec.evaluation_steps, dtype=np.int64)
-    dataset = DATASETS[spec.dataset]
+    dataset = get_spec(spec.dataset, spec.data_root)
     classes = np.array(dataset.split_classes("train"), dtype=np.int64)
     names = [n for n, v in traces.VARIABLES.items() if dataset.transfer or not v.transfer_only]
     values = {
