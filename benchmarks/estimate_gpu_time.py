@@ -1,17 +1,21 @@
-"""An estimate (not a measurement) of a config's training time per 1,000 steps on a GPU.
+"""An estimate (not a measurement) of a config's training time per 1,000 steps on a GPU,
+per study, and the check of the config's rates against it.
 
     python benchmarks/estimate_gpu_time.py [--configfile config/paper.yaml]
         [--gpu-matmul-tflops 790] [--repeats 3]
 
-No GPU has run gcstudy yet, so ``resources.minutes_per_1000_steps`` of config/paper.yaml is
-derived, and this script shows the derivation:
+No GPU has run gcstudy yet, so the ``minutes_per_1000_steps`` of config/paper.yaml (the
+resources' one, and a study's own where its steps cost more) are derived, and this script
+shows the derivation:
 
-1. FLOPs, counted by ``torch.utils.flop_counter`` on the real models (width and input of
-   each study): a training step is forward + backward at the study's batch size (with the
-   GC penalty: plus its double backward, counted too); an evaluation is one forward pass per
-   image of the fixed samples (features, test, BatchNorm recalibration, few-shot target
-   images) plus ``1 + 2 * gc_probes`` forward-equivalents per GC example (a VJP costs about
-   two forwards). Per 1,000 steps: 1,000 steps + the evaluations that fall in them.
+1. FLOPs, counted by ``torch.utils.flop_counter`` on the real models (width, classes and
+   input of each study, at its data set's image size: 32x32, mini-ImageNet 84x84; a
+   convolutional net's FLOPs per image grow with the image's area, (84/32)^2 = 6.9x): a
+   training step is forward + backward at the study's batch size (with the GC penalty:
+   plus its double backward, counted too); an evaluation is one forward pass per image of
+   the fixed samples (features, test, BatchNorm recalibration, few-shot target images) plus
+   ``1 + 2 * gc_probes`` forward-equivalents per GC example (a VJP costs about two
+   forwards). Per 1,000 steps: 1,000 steps + the evaluations that fall in them.
 2. The rate this code reaches, measured here on the CPU: training steps of the first
    study's model, timed, as a fraction of this CPU's matrix-multiply rate measured in the
    same run (``benchmarks/bench_train.py`` does the same per model).
@@ -20,6 +24,13 @@ derived, and this script shows the derivation:
    32x32 networks usually use a GPU less well than a large matrix multiply, so this is
    optimistic: the config rounds up and the job time limit is twice the estimate (and
    doubles again on each retry, which resumes from the checkpoint).
+4. A study's own rate, where its steps cost more than those the resources' rate covers:
+   the resources' ``minutes_per_1000_steps`` times the FLOPs per 1,000 steps of the study's
+   costliest shape over those of the costliest shape among the studies without a rate of
+   their own ("scaled" below; it does not depend on the timing of items 2-3). It keeps the
+   allowance the resources' value has over its own estimate and errs long: per-step
+   overheads do not grow with the FLOPs, and larger convolutions use a GPU better. The
+   script says, per study, whether the config's rate is at least that.
 """
 
 from __future__ import annotations
@@ -33,10 +44,14 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from gcstudy.models import build
+from gcstudy.scheduling import jobs
 from gcstudy.study import config as study_config
 from gcstudy.study.datasets import DATASETS
 
-SIDE = 32  # every data set is fed at 32x32 (MNIST-like ones zero-padded)
+
+def side(spec) -> int:
+    """Pixels per side of the images the spec's model is fed (its data set's)."""
+    return DATASETS[spec.dataset].image_size
 
 
 def counted(fn) -> int:
@@ -49,7 +64,8 @@ def step_flops(spec, channels: int, classes: int, batch: int = 4) -> tuple[int, 
     """(FLOPs of one training step at the spec's batch size, forward FLOPs per image),
     counted at a small batch and scaled (both are linear in the batch)."""
     model = build(spec.model, classes, channels, spec.width).train()
-    leaf = torch.randn(batch, channels, SIDE, SIDE, requires_grad=bool(spec.gc_penalty))
+    pixels = side(spec)
+    leaf = torch.randn(batch, channels, pixels, pixels, requires_grad=bool(spec.gc_penalty))
     y = torch.randint(0, classes, (batch,))
 
     def train_step():
@@ -92,7 +108,8 @@ def cpu_fraction_of_peak(spec, repeats: int) -> tuple[float, float]:
     info = DATASETS[spec.dataset]
     model = build(spec.model, len(info.split_classes("train")), info.channels, spec.width)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    x, y = torch.randn(32, info.channels, SIDE, SIDE), torch.randint(0, 10, (32,))
+    pixels = side(spec)
+    x, y = torch.randn(32, info.channels, pixels, pixels), torch.randint(0, 10, (32,))
 
     def step():
         loss = F.cross_entropy(model(x), y)
@@ -118,6 +135,31 @@ def cpu_fraction_of_peak(spec, repeats: int) -> tuple[float, float]:
     return rate, rate / statistics.median(peak)
 
 
+def shape(run) -> tuple:
+    """What a run's FLOPs per 1,000 steps depend on, besides its spec's cadence."""
+    spec = run.spec
+    return (run.study, spec.model, spec.dataset, spec.batch_size, spec.gc_penalty > 0)
+
+
+def study_flops(runs) -> dict[str, tuple[float, float]]:
+    """Per study of ``runs`` (trained runs), (FLOPs per 1,000 steps of its costliest shape,
+    mean over its runs), printing each shape's count with its estimate."""
+    by_shape: dict[tuple, float] = {}
+    per_study: dict[str, list[float]] = {}
+    for run in runs:
+        key = shape(run)
+        if key not in by_shape:
+            by_shape[key] = flops_per_1000_steps(run.spec)
+            study, model, dataset, batch, penalty = key
+            print(
+                f"{study:26s} {model:9s} {dataset:14s} {side(run.spec):3d}px batch {batch:4d}"
+                f"{' +GC penalty' if penalty else '            '} "
+                f"{by_shape[key] / 1e15:7.2f} PFLOP per 1,000 steps"
+            )
+        per_study.setdefault(run.study, []).append(by_shape[key])
+    return {s: (max(f), statistics.fmean(f)) for s, f in per_study.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configfile", default="config/paper.yaml")
@@ -125,7 +167,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     config = study_config.load(args.configfile)
-    runs = study_config.expand(config)
+    runs = study_config.trained_runs(study_config.expand(config))
     torch.manual_seed(0)
     rate, fraction = cpu_fraction_of_peak(runs[0].spec, args.repeats)
     gpu_rate = fraction * args.gpu_matmul_tflops * 1e12
@@ -137,22 +179,26 @@ def main() -> None:
         f"ASSUMED GPU rate: {fraction:.1%} x {args.gpu_matmul_tflops:.0f} TFLOP/s = "
         f"{gpu_rate / 1e12:.1f} TFLOP/s"
     )
-    worst = 0.0
-    by_shape: dict[tuple, float] = {}
-    for run in runs:
-        spec = run.spec
-        key = (run.study, spec.model, spec.dataset, spec.batch_size, spec.gc_penalty > 0)
-        if key not in by_shape:
-            by_shape[key] = flops_per_1000_steps(spec)
-    for (study, model, dataset, batch, penalty), flops in by_shape.items():
-        minutes = flops / gpu_rate / 60
-        worst = max(worst, minutes)
-        print(
-            f"{study:22s} {model:9s} {dataset:14s} batch {batch:4d}"
-            f"{' +GC penalty' if penalty else '            '} {flops / 1e15:7.2f} PFLOP"
-            f" per 1,000 steps -> {minutes:5.2f} min (estimate)"
+    flops = study_flops(runs)
+    own = {s for s in flops if config["studies"][s].get("minutes_per_1000_steps") is not None}
+    covered = max(worst for s, (worst, _) in flops.items() if s not in own)
+    resources = config["resources"]["minutes_per_1000_steps"]
+    print("\nper study: costliest shape (mean over its runs) -> estimate; config rate")
+    for study, (worst, mean) in flops.items():
+        given = jobs.rate(config, study)
+        line = (
+            f"{study:26s} {worst / 1e15:6.2f} ({mean / 1e15:5.2f}) PFLOP -> "
+            f"{worst / gpu_rate / 60:5.2f} min per 1,000 steps (estimate); config {given:g}"
         )
-    print(f"largest estimate: {worst:.2f} min per 1,000 steps")
+        if study in own:
+            scaled = resources * worst / covered
+            verdict = "OK" if given >= scaled else "BELOW the scaled rate"
+            line += f" (own; scaled {scaled:.2f}: {verdict})"
+        print(line)
+    print(
+        f"largest estimate covered by resources.minutes_per_1000_steps ({resources:g}): "
+        f"{covered / gpu_rate / 60:.2f} min per 1,000 steps"
+    )
 
 
 if __name__ == "__main__":

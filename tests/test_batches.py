@@ -58,6 +58,21 @@ def test_an_added_run_or_changed_resource_moves_no_other_run(default, mode):
         }  # fmt: skip
 
 
+def test_a_studys_own_rate_changes_no_batch(default):
+    """A study's `minutes_per_1000_steps` sets its jobs' time limits only: every batch keeps
+    its runs and its batch file (so nothing trains again)."""
+    rated = copy.deepcopy(default)
+    rated["studies"]["sweeps"]["minutes_per_1000_steps"] = 9
+    study_config.validate(rated)
+    for mode in BATCH_MODES:
+        before = batches.batches(study_config.expand(copy.deepcopy(default)), mode)
+        after = batches.batches(study_config.expand(rated), mode)
+        assert list(after) == list(before)
+        for batch, runs in before.items():
+            was = batches.batch_content("results", runs, default["evaluate"])
+            assert batches.batch_content("results", after[batch], rated["evaluate"]) == was
+
+
 def test_a_batch_file_says_its_runs_and_the_settings_only_where_evaluated(default):
     grouped = batches.batches(study_config.expand(default), "study_seed")
     content = batches.batch_content("results", grouped["transfer/seed-1"], default["evaluate"])

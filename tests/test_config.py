@@ -71,6 +71,8 @@ BROKEN = [
     (broken("studies.fig1.base.model", "vgg13"), r"studies\.fig1\.base\.model: set it on the study"),
     (broken("studies.fig 1", {"experiment": "E1"}), r"study name 'fig 1' must be letters, digits"),
     (broken("studies.fig1.evaluations", ["fewshots"]), r"evaluations = \['fewshots'\]: expected a list of fewshot, gc_estimators, bound"),
+    (broken("studies.fig1.minutes_per_1000_steps", 0), r"cfg\.yaml: studies\.fig1\.minutes_per_1000_steps = 0: must be > 0"),
+    (broken("studies.fig1.minutes_per_1000_steps", "2 min"), r"studies\.fig1\.minutes_per_1000_steps = '2 min': expected a number > 0"),
     (broken("resources", {"gpu": -1}), r"resources\.gpu: -1 is less than the minimum of 0"),
     (broken("evaluate", {"gc_repeats": 1}), r"evaluate\.gc_repeats: 1 is less than the minimum of 2"),
     (broken("defaults.gc_examples", 12), r"studies\.fig1 \(base with defaults\): run spec: key 'gc_examples' = 12 is too small for the 10 classes of 'digits'"),

@@ -123,7 +123,7 @@ def test_sbatch_settings_follow_the_train_rule(configfile, tmp_path, monkeypatch
     monkeypatch.delenv("GCSTUDY_SLURM_PARTITION", raising=False)
     p = launch.plan([configfile], workdir=tmp_path)
     (minutes,) = launch.by_time_limit(p)  # 60-step runs: the 10-minute floor
-    assert minutes == jobs.train_minutes(60, p.config["resources"]["minutes_per_1000_steps"])
+    assert minutes == jobs.MIN_MINUTES == 10
     script = _make_sbatch_string(
         command="python -m x", folder=tmp_path, map_count=4,
         **launch.slurm_parameters(p, minutes),
@@ -152,14 +152,49 @@ def test_one_job_array_per_time_limit(configfile, tmp_path):
     configfile.write_text(yaml.safe_dump(config))
     p = launch.plan([configfile], workdir=tmp_path)
     arrays = launch.by_time_limit(p)
-    assert list(arrays) == [jobs.train_minutes(6000, 3), jobs.train_minutes(15000, 3)] == [36, 90]
-    assert list(arrays.values()) == [TINY, OTHER]
+    # 2 x 3 min per 1,000 steps: 6,000 steps 36 min, 15,000 steps 90 min
+    assert arrays == {36: TINY, 90: OTHER}
+    assert [jobs.train_minutes(p.config, p.pending[b]) for b in TINY + OTHER] == [36, 36, 90, 90]
     config["resources"]["batch"] = "study_seed"
     configfile.write_text(yaml.safe_dump(config))
     arrays = launch.by_time_limit(launch.plan([configfile], workdir=tmp_path))
-    assert arrays == {72: ["tiny/seed-0"], 90: ["other/seed-0", "other/seed-1"]}
-    assert jobs.train_minutes(12000, 3) == 72
+    assert arrays == {72: ["tiny/seed-0"], 90: ["other/seed-0", "other/seed-1"]}  # 12,000 steps
     assert list(launch.by_time_limit(p, minutes=30)) == [30]  # --timeout-min: one array
+
+
+def test_a_studys_own_rate_sets_its_jobs_time_limits(configfile, tmp_path):
+    """A study's `minutes_per_1000_steps` replaces the resources' one for its runs alone,
+    in the launcher's limits as in the train rule's (the one gcstudy.scheduling.jobs
+    function): here 7 min per 1,000 steps for `other` (15,000 steps: 2 x 105 = 210 min)
+    beside the resources' 3 for `tiny` (6,000 steps: 36 min)."""
+    config = yaml.safe_load(configfile.read_text())
+    config["resources"]["minutes_per_1000_steps"] = 3
+    config["studies"]["other"].update(base={"steps": 15000}, minutes_per_1000_steps=7)
+    config["studies"]["tiny"]["base"]["steps"] = 6000
+    configfile.write_text(yaml.safe_dump(config))
+    assert launch.by_time_limit(launch.plan([configfile], workdir=tmp_path)) == {
+        36: TINY, 210: OTHER
+    }  # fmt: skip
+    config["resources"]["batch"] = "study_seed"
+    configfile.write_text(yaml.safe_dump(config))
+    arrays = launch.by_time_limit(launch.plan([configfile], workdir=tmp_path))
+    assert arrays == {72: ["tiny/seed-0"], 210: ["other/seed-0", "other/seed-1"]}
+
+
+def test_expected_gpu_hours_sum_each_studys_runs_at_its_rate(configfile, capsys):
+    """`gcstudy runs`: the GPU-hours of a config whose studies have different rates, in all
+    and per study, against the hand computation: `tiny` 2 runs x 6,000 steps x 3 min per
+    1,000 = 36 min = 0.6 h; `other` 2 x 15,000 x 7 / 1,000 = 210 min = 3.5 h; 4.1 h."""
+    config = yaml.safe_load(configfile.read_text())
+    config["resources"].update(gpu=1, minutes_per_1000_steps=3)
+    config["studies"]["other"].update(base={"steps": 15000}, minutes_per_1000_steps=7)
+    config["studies"]["tiny"]["base"]["steps"] = 6000
+    configfile.write_text(yaml.safe_dump(config))
+    assert cli.main(["runs", "--configfile", str(configfile)]) == 0
+    err = capsys.readouterr().err
+    assert "expected training: 4.1 GPU-hours for 4 runs (4.1 job-hours" in err
+    assert "  tiny: 0.6 GPU-hours (2 runs, 12,000 steps at 3 min per 1,000 steps)" in err
+    assert "  other: 3.5 GPU-hours (2 runs, 30,000 steps at 7 min per 1,000 steps)" in err
 
 
 def test_set_resources_for_train_reach_sbatch(configfile, tmp_path, monkeypatch):
@@ -374,18 +409,28 @@ def test_local_executor_requeues_on_its_signal_and_resumes(configfile, tmp_path)
     assert first.attrs["spec"] == second.attrs["spec"]
 
 
-def test_runs_and_dry_run_print_the_expected_gpu_hours(capsys):
-    """From the config's minutes_per_1000_steps: sum over runs of steps / 1000 * minutes."""
+def test_runs_and_dry_run_print_the_expected_gpu_hours(tmp_path, capsys):
+    """config/paper.yaml: the sum over the run folders to train (a run that shares another
+    study's folder is trained once) of steps / 1000 x the study's minutes per 1,000 steps
+    (its own, else the resources'), computed here from the YAML and the run table."""
     paper = Path(__file__).resolve().parents[1] / "config" / "paper.yaml"
     config = yaml.safe_load(paper.read_text())
-    per_1000 = config["resources"]["minutes_per_1000_steps"]
+    studies = config["studies"]
     steps = {s: {**config["defaults"], **study.get("base", {})}["steps"]
-             for s, study in config["studies"].items()}  # fmt: skip
-    assert cli.main(["runs", "--configfile", str(paper)]) == 0
+             for s, study in studies.items()}  # fmt: skip
+    rate = {s: study.get("minutes_per_1000_steps", config["resources"]["minutes_per_1000_steps"])
+            for s, study in studies.items()}  # fmt: skip
+    table = tmp_path / "table.json"
+    assert cli.main(["runs", "--configfile", str(paper), "--table", str(table)]) == 0
     out, err = capsys.readouterr()
-    per_study = {}
-    for line in out.splitlines():
-        study = line.split("/")[0]
-        per_study[study] = per_study.get(study, 0) + 1
-    hours = sum(n * steps[s] / 1000 * per_1000 / 60 for s, n in per_study.items())
-    assert f"expected training: {hours:.1f} GPU-hours for {len(out.splitlines())} runs" in err
+    runs = json.loads(table.read_text())["runs"]
+    assert len(out.splitlines()) == len(runs)
+    trained: dict[str, int] = {}
+    for entry in runs:
+        if entry["folder"] == entry["run_id"]:
+            trained[entry["study"]] = trained.get(entry["study"], 0) + 1
+    hours = {s: n * steps[s] / 1000 * rate[s] / 60 for s, n in trained.items()}
+    total = sum(hours.values())
+    assert f"expected training: {total:.1f} GPU-hours for {sum(trained.values())} runs" in err
+    for study, n in trained.items():
+        assert f"  {study}: {hours[study]:.1f} GPU-hours ({n} runs, " in err, study

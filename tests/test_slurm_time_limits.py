@@ -82,9 +82,10 @@ def submitted_limits(workdir: Path, *args: str, config: dict = CONFIG) -> dict[s
 
 @pytest.mark.slow
 def test_train_jobs_get_their_time_limit_in_minutes(slurm, tmp_path):
-    runs = study_config.validate(yaml.safe_load(yaml.safe_dump(CONFIG)))
-    declared = jobs.train_minutes(3000, 5)  # the rule's limit: 2 x 5 min per 1,000 steps
-    assert declared == 30
+    config = yaml.safe_load(yaml.safe_dump(CONFIG))
+    runs = study_config.validate(config)
+    declared = 30  # the rule's limit: 2 x 5 min per 1,000 steps x 3,000 steps
+    assert [jobs.train_minutes(config, [run]) for run in runs] == [declared, declared]
     wildcards = [run.run_id.replace("/", "_") for run in runs]
     assert submitted_limits(tmp_path / "rule") == dict.fromkeys(wildcards, declared)
     overridden = submitted_limits(tmp_path / "override", "train:runtime=90")
@@ -95,13 +96,23 @@ def test_train_jobs_get_their_time_limit_in_minutes(slurm, tmp_path):
     batched["studies"] = {"tiny": {**CONFIG["studies"]["tiny"], "seeds": [0, 1]}}
     wildcards = ["tiny_seed-0", "tiny_seed-1"]
     limits = submitted_limits(tmp_path / "batched", config=batched)
-    assert (
-        limits
-        == dict.fromkeys(wildcards, jobs.train_minutes(2 * 3000, 5))
-        == {w: 60 for w in wildcards}
-    )
+    assert limits == {w: 60 for w in wildcards}  # 2 x 5 min per 1,000 steps x 6,000 steps
     overridden = submitted_limits(tmp_path / "batched-override", "train:runtime=90", config=batched)
     assert overridden == dict.fromkeys(wildcards, 90)
+
+
+@pytest.mark.slow
+def test_a_study_with_its_own_rate_gets_its_own_time_limit(slurm, tmp_path):
+    """Two one-run studies: `tiny` at the resources' 5 min per 1,000 steps (3,000 steps:
+    2 x 15 = 30 min), `big` at its own 12 (2 x 36 = 72 min), as SLURM records them."""
+    config = yaml.safe_load(yaml.safe_dump(CONFIG))
+    tiny = {**CONFIG["studies"]["tiny"], "sweeps": {}}
+    big = {**tiny, "base": {**tiny["base"], "lr": 0.1}, "minutes_per_1000_steps": 12}
+    config["studies"] = {"tiny": tiny, "big": big}  # two specs: two folders, two jobs
+    checked = study_config.validate(yaml.safe_load(yaml.safe_dump(config)))
+    expected = {run.run_id.replace("/", "_"): {"tiny": 30, "big": 72}[run.study] for run in checked}
+    assert sorted(expected.values()) == [30, 72]
+    assert submitted_limits(tmp_path / "rates", config=config) == expected
 
 
 def test_pyproject_admits_no_snakemake_that_reads_runtimes_as_seconds():

@@ -376,7 +376,8 @@ def test_time_limit_warning_checkpoints_and_a_longer_retry_resumes(study):
     which gets the signal too, survives it and reports the failed rule; the job FAILED is
     resubmitted with a doubled time limit and resumes to the uninterrupted run's results."""
     first, retry = interrupted_and_resumed(study, WARNED, study.interrupts.warn, "FAILED")
-    limit = job_limits.train_minutes(CONFIG["defaults"]["steps"], 10)  # schema default m
+    # twice the expected minutes at the schema's default 10 min per 1,000 steps, >= 10 min
+    limit = max(job_limits.MIN_MINUTES, round(2 * 10 * CONFIG["defaults"]["steps"] / 1000))
     assert (first["TimeLimit"], retry["TimeLimit"]) == (str(limit), str(2 * limit))
     # The job step's Snakemake outlived the signal: it ran the rule to its end and reported
     # the trainer's exit status in the job's SLURM log: 138 = 128 + SIGUSR1, what `gcstudy

@@ -210,6 +210,41 @@ def test_slurm_profile_sends_only_gpu_rules_to_the_gpu_partition(tmp_path):
         assert ("slurm_extra=--signal=USR1@120" in resources) == (rule == "train"), rule
 
 
+@pytest.mark.parametrize("batch", ["run", "study_seed"])
+def test_train_jobs_time_limit_follows_their_studys_rate(tmp_path, batch):
+    """The train rule's `runtime`: twice its runs' expected minutes, each run at its own
+    study's `minutes_per_1000_steps` (else the resources'). 3,000-step runs: `tiny` at the
+    resources' 5 min per 1,000 steps, 2 x 15 = 30 min; `big` at its own 12, 2 x 36 = 72 min
+    a run. big's base point of seed 0 has tiny's spec: trained once, in tiny's folder (the
+    first in config order), so at tiny's rate; with resources.batch study_seed, big's seed 0
+    batch holds one run (72 min), its seed 1 batch two (144 min)."""
+    config = {**TINY_CONFIG, "resources": {"minutes_per_1000_steps": 5, "batch": batch}}
+    config["defaults"] = {**TINY_CONFIG["defaults"], "steps": 3000}
+    tiny = {"experiment": "E1", "dataset": "digits", "base": {"batch_size": 16}}
+    config["studies"] = {
+        "tiny": tiny,
+        "big": {**tiny, "sweeps": {"lr": [0.1]}, "seeds": [0, 1], "minutes_per_1000_steps": 12},
+    }
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    result = snakemake(tmp_path, "--configfile", "cfg.yaml", "-n", "--cores", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = re.findall(
+        r"^rule train:\n(?:    .*\n)*?    wildcards: batch=(\S+)\n    resources: .*runtime=(\d+)",
+        result.stdout,
+        re.M,
+    )
+    limits = {batch_id: int(minutes) for batch_id, minutes in jobs}
+    if batch == "run":
+        assert limits == {
+            "tiny/lr-0.05_bs-16_l2-0_gcp-0_seed-0": 30,
+            "big/lr-0.05_bs-16_l2-0_gcp-0_seed-1": 72,
+            "big/lr-0.1_bs-16_l2-0_gcp-0_seed-0": 72,
+            "big/lr-0.1_bs-16_l2-0_gcp-0_seed-1": 72,
+        }
+    else:
+        assert limits == {"tiny/seed-0": 30, "big/seed-0": 72, "big/seed-1": 144}
+
+
 def test_paper_grid_dry_run_lists_every_job(tmp_path):
     result = snakemake(
         tmp_path,
@@ -223,13 +258,41 @@ def test_paper_grid_dry_run_lists_every_job(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
     runs = study_config.expand(study_config.load(REPO / "config" / "paper.yaml"))
+    appendix = {  # lr and L2 sweeps: 5 + 5 - 1 points; lr, batch and L2: 5 + 5 + 5 - 2; 3 seeds
+        "E1b_resnet50_cifar100": 9 * 3,
+        "E4_transfer_mini_imagenet": 13 * 3,
+    }
+    main = [run for run in runs if run.study not in appendix]
     # E2, E3 and E5's base point share E1's base runs (same spec): 203 runs, 194 trained
-    assert len(runs) == 203
+    assert len(main) == 203
+    assert len(study_config.trained_runs(main)) == 194
+    assert {s: sum(r.study == s for r in runs) for s in appendix} == appendix
     # resources.batch: run (the default): one training job per run folder, each also
-    # writing the run's evaluations
-    assert int(counts["train"]) == int(counts["batch_spec"]) == 194
-    assert len(study_config.trained_runs(runs)) == 194
-    assert int(counts["prepare_data"]) == 4  # cifar10, mnist, fashion_mnist, cifar_fs
+    # writing the run's evaluations; the appendix's runs share no folder
+    trained = 194 + sum(appendix.values())
+    assert int(counts["train"]) == int(counts["batch_spec"]) == trained == 260
+    assert len(study_config.trained_runs(runs)) == trained
+    # cifar10, mnist, fashion_mnist, cifar_fs; the appendix's cifar100 and mini_imagenet
+    assert int(counts["prepare_data"]) == 6
+    # each train job's time limit: twice its run's steps at its study's rate (the appendix's
+    # own, else the resources'), read here from the YAML: 36 min for ResNet-50's 30,000
+    # steps at 0.6, 108 min for mini-ImageNet's 15,000 at 3.6
+    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    rate = {name: study.get("minutes_per_1000_steps", paper["resources"]["minutes_per_1000_steps"])
+            for name, study in paper["studies"].items()}  # fmt: skip
+    steps = {name: study.get("base", {}).get("steps", paper["defaults"]["steps"])
+             for name, study in paper["studies"].items()}  # fmt: skip
+    job = (
+        r"^rule train:\n(?:    .*\n)*?"
+        r"    wildcards: batch=(\w+)/\S+\n    resources: .*runtime=(\d+)"
+    )
+    limits = re.findall(job, result.stdout, re.M)
+    assert len(limits) == trained
+    for study, minutes in limits:
+        assert int(minutes) == max(10, round(2 * rate[study] * steps[study] / 1000)), study
+    assert {s: int(m) for s, m in limits if s in appendix} == {
+        "E1b_resnet50_cifar100": 36, "E4_transfer_mini_imagenet": 108
+    }  # fmt: skip
 
 
 def test_tiny_study_report_uses_the_configs_stats_keys(tiny_study):

@@ -366,29 +366,46 @@ def list_runs(args, parser) -> int:
             f"{run['run_id']}\tsweeps={','.join(run['sweeps'])}\t"
             f"evaluations={','.join(run['evaluations']) or '-'}"
         )
-    print(f"{len(table['runs'])} runs in {len(table['studies'])} studies", file=sys.stderr)
-    print(expected_time(loaded, config.expand(loaded)), file=sys.stderr)
+    trained = config.trained_runs(config.expand(loaded))
+    print(
+        f"{len(table['runs'])} runs in {len(table['studies'])} studies, trained in "
+        f"{len(trained)} run folders (runs of one spec share a folder)",
+        file=sys.stderr,
+    )
+    print(expected_time(loaded, trained), file=sys.stderr)
     if args.table:
         config.write_json(table, args.table)
     return 0
 
 
 def expected_time(config: dict, runs: list) -> str:
-    """The runs' expected training time from ``resources.minutes_per_1000_steps``."""
+    """The expected training time of ``runs`` (trained runs, one per run folder), in all
+    and per study, each run at its study's ``minutes_per_1000_steps``
+    (``gcstudy.scheduling.jobs``)."""
     from gcstudy.scheduling import jobs
 
     resources = config["resources"]
-    per_1000 = resources["minutes_per_1000_steps"]
-    hours = jobs.expected_hours(runs, per_1000)
     if resources["gpu"]:
-        amount = f"{hours * resources['gpu']:.1f} GPU-hours"
+        unit, per_job = "GPU-hours", resources["gpu"]
     else:
-        amount = f"{hours * resources['threads']:.1f} CPU-core-hours"
-    return (
-        f"expected training: {amount} for {len(runs)} runs ({hours:.1f} job-hours at "
-        f"resources.minutes_per_1000_steps = {per_1000}; job time limits are "
-        f"{jobs.MARGIN}x that, at least {jobs.MIN_MINUTES} min)"
-    )
+        unit, per_job = "CPU-core-hours", resources["threads"]
+    by_study: dict[str, list] = {}
+    for run in runs:
+        by_study.setdefault(run.study, []).append(run)
+    hours = jobs.expected_hours(config, runs)
+    lines = [
+        f"expected training: {hours * per_job:.1f} {unit} for {len(runs)} runs "
+        f"({hours:.1f} job-hours, each study's runs at its minutes_per_1000_steps; job time "
+        f"limits are {jobs.MARGIN}x a job's expected time, at least {jobs.MIN_MINUTES} min)"
+    ]
+    for study, chosen in by_study.items():
+        steps = sum(run.spec.steps for run in chosen)
+        lines.append(
+            f"  {study}: {jobs.expected_hours(config, chosen) * per_job:.1f} {unit} "
+            f"({len(chosen)} runs, {steps:,} steps at {jobs.rate(config, study):g} min "
+            "per 1,000 steps)"
+        )
+    return "\n".join(lines)
 
 
 def status_arguments(status: argparse.ArgumentParser) -> None:

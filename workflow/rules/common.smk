@@ -80,10 +80,9 @@ def final_outputs():
 
 
 def train_minutes(wildcards, attempt):
-    """Job time limit of a batch: that of one run with all its runs' steps, longer on each
-    retry (gcstudy.scheduling.jobs)."""
-    steps = sum(run.spec.steps for run in BATCHES[wildcards.batch])
-    return jobs.train_minutes(steps, RESOURCES["minutes_per_1000_steps"], attempt)
+    """Job time limit of a batch: twice its runs' expected minutes, each at its study's
+    rate, longer on each retry (gcstudy.scheduling.jobs)."""
+    return jobs.train_minutes(config, BATCHES[wildcards.batch], attempt)
 
 
 def memory(wildcards, attempt):

@@ -15,7 +15,7 @@ evaluations, and the batch file of rule ``batch_spec``, the data set markers of 
 Only batches without a manifest (or whose batch file changed) are submitted; ``--only``
 selects the batches that hold a matching run. One job array (``executor.batch()``) per
 time limit: batches are grouped by the limit the ``train`` rule gives them
-(``gcstudy.scheduling.jobs.train_minutes`` of their summed steps). The sbatch settings are the
+(``gcstudy.scheduling.jobs.train_minutes`` of their runs). The sbatch settings are the
 ``train`` rule's resources through profiles/slurm, with the same ``--set-resources
 train:...`` overrides (qos, constraint, gpu_model, partition, ...). Each array task is a
 ``TrainBatch``, a ``submitit.helpers.Checkpointable`` that trains in-process.
@@ -312,16 +312,14 @@ def train_resources(entries: list[str] | tuple[str, ...] = ()) -> dict[str, Any]
 
 def by_time_limit(p: Plan, minutes: int | None = None) -> dict[int, list[str]]:
     """The pending batches by the time limit of their first attempt (as the ``train``
-    rule: ``gcstudy.scheduling.jobs.train_minutes`` of the batch's summed steps), shortest first,
+    rule: ``gcstudy.scheduling.jobs.train_minutes`` of the batch's runs), shortest first,
     each in plan order: one job array per limit. ``minutes`` (``--timeout-min`` or a
     ``runtime`` resource) gives every batch the same limit."""
     from gcstudy.scheduling import jobs
 
-    per_1000 = p.config["resources"]["minutes_per_1000_steps"]
     limits: dict[int, list[str]] = {}
     for batch, runs in p.pending.items():
-        steps = sum(run.spec.steps for run in runs)
-        limits.setdefault(minutes or jobs.train_minutes(steps, per_1000), []).append(batch)
+        limits.setdefault(minutes or jobs.train_minutes(p.config, runs), []).append(batch)
     return dict(sorted(limits.items()))
 
 

@@ -23,11 +23,10 @@ from pathlib import Path
 import yaml
 
 from gcstudy.study.settings import (
-    INHERITED,
-    REQUIRED,
     Choice,
     Config,
     DatasetDeclaration,
+    Elsewhere,
     EvaluationSettings,
     Resources,
     RunSpecKey,
@@ -93,7 +92,7 @@ def readme_table(declaration) -> str:
 
 def _default_cell(key) -> str:
     default = default_of(key)
-    if default is REQUIRED or default is INHERITED:
+    if isinstance(default, Elsewhere):
         return default
     if isinstance(key.metadata.get("kind"), Section):
         return "see below"

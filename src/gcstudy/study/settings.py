@@ -37,8 +37,15 @@ from gcstudy.study.factors import EVALUATIONS, EXPERIMENTS, FACTORS
 from gcstudy.study.networks import MODEL_HELP
 from gcstudy.study.spec import RunSpec, did_you_mean
 
-REQUIRED = "(required)"  # a key without a default (the config must give it)
-INHERITED = "from `defaults`"  # a key whose default comes from elsewhere (the `defaults`)
+
+class Elsewhere(str):
+    """A default that is no value: where the value comes from instead (the text the key
+    tables of config/README.md show)."""
+
+
+REQUIRED = Elsewhere("(required)")  # a key without a default (the config must give it)
+INHERITED = Elsewhere("from `defaults`")  # a run-spec key: the config's `defaults` give it
+FROM_RESOURCES = Elsewhere("from `resources`")  # the `resources` key of the same name gives it
 
 
 class SettingError(ValueError):
@@ -410,11 +417,12 @@ class Declarations(Kind):
 
 
 def setting(default, help: str, kind: Kind, *, schema_default: bool = True):
-    """One config key: its default (``REQUIRED``, ``INHERITED`` or a value), what it means
-    and its kind. ``schema_default=False`` keeps the default out of the JSON schema (the
-    key's reader then supplies it)."""
+    """One config key: its default (a value, or an ``Elsewhere``: ``REQUIRED``,
+    ``INHERITED``, ``FROM_RESOURCES``), what it means and its kind.
+    ``schema_default=False`` keeps the default out of the JSON schema (the key's reader
+    then supplies it)."""
     metadata = {"help": help, "kind": kind, "schema_default": schema_default}
-    if default is REQUIRED or default is INHERITED:
+    if isinstance(default, Elsewhere):
         return field(default=None, metadata={**metadata, "default": default})
     if isinstance(default, list | dict):
         return field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
@@ -427,8 +435,8 @@ def declared(section) -> tuple[dataclasses.Field, ...]:
 
 
 def default_of(key: dataclasses.Field):
-    """A key's default as plain data: ``REQUIRED`` when it has none, ``INHERITED`` when
-    it comes from elsewhere."""
+    """A key's default as plain data: ``REQUIRED`` when it has none, an ``Elsewhere``
+    naming where it comes from (``INHERITED``, ``FROM_RESOURCES``)."""
     if "default" in key.metadata:
         return key.metadata["default"]
     if key.default_factory is not dataclasses.MISSING:
@@ -440,7 +448,7 @@ def key_schema(key: dataclasses.Field) -> dict:
     """One declared key as JSON schema: its kind's rule, its default, its help."""
     schema = dict(key.metadata["kind"].schema())
     default = default_of(key)
-    if default is not REQUIRED and default is not INHERITED and key.metadata["schema_default"]:
+    if not isinstance(default, Elsewhere) and key.metadata["schema_default"]:
         schema["default"] = default
     return {**schema, "description": key.metadata["help"]}
 
@@ -504,11 +512,11 @@ class Resources(_Checked):
     )
     minutes_per_1000_steps: float = setting(
         10,
-        "expected training minutes per 1,000 steps, evaluation included; the job's time "
+        "expected training minutes per 1,000 steps, evaluation included (a study's own "
+        "`minutes_per_1000_steps` replaces it for that study's runs); the job's time "
         "limit is twice that (summed over a job's runs; at least 10 minutes), times the "
         "attempt number (`gcstudy.scheduling.jobs`); `gcstudy runs` and `gcstudy launch -n` "
-        "print the "
-        "expected GPU-hours from it",
+        "print the expected GPU-hours from it, per study",
         Number(0, exclusive_minimum=True),
     )
     batch: str = setting(
@@ -684,6 +692,14 @@ class Study:
         "`gc_estimators` (GC-estimator study, Fig. 2), `bound` (marks the study for the "
         "Fig. 3 bound figure)",
         ListOf(Choice(EVALUATIONS)),
+    )
+    minutes_per_1000_steps: float = setting(
+        FROM_RESOURCES,
+        "expected training minutes per 1,000 steps of this study's runs, for a study whose "
+        "steps cost more or less than the config's others (a larger network, larger images): "
+        "its runs' job time limits and its share of the expected GPU-hours follow from it "
+        "(`gcstudy.scheduling.jobs`)",
+        Number(0, exclusive_minimum=True),
     )
 
 
