@@ -10,8 +10,6 @@ from gcstudy.models.from_torchvision import TorchvisionNet
 from gcstudy.study.networks import check_model_name, embedding_dim, is_model_name
 from gcstudy.study.spec import RunSpec, SpecError
 
-torch.set_num_threads(1)
-
 # Parameter counts of the CIFAR-style networks at width 1, 10 classes, RGB input, as
 # published for the common CIFAR adaptations (9.23 M, 9.41 M, 11.17 M, 23.52 M).
 PUBLISHED_MILLIONS = {"vgg11": 9.23, "vgg13": 9.41, "resnet18": 11.17, "resnet50": 23.52}
