@@ -168,16 +168,23 @@ def test_bad_config_is_refused_before_any_job(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
-def test_a_torchvision_network_without_a_head_is_refused_before_any_job(tmp_path):
+@pytest.mark.parametrize(
+    ("model", "refusal"),
+    [
+        ("torchvision:squeezenet1_0", "torchvision:squeezenet1_0: no final linear layer"),
+        ("torchvision:vit_b_16", "does not take the 32 x 32 images of 'digits' (Wrong image"),
+    ],
+)
+def test_a_torchvision_network_it_cannot_train_is_refused_before_any_job(tmp_path, model, refusal):
+    """No head to take the embedding from (squeezenet's classifier is a convolution), or
+    an input size the network refuses (torchvision's ViT-B/16 takes 224 x 224 only)."""
     broken = yaml.safe_load(yaml.safe_dump(TINY_CONFIG))
-    broken["studies"]["tiny"].update(model="torchvision:squeezenet1_0", width=1)
+    broken["studies"]["tiny"].update(model=model, width=1)
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(broken))
     result = snakemake(tmp_path, "--configfile", "cfg.yaml", "--cores", "1")
     assert result.returncode != 0
-    assert (
-        "cfg.yaml: studies.tiny.model = 'torchvision:squeezenet1_0': "
-        "torchvision:squeezenet1_0: no final linear layer"
-    ) in result.stderr
+    assert f"cfg.yaml: studies.tiny.model = '{model}'" in result.stderr, result.stderr[-2000:]
+    assert refusal in result.stderr, result.stderr[-2000:]
     assert not (tmp_path / RESULTS).exists()
 
 

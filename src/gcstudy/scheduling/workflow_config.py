@@ -55,22 +55,36 @@ def runs(config: dict, configfiles: list, overrides=None) -> list:
 
 def check_torchvision_networks(runs: list, source: str) -> None:
     """Build every torchvision network the runs name, for its data set's classes and
-    channels, on the meta device where it can be (``gcstudy.models.build_shapes``): an architecture
-    torchvision does not have, or whose head cannot be found, ends the workflow before any
-    job. Imports torch only when a run names one (the name's form is checked torch-free)."""
+    channels, on the meta device where it can be (``gcstudy.models.build_shapes``), and
+    pass it one image of the data set's size: an architecture torchvision does not have,
+    whose head cannot be found, or that does not take images of that size (a ViT built for
+    224 x 224 given 32 x 32) ends the workflow before any job. Imports torch only when a run
+    names one (the name's form is checked torch-free)."""
     named = sorted(
         {(r.study, r.spec.model, r.spec.dataset) for r in runs if torchvision_arch(r.spec.model)}
     )
     if not named:
         return
-    from gcstudy.models import build_shapes  # imports torch
+    import torch  # imported only here: most configs name no torchvision network
+
+    from gcstudy.models import build_shapes
 
     for study, model, dataset in named:
         data = get_spec(dataset)
         try:
-            build_shapes(model, len(data.split_classes("train")), data.channels)
+            network = build_shapes(model, len(data.split_classes("train")), data.channels).eval()
+            device = next(network.parameters()).device
+            image = torch.zeros(1, data.channels, data.image_size, data.image_size, device=device)
+            with torch.no_grad():
+                network(image)
         except ValueError as error:
             exit_with(f"{source}: studies.{study}.model = {model!r}: {error}")
+        except (RuntimeError, AssertionError) as error:  # torchvision's own size checks
+            exit_with(
+                f"{source}: studies.{study}.model = {model!r} does not take the "
+                f"{data.image_size} x {data.image_size} images of {dataset!r} "
+                f"({' '.join(str(error).split())})"
+            )
 
 
 def exit_with(error: Exception) -> None:
