@@ -341,7 +341,8 @@ def test_a_changed_declaration_finds_the_prepared_copy_stale(tmp_path):
 
 def test_the_workflow_prepares_a_declared_set(tmp_path):
     """The real Snakefile: the config's declared set is prepared by rule prepare_data
-    (which passes the config file on), under the relative data root."""
+    (which passes the set's declaration on), under the relative data root; then another
+    config file with other resources plans no preparation, a changed declaration does."""
     write_class_folders(tmp_path / "pets", ANIMALS)
     config = {"datasets": {"pets": {"path": "pets", "image_size": 8}},
               "studies": {"mine": {"experiment": "E1", "dataset": "pets",
@@ -356,6 +357,15 @@ def test_the_workflow_prepares_a_declared_set(tmp_path):
     assert "prepared/pets" in (tmp_path / "results" / "data" / "pets.ready").read_text()
     spec = get_spec("pets", tmp_path / "data")  # from the manifest the rule wrote
     assert spec.image_size == 8 and spec.folder == str(tmp_path / "pets")
+    for name, change, prepares in (("same.yaml", {"resources": {"mem_mb": 3000}}, False),
+                                   ("bigger.yaml", {"datasets": {"pets": {"path": "pets",
+                                                                          "image_size": 16}}},
+                                    True)):  # fmt: skip
+        (tmp_path / name).write_text(yaml.safe_dump({**config, **change}))
+        dry = subprocess.run([*command[:-4], name, "-n", "results/data/pets.ready"],
+                             cwd=tmp_path, capture_output=True, text=True, env=env)  # fmt: skip
+        assert dry.returncode == 0, dry.stderr[-3000:]
+        assert ("rule prepare_data:" in dry.stdout) == prepares, (name, dry.stdout[-2000:])
 
 
 def test_the_launcher_prepares_a_declared_set(tmp_path, monkeypatch):

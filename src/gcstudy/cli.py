@@ -136,6 +136,12 @@ def prepare_arguments(prepare: argparse.ArgumentParser) -> None:
     )
     prepare.add_argument("--root", required=True, help="data root folder")
     configfile_argument(prepare)
+    prepare.add_argument(
+        "--declaration",
+        metavar="JSON",
+        help="the set's `datasets` entry of a study config, as JSON (what the workflow's "
+        "prepare_data rule passes; null: a built-in set)",
+    )
 
 
 def configfile_argument(parser: argparse.ArgumentParser) -> None:
@@ -160,6 +166,11 @@ def prepare_data(args, parser) -> int:
     from gcstudy.data import prepare
 
     declare_from(args.configfile)
+    declared = json.loads(args.declaration) if args.declaration else None
+    if declared is not None:
+        from gcstudy.study.datasets import declare
+
+        declare(args.name, declared, f"--declaration of datasets.{args.name}")
     folder = prepare(args.name, args.root)
     print(f"{args.name}: ready in {folder}")
     return 0

@@ -12,10 +12,11 @@ rule prepare_data:
         result("benchmarks/prepare_data/{dataset}.tsv")
     params:
         root=config["data_root"],
-        # the config files: their `datasets` declare the user's own data sets
-        configfiles=workflow.overwrite_configfiles or workflow.configfiles,
+        # a declared set's `datasets` entry (null for a built-in set): only a change to it
+        # prepares the set again
+        declaration=lambda wildcards: workflow_config.declaration(config, wildcards.dataset),
     conda:
         "../envs/gcstudy.yaml"
     shell:
         "gcstudy prepare-data {wildcards.dataset} --root {params.root:q} "
-        "--configfile {params.configfiles:q} > {output:q} 2> {log:q}"
+        "--declaration {params.declaration:q} > {output:q} 2> {log:q}"

@@ -14,6 +14,7 @@ way an error ends Snakemake with one message and exit status 1, no traceback
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -51,6 +52,14 @@ def runs(config: dict, configfiles: list, overrides=None) -> list:
         exit_with(error)
     check_torchvision_networks(found, source)
     return found
+
+
+def declaration(config: dict, dataset: str) -> str:
+    """The config's declaration of data set ``dataset`` (its ``datasets`` entry) as JSON,
+    ``null`` for a built-in set: rule prepare_data's parameter, so that a changed
+    declaration prepares the set again (and retrains what reads it) while no other key of
+    the config, and not the config file's name, does."""
+    return json.dumps(config.get("datasets", {}).get(dataset), sort_keys=True)
 
 
 def check_torchvision_networks(runs: list, source: str) -> None:
